@@ -1,0 +1,429 @@
+"""Typed, validated configuration: the one source of truth for hyper-parameters.
+
+Every setting lives in a frozen dataclass (pydantic dataclasses, so values are type-checked and
+coerced once, at construction, with errors that name the field). The CLI's ``--set key=value``,
+``config.json`` files and the presets in :mod:`decalign.presets` all map onto these classes; nothing
+downstream reads settings from anywhere else.
+
+Per-modality settings (convolution kernel, attention dropout) are mappings from modality name to
+value with a ``"default"`` entry, so that a preset written for text/audio/vision also applies to a
+dataset with other modalities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic.dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "FusionConfig",
+    "HeterogeneityConfig",
+    "HomogeneityConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "RunConfig",
+    "SyntheticConfig",
+    "TextEncoderConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "config_from_dict",
+    "config_to_dict",
+    "flat_keys",
+    "metric_mode",
+]
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid", validate_assignment=True)
+
+PosInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
+PosFloat = Annotated[float, Field(gt=0.0)]
+NonNegFloat = Annotated[float, Field(ge=0.0)]
+
+
+class ConfigError(ValueError):
+    """A configuration value or override that cannot be used; the message names the key."""
+
+
+def _per_modality_check(name: str, value: Mapping[str, Any]) -> None:
+    if "default" not in value:
+        raise ValueError(f"{name} needs a 'default' entry (got keys {sorted(value)})")
+
+
+def per_modality(value: Mapping[str, Any], modality: str) -> Any:
+    """Value of a per-modality mapping for ``modality``, falling back to ``"default"``."""
+    return value.get(modality, value["default"])
+
+
+@dataclass(config=_FROZEN)
+class FusionConfig:
+    """Cross-modal transformer over the modality-unique sequences (spec section 1.7)."""
+
+    num_heads: PosInt = 8
+    num_layers: PosInt = 5
+    attn_dropout: dict[str, Prob] = Field(default_factory=lambda: {"default": 0.0, "text": 0.1})
+    relu_dropout: Prob = 0.1
+    embed_dropout: Prob = 0.1
+    res_dropout: Prob = 0.05
+    attn_mask: bool = True
+    cross_modal: bool = True
+    """Ablation switch: ``False`` replaces cross-modal attention by self-attention."""
+
+    def __post_init__(self) -> None:
+        _per_modality_check("model.fusion.attn_dropout", self.attn_dropout)
+
+
+@dataclass(config=_FROZEN)
+class HeterogeneityConfig:
+    """Prototype-guided optimal transport on the modality-unique features (spec 1.5)."""
+
+    enabled: bool = True
+    """Ablation switch for the whole heterogeneity loss (OT + local prototype term)."""
+    prototype_ot: bool = True
+    """Ablation switch for the multi-marginal OT term L_OT."""
+    prototype_local: bool = True
+    """Ablation switch for the sample-to-prototype term L_proto."""
+    num_prototypes: PosInt = 7
+    em_iters: NonNegInt = 5
+    var_floor: PosFloat = 1e-4
+    ot_eps: PosFloat = 0.1
+    ot_iters: PosInt = 50
+    ot_gradient: Literal["unrolled", "envelope"] = "unrolled"
+    """``unrolled`` back-propagates through every Sinkhorn iteration (released behaviour);
+    ``envelope`` treats the converged potentials as constants (exact at convergence, cheaper)."""
+    cost_reduction: Literal["mean", "sum"] = "mean"
+    local_normalize: bool = False
+    """Divide the sample-to-prototype distance by the prototype variance (off: released)."""
+    masked_pooling: bool = False
+    """Pool the unique sequences over valid steps only (off: released, pools padding too)."""
+
+
+@dataclass(config=_FROZEN)
+class HomogeneityConfig:
+    """Latent distribution matching on the modality-common features (spec 1.6)."""
+
+    enabled: bool = True
+    moments: bool = True
+    """Ablation switch for moment matching (the paper's "Sem")."""
+    mmd: bool = True
+    """Ablation switch for the MMD term."""
+    pde_dim: PosInt = 64
+    mmd_kernel: Literal["fixed", "median", "multi"] = "fixed"
+    """``fixed``: released kernel exp(-||a-b||^2 / (2 h)) with h = ``mmd_bandwidth``;
+    ``median``: h = median pairwise squared distance / 2 (detached);
+    ``multi``: average of kernels at ``mmd_bandwidths`` times the median heuristic."""
+    mmd_bandwidth: PosFloat = 1.0
+    mmd_bandwidths: tuple[PosFloat, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(config=_FROZEN)
+class TextEncoderConfig:
+    """Where text features come from: the data file (default) or a fine-tuned BERT."""
+
+    kind: Literal["features", "bert"] = "features"
+    path: str | None = None
+    """Local directory of a HuggingFace BERT-family model (no hub downloads)."""
+    max_length: PosInt | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind == "bert" and not self.path:
+            raise ValueError(
+                "model.text_encoder.path must name a local model directory when kind='bert' "
+                "(nothing can be downloaded from a model hub)"
+            )
+
+
+@dataclass(config=_FROZEN)
+class ModelConfig:
+    """Architecture and alignment switches of :class:`decalign.model.DecAlign`.
+
+    Input widths and sequence lengths are *not* here: they always come from the data.
+    """
+
+    d_model: PosInt = 64
+    conv_kernel: dict[str, PosInt] = Field(default_factory=lambda: {"default": 1})
+    text_dropout: Prob = 0.0
+    output_dropout: Prob = 0.0
+    modalities: tuple[str, ...] | None = None
+    """Active modalities (ablations: unimodal, bimodal). ``None``: all modalities of the data."""
+    decoupling_loss: bool = True
+    """Ablation switch for the decoupling (orthogonality) loss."""
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    heterogeneity: HeterogeneityConfig = Field(default_factory=HeterogeneityConfig)
+    homogeneity: HomogeneityConfig = Field(default_factory=HomogeneityConfig)
+    text_encoder: TextEncoderConfig = Field(default_factory=TextEncoderConfig)
+
+    def __post_init__(self) -> None:
+        _per_modality_check("model.conv_kernel", self.conv_kernel)
+        if self.d_model % self.fusion.num_heads:
+            raise ValueError(
+                f"model.d_model ({self.d_model}) must be divisible by "
+                f"model.fusion.num_heads ({self.fusion.num_heads})"
+            )
+        if self.modalities is not None and len(self.modalities) == 0:
+            raise ValueError("model.modalities must name at least one modality (or be null)")
+
+    def kernel_for(self, modality: str) -> int:
+        return int(per_modality(self.conv_kernel, modality))
+
+
+@dataclass(config=_FROZEN)
+class ObjectiveConfig:
+    """Loss terms and weights: L = task + w_dec L_dec + alpha L_hete + beta L_homo + w_ct L_ct
+    (+ w_bin L_bin) (spec section 2)."""
+
+    task_loss: Literal["mse", "l1", "ce"] = "mse"
+    w_dec: NonNegFloat = 1.0
+    alpha: NonNegFloat = 0.05
+    beta: NonNegFloat = 0.07
+    w_ct: NonNegFloat = 0.003
+    ct_temperature: PosFloat = 0.1
+    w_bin: NonNegFloat = 0.0
+
+
+def metric_mode(metric: str) -> Literal["min", "max"]:
+    """Whether a smaller (losses, errors) or larger (accuracies, F1, corr) value is better."""
+    return "min" if metric == "loss" or metric.endswith("loss") or metric in {"mae", "mse"} else "max"
+
+
+@dataclass(config=_FROZEN)
+class TrainConfig:
+    """Optimisation and protocol (spec section 2)."""
+
+    batch_size: PosInt = 32
+    eval_batch_size: PosInt | None = None
+    lr: PosFloat = 6e-5
+    bert_lr: PosFloat | None = None
+    """Learning rate of the BERT parameters; ``None``: same as ``lr``."""
+    weight_decay: NonNegFloat = 0.005
+    num_epochs: PosInt = 18
+    early_stop_patience: PosInt = 6
+    scheduler_patience: NonNegInt = 5
+    scheduler_factor: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    grad_clip: PosFloat | None = 0.6
+    selection_metric: str = "loss"
+    """Validation metric for model selection: ``loss`` (task loss, minimised) or a metric key."""
+    scheduler_metric: str | None = None
+    """Validation metric for ReduceLROnPlateau; ``None``: the selection metric."""
+    seeds: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    amp: bool = False
+    """bf16/fp16 autocast on CUDA (ignored with a warning elsewhere)."""
+    compile: bool = False
+    """Wrap the model in ``torch.compile``."""
+    num_threads: NonNegInt = 0
+    """torch intra-op threads; 0 leaves torch's default."""
+    gather_alignment: bool = False
+    """Distributed only: compute the batch-statistic alignment losses on features gathered
+    from all ranks (with gradients) instead of each rank's own batch."""
+
+    @property
+    def scheduler_metric_name(self) -> str:
+        return self.scheduler_metric or self.selection_metric
+
+
+@dataclass(config=_FROZEN)
+class SyntheticConfig:
+    """The built-in tri-modal benchmark (see :mod:`decalign.data.synthetic`), MOSI-shaped."""
+
+    n_train: PosInt = 1284
+    n_valid: PosInt = 229
+    n_test: PosInt = 686
+    seq_len: PosInt = 50
+    dims: dict[str, PosInt] = Field(default_factory=lambda: {"text": 768, "audio": 5, "vision": 20})
+    shared_weight: NonNegFloat = 1.0
+    """Strength of the label component that every modality observes."""
+    unique_weight: NonNegFloat = 1.0
+    """Strength of each label component that only one modality observes."""
+    noise: NonNegFloat = 1.0
+    """Feature noise relative to the signal."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.dims) < 2:
+            raise ValueError(f"data.synthetic.dims needs at least 2 modalities, got {sorted(self.dims)}")
+
+
+@dataclass(config=_FROZEN)
+class DataConfig:
+    """Which data and how it is prepared."""
+
+    dataset: Literal["mosi", "mosei", "sims", "iemocap", "synthetic", "custom", "auto"] = "auto"
+    path: str | None = None
+    standardize: tuple[float, float] | None = None
+    """Percentiles (lo, hi) for per-dimension clip + standardisation of audio and vision, fitted
+    on the train split; ``None``: off."""
+    iemocap_protocol: Literal["session_valid", "paper_count"] = "session_valid"
+    valid_fraction: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.1
+    """Dialogue-level IEMOCAP: fraction of training dialogues carved out for validation."""
+    split_seed: int = 0
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    def __post_init__(self) -> None:
+        if self.standardize is not None:
+            lo, hi = self.standardize
+            if not 0.0 <= lo < hi <= 100.0:
+                raise ValueError(f"data.standardize must be percentiles 0 <= lo < hi <= 100, got {self.standardize}")
+
+
+@dataclass(config=_FROZEN)
+class RunConfig:
+    """Everything a training run needs, as written to ``config.json``."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    preset: str = "mosi"
+
+    @model_validator(mode="after")
+    def _check_task_consistency(self) -> RunConfig:
+        if self.objective.w_bin > 0 and self.objective.task_loss == "ce":
+            raise ValueError("objective.w_bin > 0 needs a regression task loss, not 'ce'")
+        return self
+
+
+T = TypeVar("T")
+
+
+def _format_validation_error(err: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"] if p != "__post_init__")
+        where = f"{prefix}{loc}" if loc else prefix.rstrip(".") or "config"
+        got = e.get("input")
+        shown = "" if isinstance(got, (dict, list, tuple)) else f" (got {got!r})"
+        lines.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{shown}")
+    return "; ".join(lines)
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+    """Build and validate a config dataclass from plain data (e.g. a parsed ``config.json``)."""
+    try:
+        return TypeAdapter(cls).validate_python(dict(data))
+    except ValidationError as err:
+        raise ConfigError(f"invalid {cls.__name__}: {_format_validation_error(err)}") from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """Plain, JSON-serialisable data of a config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def _unwrap(tp: Any) -> Any:
+    while get_origin(tp) is Annotated:
+        tp = get_args(tp)[0]
+    return tp
+
+
+def _dataclass_of(tp: Any) -> type | None:
+    """The dataclass inside ``tp`` (also inside ``X | None``), or None."""
+    tp = _unwrap(tp)
+    if dataclasses.is_dataclass(tp):
+        return tp  # type: ignore[return-value]
+    for arg in get_args(tp):
+        arg = _unwrap(arg)
+        if dataclasses.is_dataclass(arg):
+            return arg  # type: ignore[return-value]
+    return None
+
+
+def _is_mapping(tp: Any) -> bool:
+    tp = _unwrap(tp)
+    return get_origin(tp) in (dict, Mapping)
+
+
+def flat_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """Every settable dotted key of a config class, e.g. ``model.fusion.num_layers``."""
+    keys: list[str] = []
+    hints = get_type_hints(cls, include_extras=True)
+    for f in dataclasses.fields(cls):
+        sub = _dataclass_of(hints[f.name])
+        if sub is not None:
+            keys.extend(flat_keys(sub, f"{prefix}{f.name}."))
+        else:
+            keys.append(f"{prefix}{f.name}")
+    return keys
+
+
+def _parse_value(text: str) -> Any:
+    """JSON where it parses (numbers, booleans, null, lists, objects), else the raw string."""
+    low = text.strip().lower()
+    if low in {"none", "null"}:
+        return None
+    if low in {"true", "false"}:
+        return low == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _resolve_key(key: str, valid: list[str]) -> tuple[str, str | None]:
+    """Map a user key to a full dotted key; returns (key, sub-key for per-modality maps)."""
+    if key in valid:
+        return key, None
+    # ``model.conv_kernel.audio``: one entry of a per-modality mapping.
+    head, _, last = key.rpartition(".")
+    if head in valid:
+        return head, last
+    # A unique leaf name (``lr``) or unique suffix (``fusion.num_layers``) is accepted too.
+    matches = [v for v in valid if v.endswith("." + key)]
+    if len(matches) == 1:
+        return matches[0], None
+    if head:
+        matches = [v for v in valid if v.endswith("." + head)]
+        if len(matches) == 1:
+            return matches[0], last
+    hint = f" (ambiguous: {', '.join(matches)})" if len(matches) > 1 else ""
+    raise ConfigError(f"unknown setting {key!r}{hint}; valid settings are:\n  " + "\n  ".join(valid))
+
+
+def apply_overrides(config: RunConfig, overrides: Iterable[str] | Mapping[str, Any]) -> RunConfig:
+    """Return ``config`` with ``key=value`` overrides applied and the result re-validated.
+
+    Keys are dotted paths (``train.lr``), unique suffixes (``lr``, ``fusion.num_layers``), or an
+    entry of a per-modality mapping (``model.conv_kernel.audio``). Setting a per-modality mapping
+    to a plain value (``model.conv_kernel=5``) applies it to every modality.
+    """
+    items: list[tuple[str, Any]]
+    if isinstance(overrides, Mapping):
+        items = list(overrides.items())
+    else:
+        items = []
+        for text in overrides:
+            if "=" not in text:
+                raise ConfigError(f"override {text!r} is not of the form key=value")
+            k, v = text.split("=", 1)
+            items.append((k.strip(), _parse_value(v)))
+    valid = flat_keys(RunConfig)
+    data = config_to_dict(config)
+    hints_cache: dict[str, Any] = {}
+    for key, value in items:
+        full, sub = _resolve_key(key, valid)
+        *path, leaf = full.split(".")
+        node = data
+        cls: Any = RunConfig
+        for p in path:
+            node = node[p]
+            cls = _dataclass_of(get_type_hints(cls, include_extras=True)[p])
+        tp = hints_cache.setdefault(full, get_type_hints(cls, include_extras=True)[leaf])
+        if _is_mapping(tp):
+            if sub is not None:
+                node[leaf] = {**node[leaf], sub: value}
+            elif isinstance(value, Mapping):
+                node[leaf] = dict(value)
+            else:
+                node[leaf] = {"default": value}
+        elif sub is not None:
+            raise ConfigError(f"unknown setting {key!r}: {full} is not a per-modality mapping")
+        else:
+            node[leaf] = value
+    return config_from_dict(RunConfig, data)
