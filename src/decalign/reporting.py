@@ -1,0 +1,291 @@
+"""Aggregating metrics over seeds and printing them the way the paper's tables do.
+
+numpy only, so that the CLI can import this for printing without paying for torch or sklearn.
+
+Display conventions (``spec/metrics.md``, "Reporting"): accuracies and F1 scores (``acc*``,
+``f1*``, ``wacc``, ``waf1``, per-class ``acc_<class>``/``f1_<class>``) are stored as fractions and
+printed x 100 with two decimals (0.8575 -> ``85.75``); ``mae``, ``mse``, ``corr`` and losses are
+printed with three decimals. :data:`PAPER_RESULTS` holds the paper's numbers in the same units and
+keys as :mod:`decalign.metrics`, so they can be printed beside ours with the same functions.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = [
+    "PAPER_RESULTS",
+    "aggregate",
+    "format_mean_std",
+    "format_table",
+    "format_value",
+    "higher_is_better",
+    "is_percentage",
+]
+
+_SPLIT_PREFIXES = ("train_", "valid_", "val_", "test_")
+_THREE_DECIMALS = {"mae", "mse", "rmse", "corr"}
+_LOWER_IS_BETTER = {"mae", "mse", "rmse"}
+MISSING = "–"
+"""Printed where a row has no value for a column."""
+
+
+def _base_key(key: str) -> str:
+    """The metric name without a split prefix or namespace: ``test/acc7`` and ``test_acc7`` ->
+    ``acc7``, so prefixed history keys format like the bare ones."""
+    base = key.rsplit("/", 1)[-1]
+    for prefix in _SPLIT_PREFIXES:
+        if base.startswith(prefix):
+            return base[len(prefix):]
+    return base
+
+
+def is_percentage(key: str) -> bool:
+    """Whether ``key`` is an accuracy or F1 (stored as a fraction, shown x 100)."""
+    base = _base_key(key)
+    return base in ("wacc", "waf1") or base.startswith(("acc", "f1"))
+
+
+def _is_three_decimals(key: str) -> bool:
+    base = _base_key(key)
+    return base in _THREE_DECIMALS or "loss" in base
+
+
+def higher_is_better(key: str) -> bool | None:
+    """Direction of a metric: ``False`` for errors and losses (``mae``, ``mse``, ``*loss*``),
+    ``True`` for accuracies, F1 and ``corr``, ``None`` for keys without a known direction."""
+    base = _base_key(key)
+    if base in _LOWER_IS_BETTER or "loss" in base:
+        return False
+    if is_percentage(key) or base == "corr":
+        return True
+    return None
+
+
+def _decimals_and_scale(key: str) -> tuple[int, float] | None:
+    if is_percentage(key):
+        return 2, 100.0
+    if _is_three_decimals(key):
+        return 3, 1.0
+    return None
+
+
+def format_value(key: str, value: float) -> str:
+    """``value`` as the paper prints ``key``: x 100 with two decimals for accuracies and F1,
+    three decimals for ``mae``/``mse``/``corr``/losses, four significant digits otherwise
+    (e.g. an epoch count or learning rate)."""
+    value = float(value)
+    rule = _decimals_and_scale(key)
+    if rule is None:
+        return f"{value:.4g}"
+    decimals, scale = rule
+    return f"{value * scale:.{decimals}f}"
+
+
+def format_mean_std(key: str, mean: float, std: float | None = None) -> str:
+    """``mean ± std`` in ``key``'s display units, e.g. ``85.75 ± 0.31``; just the mean when
+    ``std`` is ``None`` (a single reported number such as the paper's)."""
+    if std is None:
+        return format_value(key, mean)
+    return f"{format_value(key, mean)} ± {format_value(key, std)}"
+
+
+def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
+    r"""Mean and **sample** standard deviation over seeds, per metric key.
+
+    ``std`` uses ``ddof=1``, :math:`s = \sqrt{\frac{1}{n-1}\sum_i (x_i - \bar x)^2}`, the unbiased
+    estimate of the seed-to-seed spread (the spec asks to say which; with the usual 5 seeds the
+    population std would be ``sqrt(4/5)`` = 0.894 times this). A single seed has ``std`` 0.0.
+
+    Args:
+        per_seed: one metrics dict per seed, all with the same keys.
+
+    Returns:
+        ``{"mean": {key: float}, "std": {key: float}, "n": number of seeds}``, keys in the first
+        seed's order.
+
+    Raises:
+        ValueError: no seeds, a key missing from some seeds, or a non-numeric value.
+    """
+    if len(per_seed) == 0:
+        raise ValueError("aggregate needs at least one seed's metrics, got an empty list")
+    keys = list(per_seed[0])
+    all_keys = set(keys)
+    for i, metrics in enumerate(per_seed):
+        if set(metrics) != all_keys:
+            missing = sorted(all_keys - set(metrics))
+            extra = sorted(set(metrics) - all_keys)
+            raise ValueError(
+                f"seed #{i} has different metric keys from seed #0: missing {missing}, extra {extra}"
+            )
+    mean: dict[str, float] = {}
+    std: dict[str, float] = {}
+    for key in keys:
+        try:
+            values = np.array([float(m[key]) for m in per_seed], dtype=np.float64)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"aggregate: metric {key!r} has a non-numeric value ({err})") from err
+        mean[key] = float(values.mean())
+        std[key] = float(values.std(ddof=1)) if values.size > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(per_seed)}
+
+
+def _is_aggregate(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and isinstance(obj.get("mean"), Mapping) and isinstance(
+        obj.get("std"), Mapping
+    )
+
+
+def _row_values(row: Mapping[str, Any]) -> tuple[Mapping[str, float], Mapping[str, float] | None]:
+    if _is_aggregate(row):
+        return row["mean"], row["std"]
+    return row, None
+
+
+def _column_keys(rows: Iterable[Mapping[str, float]]) -> list[str]:
+    keys: list[str] = []
+    seen: set[str] = set()
+    for means in rows:
+        for k in means:
+            if k not in seen:
+                seen.add(k)
+                keys.append(k)
+    return keys
+
+
+def format_table(
+    rows: Mapping[str, Mapping[str, Any]],
+    keys: Sequence[str] | None = None,
+    style: Literal["text", "markdown"] = "text",
+    bold_best: bool = False,
+    row_header: str = "",
+) -> str:
+    """Render rows (models, ablations, seeds) x metric columns as ``mean ± std`` cells.
+
+    Args:
+        rows: row name -> either a plain metrics dict (one number per cell, e.g. a single run or a
+            :data:`PAPER_RESULTS` row) or an :func:`aggregate` result (``mean ± std`` cells). A
+            single :func:`aggregate` result may also be passed directly; it becomes one row.
+        keys: the columns, in order; default every key seen, in first-seen order. A row without
+            a key shows ``–``.
+        style: ``"text"`` (aligned plain-text columns) or ``"markdown"`` (a GitHub table).
+        bold_best: mark the best mean of each column with a known direction (``mae``/``mse``/
+            losses lowest, accuracies/F1/``corr`` highest; see :func:`higher_is_better`). Best is
+            judged on the *displayed* value, so rows that print the same are all marked. Markdown
+            uses ``**bold**``; text appends ``*``.
+        row_header: header of the first (row name) column.
+
+    Returns:
+        The table as a string, without a trailing newline.
+    """
+    if style not in ("text", "markdown"):
+        raise ValueError(f"style must be 'text' or 'markdown', got {style!r}")
+    if _is_aggregate(rows):
+        rows = {"result": rows}
+    parsed = {name: _row_values(row) for name, row in rows.items()}
+    columns = list(keys) if keys is not None else _column_keys(m for m, _ in parsed.values())
+
+    best: dict[str, str] = {}
+    if bold_best:
+        for key in columns:
+            direction = higher_is_better(key)
+            present = [
+                float(m[key]) for m, _ in parsed.values() if key in m and not math.isnan(float(m[key]))
+            ]
+            if direction is None or len(present) < 2:
+                continue
+            target = max(present) if direction else min(present)
+            best[key] = format_value(key, target)
+
+    header = [row_header, *columns]
+    body: list[list[str]] = []
+    for name, (means, stds) in parsed.items():
+        cells = [str(name)]
+        for key in columns:
+            if key not in means:
+                cells.append(MISSING)
+                continue
+            std = None if stds is None or key not in stds else stds[key]
+            cell = format_mean_std(key, means[key], std)
+            if key in best and format_value(key, means[key]) == best[key]:
+                cell = f"**{cell}**" if style == "markdown" else f"{cell} *"
+            cells.append(cell)
+        body.append(cells)
+
+    if style == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
+        lines += ["| " + " | ".join(cells) + " |" for cells in body]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [header, *body]) for i in range(len(header))]
+    lines = []
+    for cells in [header, *body]:
+        first = cells[0].ljust(widths[0])
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]
+        lines.append("  ".join([first, *rest]).rstrip())
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's reported numbers (spec/method.md section 4, from the paper's Tables 1-2 and the
+# ablations), in our keys and units: the paper's Acc-2/F1 on MOSI and MOSEI are the non-zero
+# variants (acc2_non0, f1_non0); CH-SIMS F1 is `f1`; IEMOCAP WAcc/WAF1 are wacc/waf1. Percentages
+# are stored as fractions so format_value prints them exactly as the paper does.
+
+
+def _frozen(table: dict[str, dict[str, dict[str, float]]]) -> Mapping[str, Mapping[str, Mapping[str, float]]]:
+    return MappingProxyType(
+        {
+            bench: MappingProxyType({row: MappingProxyType(dict(vals)) for row, vals in rows.items()})
+            for bench, rows in table.items()
+        }
+    )
+
+
+def _mae_f1(mae: float, f1: float) -> dict[str, float]:
+    return {"mae": mae, "f1_non0": f1}
+
+
+PAPER_RESULTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen(
+    {
+        "mosi": {
+            "DecAlign": {"mae": 0.735, "corr": 0.811, "acc2_non0": 0.8575, "acc7": 0.4507, "f1_non0": 0.8582},
+            "CGGM": {"mae": 0.747, "corr": 0.798, "acc2_non0": 0.8443, "acc7": 0.4321, "f1_non0": 0.8413},
+            "MulT": {"mae": 0.846, "corr": 0.725, "acc2_non0": 0.8170, "acc7": 0.4005, "f1_non0": 0.8166},
+            "w/o homogeneity": _mae_f1(0.747, 0.8446),
+            "w/o heterogeneity": _mae_f1(0.754, 0.8403),
+            "decoupling only": _mae_f1(0.784, 0.8192),
+            "w/o decoupling and alignment": _mae_f1(0.794, 0.8156),
+            "w/o MMD": _mae_f1(0.741, 0.8461),
+            "w/o moment matching (Sem)": _mae_f1(0.738, 0.8473),
+            "w/o contrastive (CT)": _mae_f1(0.743, 0.8436),
+            "w/o prototype OT": _mae_f1(0.748, 0.8417),
+        },
+        "mosei": {
+            "DecAlign": {"mae": 0.543, "corr": 0.768, "acc2_non0": 0.8648, "acc7": 0.5502, "f1_non0": 0.8607},
+            "w/o homogeneity": _mae_f1(0.562, 0.8474),
+            "w/o heterogeneity": _mae_f1(0.588, 0.8437),
+            "decoupling only": _mae_f1(0.632, 0.8222),
+            "w/o decoupling and alignment": _mae_f1(0.624, 0.8187),
+            "w/o MMD": _mae_f1(0.564, 0.8526),
+            "w/o moment matching (Sem)": _mae_f1(0.553, 0.8533),
+            "w/o contrastive (CT)": _mae_f1(0.619, 0.8521),
+            "w/o prototype OT": _mae_f1(0.624, 0.8503),
+        },
+        "sims": {
+            "DecAlign": {"mae": 0.403, "f1": 0.8185},
+            "CGGM": {"mae": 0.417, "f1": 0.8012},
+        },
+        "iemocap": {
+            "DecAlign": {"wacc": 0.7335, "waf1": 0.7343},
+            "CGGM": {"wacc": 0.7225, "waf1": 0.7217},
+        },
+    }
+)
+"""benchmark (``mosi``, ``mosei``, ``sims``, ``iemocap``) -> row (``DecAlign``, a baseline, or an
+ablation) -> metrics in our keys and units. Read-only. Ablation rows give only MAE and F1, as the
+paper does; ``w/o decoupling and alignment`` is the paper's "none" row."""
