@@ -244,6 +244,11 @@ class SyntheticConfig:
     """Strength of each label component that only one modality observes."""
     noise: NonNegFloat = 1.0
     """Feature noise relative to the signal."""
+    label_noise: NonNegFloat = 0.1
+    """Standard deviation of the label noise no modality can explain (before quantisation)."""
+    variable_lengths: bool = False
+    """Give every modality but the first random true lengths in [T/2, T] (zero padding after),
+    to exercise masking; off: aligned like MOSI ``aligned_50``."""
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from decalign.data.types import DataError, MultimodalDataset
+from decalign.data.types import DataError, MultimodalDataset, Split
 
 __all__ = [
     "CHUNK_ELEMENTS",
@@ -24,6 +24,7 @@ __all__ = [
     "ReadLog",
     "bert_inputs",
     "class_labels",
+    "concat_splits",
     "float_features",
     "int_lengths",
     "regression_labels",
@@ -237,3 +238,24 @@ def bert_inputs(value: Any, where: str, n: int) -> tuple[np.ndarray, bool]:
     if swapped:
         out[:, [1, 2]] = out[:, [2, 1]]
     return out, swapped
+
+
+def concat_splits(parts: Sequence[Split]) -> Split:
+    """The samples of ``parts`` one after another (a copy); modalities and widths must agree.
+    Optional fields (``text_bert``, ``raw_text``, extra labels) survive only if every part has
+    them."""
+    first = parts[0]
+
+    def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
+        return None if any(a is None for a in arrays) else np.concatenate(arrays)  # type: ignore[arg-type]
+
+    extra_keys = [k for k in first.extra_labels if all(k in p.extra_labels for p in parts)]
+    return Split(
+        features={m: np.concatenate([p.features[m] for p in parts]) for m in first.features},
+        lengths={m: np.concatenate([p.lengths[m] for p in parts]) for m in first.lengths},
+        labels=np.concatenate([p.labels for p in parts]),
+        ids=np.concatenate([p.ids for p in parts]),
+        extra_labels={k: np.concatenate([p.extra_labels[k] for p in parts]) for k in extra_keys},
+        text_bert=cat([p.text_bert for p in parts]),
+        raw_text=cat([p.raw_text for p in parts]),
+    )

@@ -1,0 +1,184 @@
+"""One entry point for every data source: :func:`load_dataset`; plus :func:`describe_dataset`
+(for ``decalign info``) and :func:`convert` (for ``decalign convert``).
+
+What a path holds is decided from its content, never its name: a directory or a zip/safetensors
+header is our native format (:mod:`decalign.data.native`); anything else is unpickled with the
+restricted unpickler (:mod:`decalign.data.safe_pickle`) and read as the MMSA layout (a dict of
+splits: MOSI, MOSEI, CH-SIMS, utterance-level IEMOCAP, custom) or the dialogue-level IEMOCAP
+9-item sequence. The benchmark (``kind``) is detected from feature widths unless
+``DataConfig.dataset`` forces one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decalign.config import DataConfig
+from decalign.data.arrays import ReadLog
+from decalign.data.iemocap import apply_iemocap_protocol, is_dialogue_layout, read_iemocap_dialogue
+from decalign.data.mmsa import read_mmsa
+from decalign.data.native import load_native, save_native, sniff_format
+from decalign.data.preprocess import apply_standardizer_, fit_standardizer, standardized_modalities
+from decalign.data.safe_pickle import load_pickle
+from decalign.data.synthetic import make_synthetic
+from decalign.data.types import SPLITS, DataError, MultimodalDataset
+
+__all__ = ["convert", "describe_dataset", "load_dataset"]
+
+
+def load_dataset(
+    path: str | os.PathLike[str] | None, config: DataConfig | None = None
+) -> MultimodalDataset:
+    """Load, validate and prepare a dataset.
+
+    Args:
+        path: a benchmark pickle, a native ``.npz``/``.safetensors`` file or directory, or
+            ``None`` for ``config.path`` (and, if that is ``None`` too, the synthetic benchmark).
+        config: ``dataset`` ``"auto"`` detects the kind; a benchmark name or ``"custom"`` forces
+            it (a mismatch with the benchmark's shapes is allowed and noted); ``"synthetic"``
+            generates ``config.synthetic``. ``iemocap_protocol``, ``valid_fraction`` and
+            ``split_seed`` apply to IEMOCAP; ``standardize`` (percentiles) clips and standardises
+            every non-text modality with train statistics (:mod:`decalign.data.preprocess`).
+
+    Returns:
+        The dataset; what the reader fixed or noticed is in ``dataset.notes`` (non-finite feature
+        values replaced by 0 are also reported with a :class:`~decalign.data.arrays.NonFiniteWarning`).
+
+    Raises:
+        DataError: naming file, split, key and expected vs found shape; ``UnsafePickleError``
+            (a ``DataError``) for pickles that reference code.
+    """
+    config = config or DataConfig()
+    if path is None:
+        path = config.path
+    kind = config.dataset
+    if kind == "synthetic" or (path is None and kind == "auto"):
+        ds = make_synthetic(config.synthetic)
+        if path is not None:
+            ds.notes.append(f"dataset 'synthetic' requested: the path {os.fspath(path)!r} was not read")
+    elif path is None:
+        raise DataError(f"dataset {kind!r} needs a path to its data file (data.path)")
+    else:
+        ds = _read(Path(path), None if kind == "auto" else kind, config)
+    if ds.kind == "iemocap":
+        ds = apply_iemocap_protocol(ds, config.iemocap_protocol)
+    if config.standardize is not None:
+        modalities = standardized_modalities(ds)
+        if modalities:
+            stats = fit_standardizer(ds.splits["train"], modalities, config.standardize)
+            apply_standardizer_(ds, stats)
+    return ds
+
+
+def _read(path: Path, kind: str | None, config: DataConfig) -> MultimodalDataset:
+    log = ReadLog()
+    what = sniff_format(path)
+    if what in ("directory", "npz", "safetensors"):
+        ds = load_native(path, kind, log)
+    else:
+        obj = load_pickle(path)
+        if isinstance(obj, Mapping):
+            ds = read_mmsa(obj, str(path), kind, log)
+        elif is_dialogue_layout(obj):
+            ds = read_iemocap_dialogue(
+                obj,
+                str(path),
+                kind,
+                log,
+                valid_fraction=config.valid_fraction,
+                split_seed=config.split_seed,
+            )
+        else:
+            size = f" of {len(obj)} items" if isinstance(obj, (list, tuple)) else ""
+            raise DataError(
+                f"{path}: the pickle holds a {type(obj).__name__}{size}; expected a dict with splits "
+                "'train', 'valid', 'test' (MMSA layout) or the 9-item dialogue-level IEMOCAP sequence"
+            )
+        del obj
+    return log.finish(ds, stacklevel=4)
+
+
+def convert(
+    in_path: str | os.PathLike[str],
+    out_path: str | os.PathLike[str],
+    fmt: str | None = None,
+    kind: str | None = None,
+    config: DataConfig | None = None,
+) -> Path:
+    """Read ``in_path`` (any supported layout) and write it in the native format.
+
+    ``fmt``: ``"npz"`` or ``"safetensors"`` (default: from ``out_path``'s suffix, else npz);
+    ``out_path`` ending in ``.npz``/``.safetensors`` gives one file, else a directory.
+    ``kind`` forces the dataset kind (default: detected). ``config`` supplies the IEMOCAP split
+    settings; standardisation is never applied (conversion keeps the features as they are).
+    Returns the written path.
+    """
+    config = config or DataConfig()
+    overrides: dict[str, Any] = {"standardize": None, "path": None}
+    if kind is not None:
+        overrides["dataset"] = kind
+    cfg = dataclasses.replace(config, **overrides)
+    ds = load_dataset(in_path, cfg)
+    return save_native(ds, out_path, fmt)
+
+
+def _label_summary(labels: np.ndarray, task: str, class_names: tuple[str, ...] | None) -> dict[str, Any]:
+    if len(labels) == 0:
+        return {}
+    if task == "classification":
+        values, counts = np.unique(labels, return_counts=True)
+        names = class_names or ()
+        return {
+            "class_counts": {
+                (names[int(v)] if int(v) < len(names) else str(int(v))): int(c) for v, c in zip(values, counts)
+            }
+        }
+    return {
+        "min": float(labels.min()),
+        "max": float(labels.max()),
+        "mean": float(labels.mean()),
+        "std": float(labels.std()),
+        "zeros": int(np.count_nonzero(labels == 0)),
+    }
+
+
+def describe_dataset(ds: MultimodalDataset) -> dict[str, Any]:
+    """A JSON-serialisable summary for ``decalign info``: kind, layout, task, per split the sample
+    count, per-modality shape/dtype/length range, label range or class counts, and the notes."""
+    splits: dict[str, Any] = {}
+    for name in SPLITS:
+        sp = ds.splits[name]
+        splits[name] = {
+            "n": len(sp),
+            "modalities": {
+                m: {
+                    "shape": list(x.shape),
+                    "dtype": str(x.dtype),
+                    "lengths": [int(sp.lengths[m].min()), int(sp.lengths[m].max())] if len(sp) else None,
+                }
+                for m, x in sp.features.items()
+            },
+            "labels": _label_summary(sp.labels, ds.task, ds.class_names),
+            "extra_labels": sorted(sp.extra_labels),
+            "has_text_bert": sp.text_bert is not None,
+            "has_raw_text": sp.raw_text is not None,
+        }
+    return {
+        "kind": ds.kind,
+        "layout": ds.layout,
+        "task": ds.task,
+        "source": ds.source,
+        "modalities": {m: {"dim": ds.input_dims[m], "seq_len": ds.seq_lens[m]} for m in ds.modalities},
+        "aligned": ds.aligned,
+        "num_classes": ds.num_classes,
+        "class_names": list(ds.class_names) if ds.class_names is not None else None,
+        "label_range": list(ds.label_range) if ds.label_range is not None else None,
+        "splits": splits,
+        "notes": list(ds.notes),
+    }

@@ -1,0 +1,229 @@
+"""The DecAlign model (Qian et al., ICLR 2026), assembled from its parts (spec ``method.md`` 1).
+
+::
+
+    x_m --(text dropout, text only)--> TemporalProjection --> p_m
+    p_m --Decoupler--> unique s_m, common c_m          (L_dec: squared cosine of s_m and c_m)
+    mean_t s_m --PrototypeTransport (GMM + OT)--> L_hete
+    mean_t c_m --DistributionMatching (moments + MMD)--> L_homo
+    s_m --CrossModalTransformer--> h_m
+    [h_1..h_M, mean_t c_1..mean_t c_M] --PredictionHead--> prediction
+
+Modalities are data: the model is built for the modalities of a dataset (any number >= 1, names
+and widths from the data) and ``forward`` takes a mapping name -> ``[B, T, D]``. A modality that
+is switched off (``ModelConfig.modalities``) or absent from the input is *inactive*: it is not
+computed, its slots of the representation are zeros, it is left out of every other modality's
+cross-modal context and of the decoupling average, and the alignment losses are 0 unless every
+modality of the model is active (with the three benchmark modalities this is the released rule).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from decalign.config import ModelConfig
+from decalign.model.decoupling import Decoupler, decoupling_loss
+from decalign.model.heads import PredictionHead
+from decalign.model.heterogeneity import PrototypeTransport
+from decalign.model.homogeneity import DistributionMatching
+from decalign.model.projection import TemporalProjection
+from decalign.model.transformer import CrossModalTransformer
+
+__all__ = ["LOSS_KEYS", "TERM_KEYS", "DecAlign", "DecAlignOutput"]
+
+LOSS_KEYS = ("decoupling", "heterogeneity", "homogeneity")
+TERM_KEYS = ("decoupling", "ot", "proto_local", "moments", "mmd")
+TEXT = "text"
+
+
+@dataclass
+class DecAlignOutput:
+    """What one forward pass returns.
+
+    Attributes:
+        prediction: ``[B]`` regression output or ``[B, C]`` class logits.
+        losses: the auxiliary losses ``decoupling``, ``heterogeneity`` (OT + local prototype
+            term) and ``homogeneity`` (moments + MMD), unweighted scalars.
+        terms: the individual terms ``decoupling``, ``ot``, ``proto_local``, ``moments``, ``mmd``
+            for logging (a collapsing or saturated term shows up here).
+        representation: ``[B, 2 M d]`` fused representation fed to the head (before its dropout);
+            the contrastive term uses it.
+        unique, common: ``[M, B, d]`` time-pooled unique and common features of every modality
+            (zeros for inactive ones), for analysis and plots.
+        plan: the prototype transport plan ``[K, ..., K]`` when it was computed, else ``None``.
+    """
+
+    prediction: Tensor
+    losses: dict[str, Tensor]
+    terms: dict[str, Tensor] = field(default_factory=dict)
+    representation: Tensor | None = None
+    unique: Tensor | None = None
+    common: Tensor | None = None
+    plan: Tensor | None = None
+
+
+class DecAlign(nn.Module):
+    """DecAlign for the modalities ``input_dims`` (name -> feature width, in data order).
+
+    Args:
+        config: architecture and alignment switches (validated :class:`ModelConfig`).
+        input_dims: modality name -> input width ``D_m``. With the BERT text encoder the text
+            entry is ignored and the encoder's hidden size is used.
+        num_outputs: 1 for regression, C >= 2 for C-class classification.
+        seq_lens: modality name -> padded length, if known; checked against the conv kernels at
+            construction so a kernel longer than a sequence fails early with what to set.
+    """
+
+    def __init__(
+        self,
+        config: ModelConfig,
+        input_dims: Mapping[str, int],
+        num_outputs: int = 1,
+        seq_lens: Mapping[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        if len(input_dims) < 1:
+            raise ValueError("DecAlign needs at least one modality")
+        if num_outputs < 1:
+            raise ValueError(f"num_outputs must be 1 (regression) or >= 2 classes, got {num_outputs}")
+        self.config = config
+        self.modalities: tuple[str, ...] = tuple(input_dims)
+        active = config.modalities if config.modalities is not None else self.modalities
+        unknown = [m for m in active if m not in self.modalities]
+        if unknown:
+            raise ValueError(f"model.modalities names {unknown}, which the data does not have; it has {list(self.modalities)}")
+        self.active: tuple[str, ...] = tuple(m for m in self.modalities if m in active)
+        d = config.d_model
+        dims = dict(input_dims)
+        self.text_encoder: nn.Module | None = None
+        if config.text_encoder.kind == "bert":
+            if TEXT not in dims:
+                raise ValueError(f"the BERT text encoder needs a modality named 'text'; the data has {list(dims)}")
+            from decalign.model.text_encoder import BertTextEncoder
+
+            self.text_encoder = BertTextEncoder(config.text_encoder.path or "")
+            dims[TEXT] = self.text_encoder.hidden_size
+        self.input_dims = dims
+        self.projection = TemporalProjection(dims, d, {m: config.kernel_for(m) for m in dims})
+        if seq_lens is not None:
+            for m, length in seq_lens.items():
+                if m in dims:
+                    self.projection.output_length(m, int(length))
+        n = len(self.modalities)
+        self.decoupler = Decoupler(n, d)
+        self.heterogeneity = PrototypeTransport(config.heterogeneity)
+        self.homogeneity = DistributionMatching(n, d, config.output_dropout, config.homogeneity)
+        self.fusion = CrossModalTransformer(self.modalities, d, config.fusion)
+        self.head = PredictionHead(2 * n * d, num_outputs, config.output_dropout)
+
+    @property
+    def num_outputs(self) -> int:
+        return self.head.num_outputs
+
+    def _active_now(self, features: Mapping[str, Tensor]) -> list[int]:
+        extra = [m for m in features if m not in self.modalities]
+        if extra:
+            raise ValueError(f"input has modalities {extra} that the model was not built for ({list(self.modalities)})")
+        index = [i for i, m in enumerate(self.modalities) if m in self.active and m in features]
+        if not index:
+            raise ValueError(
+                f"none of the model's active modalities {list(self.active)} is in the input (got {list(features)})"
+            )
+        return index
+
+    def _project(self, name: str, x: Tensor) -> Tensor:
+        if name == TEXT:
+            if self.text_encoder is not None:
+                x = self.text_encoder(x)
+            x = F.dropout(x, self.config.text_dropout, self.training)
+        if x.dim() != 3:
+            raise ValueError(f"modality {name!r}: expected a [B, T, D] tensor, found shape {tuple(x.shape)}")
+        return self.projection(name, x)
+
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+        """Run the model.
+
+        Args:
+            features: modality name -> ``[B, T_m, D_m]`` float tensor (for the BERT text encoder,
+                ``text`` is the ``[B, 3, T]`` token tensor). Modalities may be left out.
+            lengths: optional modality name -> ``[B]`` true lengths; used only by the
+                masked-pooling option (released behaviour pools over padding too).
+        """
+        index = self._active_now(features)
+        names = [self.modalities[i] for i in index]
+        projected = [self._project(m, features[m]) for m in names]
+        batch = projected[0].shape[0]
+        for m, p in zip(names, projected):
+            if p.shape[0] != batch:
+                raise ValueError(f"modality {m!r} has batch size {p.shape[0]}, {names[0]!r} has {batch}")
+        stacked = len({p.shape[1] for p in projected}) == 1
+        if stacked:
+            unique, common = self.decoupler(torch.stack(projected), index)
+            dec = decoupling_loss(unique, common)
+            unique_seq: Tensor | list[Tensor] = unique
+            common_pooled = common.mean(2)
+            unique_pooled = unique.mean(2)
+        else:
+            pairs = [self.decoupler.one(p, i) for p, i in zip(projected, index)]
+            dec = torch.stack([decoupling_loss(u, c) for u, c in pairs]).mean()
+            unique_seq = [u for u, _ in pairs]
+            common_pooled = torch.stack([c.mean(1) for _, c in pairs])
+            unique_pooled = torch.stack([u.mean(1) for u, _ in pairs])
+        if self.config.heterogeneity.masked_pooling and lengths is not None:
+            unique_pooled = self._masked_pool(unique_seq, names, lengths)
+        zero = unique_pooled.new_zeros(())
+        if not self.config.decoupling_loss:
+            dec = zero
+        terms = {"decoupling": dec, "ot": zero, "proto_local": zero, "moments": zero, "mmd": zero}
+        hetero = homo = zero
+        plan = None
+        all_active = len(index) == len(self.modalities) and len(index) >= 2
+        if all_active and self.config.heterogeneity.enabled:
+            out = self.heterogeneity(unique_pooled)
+            hetero, plan = out.loss, out.plan
+            terms["ot"], terms["proto_local"] = out.ot, out.local
+        if all_active and self.config.homogeneity.enabled:
+            hout = self.homogeneity(common_pooled, index)
+            homo = hout.loss
+            terms["moments"], terms["mmd"] = hout.moments, hout.mmd
+        fused = self.fusion(unique_seq, index)  # [M', B, d]
+        n, d = len(self.modalities), self.config.d_model
+        if len(index) == n:
+            fused_all, common_all, unique_all = fused, common_pooled, unique_pooled
+        else:  # inactive modalities contribute zeros
+            fused_all = fused.new_zeros(n, batch, d).index_copy(0, torch.tensor(index, device=fused.device), fused)
+            pos = torch.tensor(index, device=fused.device)
+            common_all = common_pooled.new_zeros(n, batch, d).index_copy(0, pos, common_pooled)
+            unique_all = unique_pooled.new_zeros(n, batch, d).index_copy(0, pos, unique_pooled)
+        representation = torch.cat([fused_all, common_all], dim=0).permute(1, 0, 2).reshape(batch, 2 * n * d)
+        prediction = self.head(representation)
+        return DecAlignOutput(
+            prediction=prediction,
+            losses={"decoupling": dec, "heterogeneity": hetero, "homogeneity": homo},
+            terms=terms,
+            representation=representation,
+            unique=unique_all,
+            common=common_all,
+            plan=plan,
+        )
+
+    def _masked_pool(self, unique_seq: Tensor | list[Tensor], names: list[str], lengths: Mapping[str, Tensor]) -> Tensor:
+        """Mean over the valid steps of each unique sequence (option ``masked_pooling``)."""
+        pooled = []
+        for i, m in enumerate(names):
+            seq = unique_seq[i]
+            steps = seq.shape[1]
+            if m not in lengths:
+                pooled.append(seq.mean(1))
+                continue
+            valid = (lengths[m].to(seq.device) - (self.projection.kernels[m] - 1)).clamp(1, steps)
+            if self.projection.convs[m].in_channels == self.config.d_model:
+                valid = lengths[m].to(seq.device).clamp(1, steps)
+            mask = (torch.arange(steps, device=seq.device)[None, :] < valid[:, None]).to(seq.dtype)
+            pooled.append((seq * mask[..., None]).sum(1) / valid[:, None].to(seq.dtype))
+        return torch.stack(pooled)

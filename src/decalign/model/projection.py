@@ -1,0 +1,55 @@
+"""Temporal projection: each modality's features to the shared width d (spec 1.2).
+
+``Conv1d(D_m -> d, kernel k_m, padding 0, no bias)`` over time, so the output has
+``T_m - k_m + 1`` steps. As released, a modality whose width already equals d is passed through
+unchanged although its weight exists (and is counted in the parameters).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["TemporalProjection"]
+
+
+class TemporalProjection(nn.Module):
+    def __init__(self, input_dims: Mapping[str, int], d_model: int, kernels: Mapping[str, int]) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.kernels = {m: int(kernels[m]) for m in input_dims}
+        self.convs = nn.ModuleDict(
+            {m: nn.Conv1d(dim, d_model, self.kernels[m], bias=False) for m, dim in input_dims.items()}
+        )
+
+    def output_length(self, modality: str, length: int) -> int:
+        """Steps left after the projection of a sequence of ``length`` steps."""
+        if self.convs[modality].in_channels == self.d_model:
+            return length
+        self.check_length(modality, length)
+        return length - self.kernels[modality] + 1
+
+    def check_length(self, modality: str, length: int) -> None:
+        """A kernel longer than the sequence would give an empty output: say what to set."""
+        k = self.kernels[modality]
+        if length < k and self.convs[modality].in_channels != self.d_model:
+            raise ValueError(
+                f"modality {modality!r}: the projection's conv kernel ({k}) is longer than its "
+                f"sequence length ({length}); set model.conv_kernel.{modality}=1 (or at most {length})"
+            )
+
+    def forward(self, modality: str, x: Tensor) -> Tensor:
+        """``x``: ``[B, T, D_m]`` -> ``[B, T - k + 1, d]``."""
+        conv = self.convs[modality]
+        if x.shape[-1] != conv.in_channels:
+            raise ValueError(
+                f"modality {modality!r}: expected feature width {conv.in_channels}, found input shape {tuple(x.shape)}"
+            )
+        if conv.in_channels == self.d_model:
+            return x
+        self.check_length(modality, x.shape[1])
+        if conv.kernel_size[0] == 1:  # a 1x1 conv is a matmul; skip the layout round trip
+            return F.linear(x, conv.weight.squeeze(-1))
+        return F.conv1d(x.transpose(1, 2), conv.weight).transpose(1, 2)

@@ -1,0 +1,167 @@
+r"""Cross-modal transformer fusion of the unique sequences (spec 1.7; MulT-style, post-norm).
+
+For each modality m, the query is its unique sequence :math:`s_m` and keys/values are the
+concatenation over time of the other modalities' unique sequences. Inputs are scaled by
+:math:`\sqrt d`; dropout ``embed_dropout`` hits the query and, with independent masks, the keys
+and the values; there is no positional embedding. Each of ``num_layers`` post-norm layers computes
+
+.. math::
+    x \leftarrow \mathrm{LN}(x + \mathrm{drop}(\mathrm{MHA}(x, k, v))),\qquad
+    x \leftarrow \mathrm{LN}(x + \mathrm{drop}(W_2\, \mathrm{drop}(\mathrm{ReLU}(W_1 x)))),
+
+and every layer attends to the same (scaled, dropped-out) context. With cross-modal attention
+switched off (ablation), or when a modality has no partner, each layer attends to its own input,
+with a causal mask when ``attn_mask`` is set. The fused vector :math:`h_m` is the time-mean of
+the output.
+
+All modalities' transformers share one set of stacked ``[M, ...]`` weights (see
+:mod:`decalign.model.stacked`), so with equal sequence lengths the M transformers run as batched
+matmuls and one fused attention call (``scaled_dot_product_attention``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from decalign.config import FusionConfig
+from decalign.model.stacked import StackedLayerNorm, StackedLinear, select
+
+__all__ = ["CrossModalLayer", "CrossModalTransformer"]
+
+
+class CrossModalLayer(nn.Module):
+    """One post-norm layer for M modalities at once; tensors are ``[M', B, T, d]``."""
+
+    def __init__(self, n_modalities: int, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        self.d_model, self.num_heads = d_model, num_heads
+        self.attn_in = StackedLinear(n_modalities, d_model, 3 * d_model)
+        self.attn_out = StackedLinear(n_modalities, d_model, d_model)
+        self.attn_norm = StackedLayerNorm(n_modalities, d_model)
+        self.fc1 = StackedLinear(n_modalities, d_model, 4 * d_model)
+        self.fc2 = StackedLinear(n_modalities, 4 * d_model, d_model)
+        self.ffn_norm = StackedLayerNorm(n_modalities, d_model)
+
+    def _heads(self, x: Tensor, batch: int) -> Tensor:
+        """``[M', B*T, d]`` -> ``[M'*B, H, T, d/H]``."""
+        n_mod, _, d = x.shape
+        return x.view(n_mod * batch, -1, self.num_heads, d // self.num_heads).transpose(1, 2)
+
+    def forward(
+        self,
+        x: Tensor,
+        keys: Tensor | None,
+        values: Tensor | None,
+        index: list[int],
+        attn_dropout: Sequence[float],
+        relu_dropout: float,
+        res_dropout: float,
+        causal: bool,
+    ) -> Tensor:
+        """``x`` ``[M', B, T, d]``; ``keys``/``values`` ``[M', B, Tc, d]`` (cross-modal) or ``None``
+        (self-attention on ``x``); ``attn_dropout`` per selected modality."""
+        n_mod, batch, steps, d = x.shape
+        w = select(self.attn_in.weight, index).transpose(-1, -2)  # [M', d, 3d]
+        b = select(self.attn_in.bias, index).unsqueeze(1)  # [M', 1, 3d]
+        flat = x.reshape(n_mod, batch * steps, d)
+        if keys is None:
+            q, k, v = torch.baddbmm(b, flat, w).chunk(3, dim=-1)
+        else:
+            ctx_k = keys.reshape(n_mod, -1, d)
+            q = torch.baddbmm(b[..., :d], flat, w[..., :d])
+            if values is keys:  # no dropout: one matmul for keys and values
+                k, v = torch.baddbmm(b[..., d:], ctx_k, w[..., d:]).chunk(2, dim=-1)
+            else:
+                k = torch.baddbmm(b[..., d : 2 * d], ctx_k, w[..., d : 2 * d])
+                v = torch.baddbmm(b[..., 2 * d :], values.reshape(n_mod, -1, d), w[..., 2 * d :])
+        q, k, v = self._heads(q, batch), self._heads(k, batch), self._heads(v, batch)
+        is_causal = causal and keys is None
+        probs = [p if self.training else 0.0 for p in attn_dropout]
+        if len(set(probs)) == 1:
+            attn = F.scaled_dot_product_attention(q, k, v, dropout_p=probs[0], is_causal=is_causal)
+        else:  # different attention dropout per modality: one call per modality's rows
+            attn = torch.cat(
+                [
+                    F.scaled_dot_product_attention(
+                        q[i * batch : (i + 1) * batch],
+                        k[i * batch : (i + 1) * batch],
+                        v[i * batch : (i + 1) * batch],
+                        dropout_p=p,
+                        is_causal=is_causal,
+                    )
+                    for i, p in enumerate(probs)
+                ]
+            )
+        attn = attn.transpose(1, 2).reshape(n_mod, batch * steps, d)
+        h = F.dropout(self.attn_out(attn, index), res_dropout, self.training)
+        flat = self.attn_norm(flat + h, index)
+        h = F.dropout(torch.relu(self.fc1(flat, index)), relu_dropout, self.training)
+        h = F.dropout(self.fc2(h, index), res_dropout, self.training)
+        flat = self.ffn_norm(flat + h, index)
+        return flat.view(n_mod, batch, steps, d)
+
+
+class CrossModalTransformer(nn.Module):
+    """The M per-modality transformers; returns the time-pooled fused vectors :math:`h_m`."""
+
+    def __init__(self, modalities: Sequence[str], d_model: int, config: FusionConfig) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.config = config
+        self.d_model = d_model
+        self.attn_dropout = [float(config.attn_dropout.get(m, config.attn_dropout["default"])) for m in modalities]
+        self.layers = nn.ModuleList(
+            CrossModalLayer(len(modalities), d_model, config.num_heads) for _ in range(config.num_layers)
+        )
+
+    def _run(self, x: Tensor, context: Tensor | None, index: list[int]) -> Tensor:
+        cfg = self.config
+        scale = math.sqrt(self.d_model)
+        x = F.dropout(x * scale, cfg.embed_dropout, self.training)
+        keys = values = None
+        if context is not None:
+            context = context * scale
+            if self.training and cfg.embed_dropout > 0:
+                keys = F.dropout(context, cfg.embed_dropout, True)
+                values = F.dropout(context, cfg.embed_dropout, True)
+            else:
+                keys = values = context
+        drops = [self.attn_dropout[i] for i in index]
+        for layer in self.layers:
+            x = layer(x, keys, values, index, drops, cfg.relu_dropout, cfg.res_dropout, cfg.attn_mask)
+        return x.mean(2)
+
+    def forward(self, unique: Tensor | Sequence[Tensor], index: list[int]) -> Tensor:
+        """Fuse the unique sequences of the active modalities ``index`` (positions in
+        ``self.modalities``).
+
+        Args:
+            unique: stacked ``[M', B, T, d]`` when all lengths agree, else a sequence of M'
+                tensors ``[B, T_m, d]``.
+            index: the active modalities, in the order of ``unique``.
+
+        Returns:
+            ``[M', B, d]`` fused vectors.
+        """
+        n_active = len(index)
+        cross = self.config.cross_modal and n_active > 1
+        if isinstance(unique, Tensor):
+            context = None
+            if cross:
+                others = torch.tensor([[j for j in range(n_active) if j != i] for i in range(n_active)],
+                                      device=unique.device)
+                _, batch, steps, d = unique.shape
+                context = unique[others].permute(0, 2, 1, 3, 4).reshape(n_active, batch, (n_active - 1) * steps, d)
+            return self._run(unique, context, index)
+        fused = []
+        for i, m in enumerate(index):
+            context = None
+            if cross:
+                context = torch.cat([unique[j] for j in range(n_active) if j != i], dim=1)[None]
+            fused.append(self._run(unique[i][None], context, [m])[0])
+        return torch.stack(fused)
