@@ -2,7 +2,8 @@
 
 MMSA names both CMU-MOSI and CMU-MOSEI files ``aligned_50.pkl``; users rename files freely. The
 feature widths, however, identify each benchmark uniquely (``data.md``): MOSI 768/5/20, MOSEI
-768/74/35, CH-SIMS 768/33/709, the DecAlign authors' IEMOCAP 1024/512/1024. Padded lengths decide
+768/74/35, CH-SIMS 768/33/709, the DecAlign authors' IEMOCAP 1024/512/1024 (the dialogue-level
+IEMOCAP features, 100/100/512, count as IEMOCAP too). Padded lengths decide
 nothing (users truncate sequences), but a mismatch with the published lengths is reported.
 """
 
@@ -37,6 +38,11 @@ class BenchmarkSpec:
     task: Task
     label_range: tuple[float, float] | None
     class_names: tuple[str, ...] | None = None
+    other_dims: tuple[Mapping[str, int], ...] = ()
+    """Further width sets of the same benchmark (IEMOCAP's dialogue-level features)."""
+
+    def matches(self, dims: Mapping[str, int]) -> bool:
+        return any(dict(dims) == dict(d) for d in (self.dims, *self.other_dims))
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -74,6 +80,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         "classification",
         None,
         IEMOCAP_CLASSES_6,
+        other_dims=({"text": 100, "audio": 100, "vision": 512},),
     ),
 }
 
@@ -81,7 +88,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
 def detect_kind(dims: Mapping[str, int]) -> str:
     """The benchmark whose feature widths equal ``dims`` (modality -> D), else ``"custom"``."""
     for spec in BENCHMARKS.values():
-        if dict(dims) == dict(spec.dims):
+        if spec.matches(dims):
             return spec.kind
     return "custom"
 
@@ -93,7 +100,7 @@ def shape_mismatch(kind: str, dims: Mapping[str, int], seq_lens: Mapping[str, in
     if spec is None:
         return None
     found = ", ".join(f"{m} T={seq_lens.get(m)} D={dims[m]}" for m in dims)
-    if dict(dims) != dict(spec.dims):
+    if not spec.matches(dims):
         want = "/".join(f"{m} {d}" for m, d in spec.dims.items())
         detected = detect_kind(dims)
         hint = f" (they match {detected!r})" if detected != "custom" else ""

@@ -394,9 +394,12 @@ def _build(
         detected = detect_kind(dims)
         forced = detected if detected == "custom" or BENCHMARKS[detected].task == task else "custom"
         spec = BENCHMARKS.get(forced)
-    mismatch = shape_mismatch(forced, dims, seq_lens)
-    if mismatch:
-        log.note(mismatch)
+    if kind is not None or meta_kind is None:
+        # A kind from the file's own meta is its provenance (e.g. IEMOCAP read from the dialogue
+        # pickle), not a claim about published shapes: only user-forced/detected kinds are checked.
+        mismatch = shape_mismatch(forced, dims, seq_lens)
+        if mismatch:
+            log.note(mismatch)
 
     class_names = meta.get("class_names")
     if class_names is None and spec is not None and task == spec.task:

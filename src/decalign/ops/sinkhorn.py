@@ -42,7 +42,15 @@ Gradient = Literal["unrolled", "envelope"]
 _LOG_PLAN_FLOOR = -18.420680743952367  # log(1e-8)
 
 
-def _check(cost: Tensor, marginals: tuple[Tensor, ...] | list[Tensor]) -> None:
+def _check(
+    cost: Tensor, marginals: tuple[Tensor, ...] | list[Tensor], eps: float, n_iters: int, gradient: str
+) -> None:
+    if eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    if n_iters < 0:
+        raise ValueError(f"n_iters must be >= 0, got {n_iters}")
+    if gradient not in ("unrolled", "envelope"):
+        raise ValueError(f"gradient must be 'unrolled' or 'envelope', got {gradient!r}")
     if cost.dim() < 2:
         raise ValueError(f"cost must have at least 2 dimensions (one per marginal), found {tuple(cost.shape)}")
     if len(marginals) != cost.dim():
@@ -94,9 +102,17 @@ def _flat_scalings(log_marginals: list[Tensor] | tuple[Tensor, ...]) -> tuple[Te
 
 
 def _stationary(new: Tensor, old: Tensor) -> bool:
-    """True when ``new`` differs from ``old`` by no more than a few float ulps of its scale."""
-    tol = 4 * torch.finfo(new.dtype).eps * max(1.0, float(new.abs().max()))
-    return float((new - old).abs().max()) <= tol
+    """True when ``new`` differs from ``old`` by no more than a few float ulps of its scale.
+
+    A zero entry of a marginal has log-scaling -inf. It counts as unchanged when it was -inf
+    before too (-inf - -inf = nan -> 0), and is left out of the scale: otherwise the tolerance is
+    inf and the very first round passes as stationary, stopping Sinkhorn after one round. (A NaN
+    from bad inputs also reads as unchanged; it would stay NaN in every later round anyway.)
+    """
+    diff = (new - old).nan_to_num_(nan=0.0)
+    scale = float(new.abs().nan_to_num_(nan=0.0, posinf=0.0).max())
+    tol = 4 * torch.finfo(new.dtype).eps * max(1.0, scale)
+    return float(diff.abs().max()) <= tol
 
 
 def _negligible(increment: Tensor, total: Tensor) -> bool:
@@ -261,9 +277,7 @@ def multi_marginal_sinkhorn(
         Benamou et al., "Iterative Bregman projections for regularized transportation problems",
         SIAM J. Sci. Comput. 2015 (multi-marginal Sinkhorn).
     """
-    _check(cost, marginals)
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    _check(cost, marginals, eps, n_iters, gradient)
     log_kernel = -cost / eps
     log_marginals = [torch.log(nu) for nu in marginals]
     if gradient == "envelope":
@@ -296,9 +310,7 @@ def entropic_ot(
     Returns:
         ``(loss, plan)``: a scalar and the ``[K_1, ..., K_M]`` plan.
     """
-    _check(cost, marginals)
-    if eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
+    _check(cost, marginals, eps, n_iters, gradient)
     log_kernel = -cost / eps
     log_marginals = [torch.log(nu) for nu in marginals]
     if gradient == "envelope":
@@ -311,8 +323,6 @@ def entropic_ot(
             for a, nu in zip(scalings, marginals)
         )
         return dual - eps * plan.sum(), plan
-    if gradient != "unrolled":
-        raise ValueError(f"gradient must be 'unrolled' or 'envelope', got {gradient!r}")
     scalings = sinkhorn_log_scalings(log_kernel, log_marginals, n_iters)
     log_plan = _log_plan(log_kernel, scalings)
     plan = torch.exp(log_plan)

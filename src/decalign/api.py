@@ -1,0 +1,352 @@
+"""High-level Python API: resolve a configuration for some data, train over seeds, evaluate and
+predict with saved checkpoints. The CLI is a thin layer over these functions.
+
+A run directory holds::
+
+    config.json          the fully resolved RunConfig (loadable with config_from_dict)
+    dataset.json         what was trained on (kind, layout, source, sizes, notes)
+    results.json         per seed: best epoch, validation and test metrics; then mean and std
+    history.csv          per seed, epoch and split: every loss term and metric
+    seed_<s>/            model.safetensors (best epoch), state.pt (resume), history.csv,
+                         test_predictions.csv, result.json, tensorboard/
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decalign.config import (
+    ConfigError,
+    DataConfig,
+    RunConfig,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+)
+from decalign.data import MultimodalDataset, describe_dataset, load_dataset
+from decalign.presets import PRESETS, custom_preset, get_preset
+
+__all__ = [
+    "RunResult",
+    "evaluate_checkpoint",
+    "load_data",
+    "predict_checkpoint",
+    "prepare",
+    "resolve_config",
+    "train",
+]
+
+log = logging.getLogger("decalign")
+
+
+@dataclass
+class RunResult:
+    out_dir: Path
+    config: RunConfig
+    seeds: dict[int, dict[str, Any]]
+    mean: dict[str, float]
+    std: dict[str, float]
+
+    def table(self, style: str = "text") -> str:
+        from decalign.reporting import format_table
+
+        return format_table({"test": {"mean": self.mean, "std": self.std}}, style=style)  # type: ignore[arg-type]
+
+
+def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
+    """Read a dataset without standardisation (that is fitted per run and saved with the model)."""
+    return load_dataset(path, dataclasses.replace(data, standardize=None))
+
+
+def resolve_config(
+    dataset: MultimodalDataset,
+    preset: str | None = None,
+    overrides: Iterable[str] | Mapping[str, Any] = (),
+    path: str | os.PathLike[str] | None = None,
+) -> RunConfig:
+    """The preset for ``dataset`` (its kind unless ``preset`` names one), with ``overrides``.
+
+    ``custom`` data gets :func:`decalign.presets.custom_preset` for its task.
+    """
+    name = preset or dataset.kind
+    if name == "custom" or name not in PRESETS:
+        if preset is not None and preset not in (*PRESETS, "custom"):
+            get_preset(preset)  # raises with the list of presets
+        base = custom_preset(dataset.task)
+    else:
+        base = get_preset(name)
+    base = dataclasses.replace(
+        base, data=dataclasses.replace(base.data, dataset=dataset.kind, path=None if path is None else os.fspath(path))
+    )
+    config = apply_overrides(base, overrides)
+    task_loss = config.objective.task_loss
+    if dataset.task == "classification" and task_loss != "ce":
+        raise ConfigError(f"the data is a classification task but objective.task_loss={task_loss!r}; use 'ce'")
+    if dataset.task == "regression" and task_loss == "ce":
+        raise ConfigError("the data is a regression task but objective.task_loss='ce'; use 'mse' or 'l1'")
+    return config
+
+
+@dataclass
+class Prepared:
+    """A dataset turned into what the engine consumes, plus what must be saved with the model."""
+
+    splits: dict[str, Any]
+    info: Any
+    preprocess: dict[str, dict[str, np.ndarray]]
+    metric_fn: Callable[[np.ndarray, np.ndarray], dict[str, float]]
+
+
+def _metric_fn(info: Any) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+    from decalign.metrics import metrics_for
+
+    return metrics_for(info.kind, info.task, info.label_range, info.class_names)
+
+
+def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None:
+    missing = [m for m in info.modalities if m not in dataset.modalities]
+    if missing:
+        raise ValueError(f"{where}: the model was trained with modalities {list(info.modalities)}; the data lacks {missing}")
+    for m in info.modalities:
+        found, expected = dataset.input_dims[m], info.input_dims[m]
+        if found != expected:
+            raise ValueError(f"{where}: modality {m!r} has feature width {found}, the model expects {expected}")
+    if dataset.task != info.task:
+        raise ValueError(f"{where}: the data is a {dataset.task} task, the model was trained for {info.task}")
+
+
+def prepare(
+    config: RunConfig,
+    dataset: MultimodalDataset,
+    preprocess: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    info: Any = None,
+) -> Prepared:
+    """Standardise (fitting on train unless ``preprocess`` gives saved statistics), convert to
+    tensors, and pick the metrics."""
+    from decalign.data.preprocess import (
+        FeatureStats,
+        apply_standardizer,
+        fit_standardizer,
+        standardized_modalities,
+    )
+    from decalign.train.batches import SplitTensors
+    from decalign.train.checkpoint import ModelInfo
+
+    stats: dict[str, FeatureStats] = {}
+    if preprocess:
+        stats = {m: FeatureStats(**{k: np.asarray(v) for k, v in s.items()}) for m, s in preprocess.items()}
+    elif config.data.standardize is not None:
+        mods = standardized_modalities(dataset)
+        if mods:
+            stats = fit_standardizer(dataset.splits["train"], mods, config.data.standardize)
+    if stats:
+        dataset = apply_standardizer(dataset, stats)
+    info = info or ModelInfo.from_dataset(dataset)
+    bert = config.model.text_encoder.kind == "bert"
+    splits = {name: SplitTensors.from_split(sp, bert_text=bert) for name, sp in dataset.splits.items()}
+    saved = {m: dict(s._asdict()) for m, s in stats.items()}
+    return Prepared(splits, info, saved, _metric_fn(info))
+
+
+def _results_payload(config: RunConfig, dataset: MultimodalDataset, seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    from decalign.reporting import aggregate
+
+    per_seed = [seeds[s]["test"] for s in sorted(seeds)]
+    agg = aggregate(per_seed)
+    valid = aggregate([seeds[s]["valid"] for s in sorted(seeds)]) if all(seeds[s]["valid"] for s in seeds) else None
+    return {
+        "preset": config.preset,
+        "dataset": {"kind": dataset.kind, "layout": dataset.layout, "source": dataset.source},
+        "selection_metric": config.train.selection_metric,
+        "seeds": {str(s): seeds[s] for s in sorted(seeds)},
+        "mean": agg["mean"],
+        "std": agg["std"],
+        "std_kind": "sample standard deviation (ddof=1); 0 for a single seed",
+        "valid_mean": valid["mean"] if valid else {},
+    }
+
+
+def _check_out_dir(out: Path, config: RunConfig, resume: bool) -> None:
+    saved = out / "config.json"
+    if resume:
+        if not saved.exists():
+            raise FileNotFoundError(f"--resume: {str(out)!r} holds no run to resume (no config.json)")
+        previous = config_from_dict(RunConfig, json.loads(saved.read_text()))
+        if config_to_dict(previous) != config_to_dict(config):
+            a, b = config_to_dict(previous), config_to_dict(config)
+            diff = [k for k in _flat(a) if _flat(a).get(k) != _flat(b).get(k)]
+            raise ConfigError(f"--resume: the configuration differs from the saved run in {str(saved)!r}: {diff}")
+    elif saved.exists() or (out / "results.json").exists():
+        raise FileExistsError(
+            f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
+        )
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping) and k not in ("conv_kernel", "attn_dropout", "dims"):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def train(
+    config: RunConfig,
+    dataset: MultimodalDataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    quiet: bool = False,
+    plots: bool = False,
+    ctx: Any = None,
+    epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
+    tensorboard: bool = True,
+) -> RunResult:
+    """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
+    directory described in the module docstring, and return the test metrics over seeds."""
+    from decalign.reporting import format_table
+    from decalign.train.atomic import write_json
+    from decalign.train.distributed import Context
+    from decalign.train.engine import fit_seed
+    from decalign.train.history import read_history, write_history
+
+    ctx = ctx or Context.single()
+    out = Path(out_dir)
+    if ctx.is_main:
+        _check_out_dir(out, config, resume)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config_to_dict(config))
+        description = describe_dataset(dataset)
+        write_json(out / "dataset.json", description)
+        for note in dataset.notes:
+            log.warning("data: %s", note)
+    ctx.barrier()
+    prepared = prepare(config, dataset)
+    seeds: dict[int, dict[str, Any]] = {}
+    histories: list[dict[str, Any]] = []
+    for seed in config.train.seeds:
+        seed_dir = out / f"seed_{seed}"
+        done = seed_dir / "result.json"
+        if resume and done.exists():
+            seeds[seed] = json.loads(done.read_text())
+            histories.extend(read_history(seed_dir / "history.csv"))
+            log.info("seed %d: already complete, skipped", seed)
+            continue
+        if ctx.is_main:
+            seed_dir.mkdir(parents=True, exist_ok=True)
+        log.info("seed %d: training %s on %s (%d train / %d valid / %d test)", seed, config.preset, dataset.kind,
+                 *(len(prepared.splits[s]) for s in ("train", "valid", "test")))
+        result = fit_seed(
+            config, prepared.info, prepared.splits, seed, seed_dir, prepared.metric_fn,
+            resume=resume, preprocess=prepared.preprocess, ctx=ctx, quiet=quiet, tensorboard=tensorboard,
+            epoch_callback=epoch_callback,
+        )
+        seeds[seed] = result.to_json()
+        histories.extend(result.history)
+        if ctx.is_main:
+            write_json(done, seeds[seed])
+            write_json(out / "results.json", _results_payload(config, dataset, seeds))
+            write_history(out / "history.csv", histories)
+    payload = _results_payload(config, dataset, seeds)
+    if ctx.is_main:
+        write_json(out / "results.json", payload)
+        write_history(out / "history.csv", histories)
+        if plots:
+            from decalign.plots import plot_run
+
+            plot_run(out)
+        if not quiet:
+            log.info("test metrics of the best-validation epoch over %d seed(s) (mean ± sample std):\n%s",
+                     len(seeds), format_table({config.preset: {"mean": payload["mean"], "std": payload["std"]}}))
+    return RunResult(out, config, seeds, payload["mean"], payload["std"])
+
+
+def _load_for_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str] | None,
+                   dataset: MultimodalDataset | None) -> tuple[Any, MultimodalDataset, Prepared]:
+    from decalign.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    if dataset is None:
+        data_cfg = dataclasses.replace(ckpt.config.data, dataset="auto" if data is not None else ckpt.config.data.dataset)
+        if data is None and ckpt.config.data.dataset != "synthetic":
+            raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
+        dataset = load_data(data, data_cfg)
+    _check_compatible(dataset, ckpt.info, str(data or "data"))
+    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info)
+    return ckpt, dataset, prepared
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    dataset: MultimodalDataset | None = None,
+    device: str = "auto",
+) -> dict[str, float]:
+    """Metrics of a saved model on a split of a data file (the model's own preprocessing)."""
+    from decalign.train.distributed import Context
+    from decalign.train.engine import evaluate, resolve_device
+
+    ckpt, _, prepared = _load_for_eval(checkpoint, data, dataset)
+    if split not in prepared.splits:
+        raise ValueError(f"unknown split {split!r}; the data has {sorted(prepared.splits)}")
+    dev = resolve_device(device)
+    ckpt.model.to(dev)
+    return evaluate(ckpt.model, prepared.splits[split], ckpt.config, dev, Context.single(), prepared.metric_fn).metrics
+
+
+def predict_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None,
+    out_csv: str | os.PathLike[str],
+    splits: Sequence[str] = ("test",),
+    device: str = "auto",
+) -> Path:
+    """Write one row per sample (``split,id,label,prediction`` or class probabilities)."""
+    import csv
+    import io
+
+    from decalign.train.atomic import write_text
+    from decalign.train.distributed import Context
+    from decalign.train.engine import predict_split, resolve_device
+
+    ckpt, _, prepared = _load_for_eval(checkpoint, data, None)
+    dev = resolve_device(device)
+    ckpt.model.to(dev)
+    names = list(ckpt.info.class_names) if ckpt.info.class_names else None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    header_written = False
+    for split in splits:
+        if split not in prepared.splits:
+            raise ValueError(f"unknown split {split!r}; the data has {sorted(prepared.splits)}")
+        data_split = prepared.splits[split]
+        bs = ckpt.config.train.eval_batch_size or ckpt.config.train.batch_size
+        pred, _ = predict_split(ckpt.model, data_split, bs, dev, Context.single())
+        labels = data_split.labels.numpy()
+        if pred.ndim == 1:
+            if not header_written:
+                writer.writerow(["split", "id", "label", "prediction"])
+            for i, y, p in zip(data_split.ids, labels, pred):
+                writer.writerow([split, str(i), float(y), float(p)])
+        else:
+            classes = names or [f"class_{c}" for c in range(pred.shape[1])]
+            z = np.exp(pred - pred.max(1, keepdims=True))
+            probs = z / z.sum(1, keepdims=True)
+            if not header_written:
+                writer.writerow(["split", "id", "label", "predicted", *[f"p_{c}" for c in classes]])
+            for i, y, p in zip(data_split.ids, labels, probs):
+                writer.writerow([split, str(i), classes[int(y)], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
+        header_written = True
+    return write_text(out_csv, buf.getvalue())

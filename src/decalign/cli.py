@@ -1,0 +1,317 @@
+"""The ``decalign`` command line (``decalign --help``; also ``python -m decalign``).
+
+argparse from the standard library: no dependency, and ``--help`` answers without importing
+torch. Each command imports what it needs when it runs. Errors a user can fix (bad data, bad
+settings, a corrupt checkpoint) are printed as one message without a traceback (``--verbose``
+shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+log = logging.getLogger("decalign")
+
+EXTRA_COMMANDS = {
+    "bench": "decalign.bench",
+    "sweep": "decalign.sweep",
+}
+"""Commands implemented in their own modules; each exposes ``add_parser(subparsers)`` and
+``run(args) -> int`` and must import nothing heavy at module level."""
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose else logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s" if not verbose else "%(asctime)s %(levelname)s %(message)s"))
+    root = logging.getLogger("decalign")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+
+    def _show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        root.warning("warning: %s", message)
+
+    warnings.showwarning = _show  # type: ignore[assignment]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+
+
+def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--data", metavar="PATH", required=required,
+                   help="a benchmark pickle (MMSA layout, IEMOCAP) or a native .npz/.safetensors file or directory")
+    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "synthetic", "custom"],
+                   default=None, help="force the dataset kind (default: detected from the file's shapes; "
+                   "the built-in synthetic benchmark without --data)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from decalign import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="decalign",
+        description="DecAlign (ICLR 2026): train, evaluate and compare decoupled multimodal models.",
+    )
+    parser.add_argument("--version", action="version", version=f"decalign {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("train", help="train over seeds and print the test table (default: built-in dataset)",
+                       description="Train DecAlign with the preset of the data's benchmark over one or more seeds. "
+                       "Writes config.json, results.json, history.csv, one checkpoint per seed and TensorBoard "
+                       "events into --out.")
+    _add_data_args(p)
+    p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own; see `decalign presets`)")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<preset>)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: the preset's)")
+    p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (train.num_epochs)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override settings, e.g. --set train.lr=1e-4 model.fusion.num_layers=3 "
+                   "(`decalign presets --keys` lists them)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    _add_common(p)
+
+    p = sub.add_parser("eval", help="metrics of a saved model on a data file")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--run", metavar="DIR", help="a run directory: every seed's checkpoint, then mean ± std")
+    src.add_argument("--checkpoint", metavar="FILE", help="a model.safetensors file")
+    p.add_argument("--data", metavar="PATH", help="data file (default: the built-in dataset, for models trained on it)")
+    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_common(p)
+
+    p = sub.add_parser("predict", help="write one prediction per sample id to a CSV file")
+    p.add_argument("--checkpoint", metavar="FILE", required=True)
+    p.add_argument("--data", metavar="PATH", help="data file (default: the built-in dataset)")
+    p.add_argument("--out", metavar="CSV", required=True)
+    p.add_argument("--split", nargs="+", default=["test"], choices=["train", "valid", "test"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_common(p)
+
+    p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "custom"], default="auto")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_common(p)
+
+    p = sub.add_parser("convert", help="convert a benchmark pickle into decalign's pickle-free format")
+    p.add_argument("input", metavar="IN")
+    p.add_argument("output", metavar="OUT", help="output directory (or .npz file)")
+    p.add_argument("--format", choices=["npz", "safetensors"], default="npz")
+    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "custom"], default="auto")
+    _add_common(p)
+
+    p = sub.add_parser("presets", help="list presets, or show one preset's settings")
+    p.add_argument("name", nargs="?", help="a preset to show as JSON")
+    p.add_argument("--keys", action="store_true", help="list every key --set accepts")
+    _add_common(p)
+
+    for module in EXTRA_COMMANDS.values():
+        try:
+            importlib.import_module(module).add_parser(sub)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+    return parser
+
+
+def _data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
+    """Data settings for loading: --dataset/--data plus any ``data.*`` overrides."""
+    from decalign.config import DataConfig, RunConfig, apply_overrides
+
+    kind = args.dataset or ("auto" if args.data else "synthetic")
+    base = RunConfig(data=DataConfig(dataset=kind, path=args.data))
+    data_overrides = [o for o in overrides if o.split("=", 1)[0].startswith(("data.", "synthetic."))]
+    return apply_overrides(base, data_overrides).data
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from decalign.api import load_data, resolve_config, train
+    from decalign.config import RunConfig, apply_overrides, config_from_dict
+
+    overrides = list(args.overrides)
+    if args.seeds:
+        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
+    if args.epochs:
+        overrides.append(f"train.num_epochs={args.epochs}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    from decalign.train.distributed_setup import context_from_environment
+
+    ctx = context_from_environment()
+    if args.resume and args.out and (Path(args.out) / "config.json").exists():
+        saved = config_from_dict(RunConfig, json.loads((Path(args.out) / "config.json").read_text()))
+        config = apply_overrides(saved, overrides) if overrides else saved
+        data_cfg = dataclasses.replace(config.data, standardize=None)
+        if args.data:
+            data_cfg = dataclasses.replace(data_cfg, path=args.data)
+        dataset = load_data(data_cfg.path, data_cfg)
+    else:
+        data_cfg = _data_config(args, overrides)
+        dataset = load_data(data_cfg.path, data_cfg)
+        config = resolve_config(dataset, args.preset, overrides, path=args.data)
+    out = Path(args.out or os.path.join("runs", config.preset))
+    result = train(config, dataset, out, resume=args.resume, quiet=args.quiet, plots=args.plots, ctx=ctx,
+                   tensorboard=not args.no_tensorboard)
+    if ctx.is_main:
+        if args.quiet:
+            print(result.table())
+        print(f"results: {out / 'results.json'}")
+    ctx.close()
+    return 0
+
+
+def _print_metrics(title: str, metrics: dict[str, Any], std: dict[str, float] | None = None) -> None:
+    from decalign.reporting import format_table
+
+    row = {"mean": metrics, "std": std} if std is not None else metrics
+    print(format_table({title: row}))  # type: ignore[dict-item]
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from decalign.api import evaluate_checkpoint
+    from decalign.reporting import aggregate
+    from decalign.train.atomic import write_json
+
+    if args.run:
+        checkpoints = sorted(Path(args.run).glob("seed_*/model.safetensors"))
+        if not checkpoints:
+            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {args.run!r}")
+        per_seed = {c.parent.name: evaluate_checkpoint(c, args.data, args.split, device=args.device) for c in checkpoints}
+        agg = aggregate(list(per_seed.values()))
+        _print_metrics(f"{args.split} ({len(per_seed)} seeds)", agg["mean"], agg["std"])
+        payload: dict[str, Any] = {"split": args.split, "seeds": per_seed, "mean": agg["mean"], "std": agg["std"]}
+    else:
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device)
+        _print_metrics(args.split, metrics)
+        payload = {"split": args.split, "metrics": metrics}
+    if args.json:
+        write_json(args.json, payload)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from decalign.api import predict_checkpoint
+
+    path = predict_checkpoint(args.checkpoint, args.data, args.out, splits=args.split, device=args.device)
+    print(f"predictions: {path}")
+    return 0
+
+
+def _format_info(info: dict[str, Any]) -> str:
+    lines = [f"{k}: {info[k]}" for k in ("source", "kind", "layout", "task") if k in info]
+    for key, value in info.items():
+        if key in ("source", "kind", "layout", "task"):
+            continue
+        if isinstance(value, dict):
+            lines.append(f"{key}:")
+            for k, v in value.items():
+                lines.append(f"  {k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
+        elif isinstance(value, list):
+            lines.append(f"{key}:" + ("" if value else " none"))
+            lines.extend(f"  - {v}" for v in value)
+        else:
+            lines.append(f"{key}: {value}")
+    return "\n".join(lines)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from decalign.config import DataConfig
+    from decalign.data import describe_dataset, load_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # problems are listed in the description's notes
+        info = describe_dataset(load_dataset(args.path, DataConfig(dataset=args.dataset, path=args.path)))
+    print(json.dumps(info, indent=2, default=str) if args.json else _format_info(info))
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from decalign.data import convert
+
+    out = convert(args.input, args.output, args.format, kind=None if args.dataset == "auto" else args.dataset)
+    print(f"written: {out}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from decalign.config import config_to_dict, flat_keys
+    from decalign.presets import get_preset, preset_names
+
+    if args.keys:
+        print("\n".join(flat_keys()))
+    elif args.name:
+        print(json.dumps(config_to_dict(get_preset(args.name)), indent=2))
+    else:
+        print("\n".join(preset_names()))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "predict": cmd_predict,
+    "info": cmd_info,
+    "convert": cmd_convert,
+    "presets": cmd_presets,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    _setup_logging(quiet, verbose)
+    if args.command in COMMANDS:
+        handler = COMMANDS[args.command]
+    else:
+        handler = importlib.import_module(EXTRA_COMMANDS[args.command]).run
+    try:
+        return int(handler(args) or 0)
+    except KeyboardInterrupt:
+        print("decalign: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if verbose or not _user_error(err):
+            raise
+        print(f"decalign: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _user_error(err: Exception) -> bool:
+    """Errors caused by input a user can fix: shown without a traceback."""
+    from decalign.config import ConfigError
+    from decalign.data import DataError
+
+    known: tuple[type[Exception], ...] = (DataError, ConfigError, FileNotFoundError, FileExistsError, ValueError, KeyError)
+    try:
+        from decalign.train.checkpoint import CheckpointError
+
+        known = (*known, CheckpointError)
+    except ImportError:  # pragma: no cover
+        pass
+    return isinstance(err, known)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

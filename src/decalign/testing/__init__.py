@@ -1,0 +1,2 @@
+"""Helpers for tests and benchmarks: fixture files in the benchmark layouts
+(:mod:`decalign.testing.fixtures`)."""

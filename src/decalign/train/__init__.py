@@ -1,0 +1,1 @@
+"""Training and evaluation: the protocol of spec section 2, checkpoints, history, multi-seed runs."""

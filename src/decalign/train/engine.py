@@ -1,0 +1,409 @@
+"""The training protocol of spec section 2 for one seed: epochs, evaluation, model selection,
+early stopping, best-epoch checkpoint, final test, and exact resume.
+
+One seed's run is :func:`fit_seed`. Its loop is plain functions (:func:`train_epoch`,
+:func:`evaluate`) around a small amount of state (:class:`EarlyStopping`, the optimizer and the
+scheduler) that is written to ``state.pt`` after every epoch, together with every RNG state, so
+``--resume`` continues exactly where a killed run stopped. Multi-process (DDP) runs use the same
+functions through :class:`decalign.train.distributed.Context`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from decalign.config import RunConfig, metric_mode
+from decalign.losses import LOG_KEYS, objective, task_loss
+from decalign.train.batches import SplitTensors, batch_indices
+from decalign.train.checkpoint import (
+    ModelInfo,
+    build_model,
+    load_checkpoint,
+    load_training_state,
+    save_checkpoint,
+    save_training_state,
+)
+from decalign.train.distributed import Context
+from decalign.train.history import write_history
+from decalign.train.seeding import capture_rng, restore_rng, seed_everything
+
+__all__ = [
+    "EarlyStopping",
+    "EvalResult",
+    "SeedResult",
+    "evaluate",
+    "fit_seed",
+    "make_optimizer",
+    "resolve_device",
+    "train_epoch",
+]
+
+log = logging.getLogger("decalign")
+
+MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then Apple MPS, then the CPU; an unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device=cuda but CUDA is not available on this machine (use auto or cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise RuntimeError("train.device=mps but Apple MPS is not available on this machine (use auto or cpu)")
+    return torch.device(name)
+
+
+def show_progress(quiet: bool) -> bool:
+    """Progress bars only for a person at a terminal: not in CI logs, pipes or quiet mode."""
+    return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
+
+
+@dataclass
+class EarlyStopping:
+    """Model selection on one validation metric with patience (spec section 2)."""
+
+    mode: str
+    patience: int
+    best: float = math.nan
+    best_epoch: int = 0
+    bad_epochs: int = 0
+
+    def update(self, value: float, epoch: int) -> bool:
+        """Record this epoch's value; True when it is a new best."""
+        better = math.isnan(self.best) or (value < self.best if self.mode == "min" else value > self.best)
+        if better:
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+        else:
+            self.bad_epochs += 1
+        return better
+
+    @property
+    def should_stop(self) -> bool:
+        return self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.bad_epochs = float(state["best"]), int(state["best_epoch"]), int(state["bad_epochs"])
+
+
+@dataclass
+class EvalResult:
+    predictions: np.ndarray
+    """``[N]`` regression outputs or ``[N, C]`` logits, in split order."""
+    metrics: dict[str, float]
+    """The dataset's metrics plus ``loss`` (the task loss over the split) and every loss term."""
+
+
+@dataclass
+class SeedResult:
+    seed: int
+    best_epoch: int
+    epochs_run: int
+    valid: dict[str, float]
+    test: dict[str, float]
+    time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+                "valid": self.valid, "test": self.test, "time_s": self.time_s}
+
+
+def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
+    """Adam with coupled L2 weight decay; BERT parameters (if any) get ``train.bert_lr``."""
+    tc = config.train
+    bert, other = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (bert if name.startswith("text_encoder.") else other).append(p)
+    groups: list[dict[str, Any]] = [{"params": other, "lr": tc.lr}]
+    if bert:
+        groups.append({"params": bert, "lr": tc.bert_lr or tc.lr})
+    return torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def train_epoch(
+    model: nn.Module,
+    data: SplitTensors,
+    config: RunConfig,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    device: torch.device,
+    ctx: Context,
+    metric_fn: MetricFn,
+    progress: bool,
+    description: str = "train",
+) -> dict[str, float]:
+    """One pass over the shuffled training split; returns mean loss terms and the metrics of the
+    training predictions (made with dropout on, as they were trained)."""
+    model.train()
+    tc = config.train
+    batches = batch_indices(len(data), tc.batch_size, shuffle=True, generator=generator)
+    sums = dict.fromkeys(LOG_KEYS, 0.0)
+    preds, labels = [], []
+    seen = 0
+    bar = None
+    if progress and ctx.is_main:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(batches), desc=description, leave=False, dynamic_ncols=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for global_index in batches:
+        index = ctx.shard(global_index)
+        batch = data.batch(index, device)
+        with _autocast(device, tc.amp):
+            output = model(batch.features, batch.lengths)
+        loss, terms = objective(output, batch.labels, config.objective)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss)}); terms: "
+                + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+                + ". Lower train.lr or check the data for extreme values (decalign info)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        (loss * ctx.loss_scale(len(index), len(global_index))).backward()
+        if tc.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+        optimizer.step()
+        n = len(index)
+        seen += n
+        for k, v in terms.items():
+            sums[k] += float(v) * n
+        preds.append(output.prediction.detach().float().cpu())
+        labels.append(batch.labels.cpu())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{sums['loss'] / max(seen, 1):.4f}")
+    if bar is not None:
+        bar.close()
+    stats = {k: v / max(seen, 1) for k, v in sums.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # degenerate early-epoch predictions are not news here
+        stats.update(metric_fn(torch.cat(preds).numpy(), torch.cat(labels).numpy()))
+    return ctx.average(stats)
+
+
+@torch.no_grad()
+def predict_split(model: nn.Module, data: SplitTensors, batch_size: int, device: torch.device, ctx: Context,
+                  amp: bool = False) -> tuple[np.ndarray, dict[str, float]]:
+    """Eval-mode outputs for a whole split in order, and the mean auxiliary loss terms.
+
+    The alignment losses are batch statistics, so they are computed on evaluation batches of the
+    training batch size, as released.
+    """
+    model.eval()
+    outs: list[Tensor] = []
+    positions: list[Tensor] = []
+    sums = {"decoupling": 0.0, "heterogeneity": 0.0, "homogeneity": 0.0}
+    for global_index in batch_indices(len(data), batch_size, shuffle=False):
+        index = ctx.shard_eval(global_index)
+        if len(index) == 0:
+            continue
+        batch = data.batch(index, device)
+        with _autocast(device, amp):
+            output = model(batch.features, batch.lengths)
+        outs.append(output.prediction.float().cpu())
+        positions.append(index)
+        for k in sums:
+            sums[k] += float(output.losses[k]) * len(index)
+    local = torch.cat(outs) if outs else torch.empty(0)
+    pos = torch.cat(positions) if positions else torch.empty(0, dtype=torch.long)
+    prediction = ctx.gather_predictions(local, pos, len(data))
+    terms = ctx.sum_dict(sums)
+    return prediction.numpy(), {k: v / max(len(data), 1) for k, v in terms.items()}
+
+
+def evaluate(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device, ctx: Context,
+             metric_fn: MetricFn) -> EvalResult:
+    """Predictions, the dataset's metrics, the task loss over the whole split and the mean
+    auxiliary losses."""
+    batch_size = config.train.eval_batch_size or config.train.batch_size
+    prediction, terms = predict_split(model, data, batch_size, device, ctx, config.train.amp)
+    labels = data.labels.numpy()
+    metrics = dict(metric_fn(prediction, labels))
+    metrics["loss"] = float(task_loss(torch.from_numpy(prediction), data.labels, config.objective.task_loss))
+    metrics.update(terms)
+    return EvalResult(prediction, metrics)
+
+
+def _log_epoch(epoch: int, total: int, train: dict[str, float], valid: dict[str, float], lr: float,
+               seconds: float, keys: list[str]) -> None:
+    from decalign.reporting import format_value
+
+    shown = " ".join(f"{k} {format_value(k, valid[k])}" for k in keys if k in valid)
+    log.info("epoch %d/%d  train loss %.4f  |  valid loss %.4f %s  |  lr %.2e  %.1fs",
+             epoch, total, train["loss"], valid["loss"], shown, lr, seconds)
+
+
+@contextmanager
+def _tensorboard(directory: Path, enabled: bool) -> Iterator[Any]:
+    writer = None
+    if enabled:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(log_dir=str(directory))
+        except ImportError as err:
+            warnings.warn(f"TensorBoard event files are not written: {err} (pip install tensorboard)", stacklevel=2)
+    try:
+        yield writer
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def fit_seed(
+    config: RunConfig,
+    info: ModelInfo,
+    splits: dict[str, SplitTensors],
+    seed: int,
+    seed_dir: Path,
+    metric_fn: MetricFn,
+    *,
+    resume: bool = False,
+    preprocess: dict[str, dict[str, np.ndarray]] | None = None,
+    ctx: Context | None = None,
+    quiet: bool = False,
+    tensorboard: bool = True,
+    epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
+) -> SeedResult:
+    """Train one seed, select the best validation epoch, and test it.
+
+    Files in ``seed_dir`` (written by the main process only): ``model.safetensors`` (best epoch),
+    ``state.pt`` (resumable state after the last completed epoch), ``history.csv``,
+    ``test_predictions.csv``, ``result.json`` and TensorBoard events.
+
+    ``epoch_callback(epoch, valid_metrics)`` runs after each epoch (sweeps use it for pruning;
+    it may raise to stop the run).
+    """
+    ctx = ctx or Context.single()
+    tc = config.train
+    device = ctx.device if ctx.device is not None else resolve_device(tc.device)
+    if tc.num_threads:
+        torch.set_num_threads(tc.num_threads)
+    seed_everything(seed)
+    model = build_model(config, info).to(device)
+    train_model = ctx.wrap(model)
+    if tc.compile:
+        from decalign.model.compile import maybe_compile
+
+        train_model = maybe_compile(train_model, True)
+    optimizer = make_optimizer(model, config)
+    mode = metric_mode(tc.selection_metric)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=metric_mode(tc.scheduler_metric_name), factor=tc.scheduler_factor, patience=tc.scheduler_patience
+    )
+    stopper = EarlyStopping(mode=mode, patience=tc.early_stop_patience)
+    generator = torch.Generator().manual_seed(seed)
+    history: list[dict[str, Any]] = []
+    start_epoch = 1
+    elapsed = 0.0
+    best_state: dict[str, Tensor] | None = None
+    state_path = seed_dir / "state.pt"
+    best_path = seed_dir / "model.safetensors"
+    if resume and state_path.exists():
+        state = load_training_state(state_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        stopper.load_state_dict(state["early_stopping"])
+        restore_rng(state["rng"], generator)
+        history = list(state["history"])
+        start_epoch = int(state["epoch"]) + 1
+        elapsed = float(state["elapsed"])
+        if stopper.best_epoch:
+            best_state = load_checkpoint(best_path).model.state_dict()
+        log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, start_epoch - 1, stopper.best_epoch)
+    progress = show_progress(quiet)
+    show_keys = ["mae", "corr", "acc2_non0", "f1_non0", "acc7", "acc2", "f1", "wacc", "waf1"]
+    epochs_run = start_epoch - 1
+    with _tensorboard(seed_dir / "tensorboard", tensorboard and ctx.is_main) as tb:
+        for epoch in range(start_epoch, tc.num_epochs + 1):
+            if stopper.should_stop:
+                break
+            epochs_run = epoch
+            t0 = time.perf_counter()
+            train_stats = train_epoch(train_model, splits["train"], config, optimizer, generator, device, ctx,
+                                      metric_fn, progress, f"seed {seed} epoch {epoch}")
+            valid = evaluate(train_model, splits["valid"], config, device, ctx, metric_fn).metrics
+            if tc.selection_metric not in valid:
+                raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
+                               f"dataset; choose one of {sorted(valid)}")
+            scheduler.step(valid[tc.scheduler_metric_name])
+            improved = stopper.update(valid[tc.selection_metric], epoch)
+            if improved:
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            lr = optimizer.param_groups[0]["lr"]
+            for split, stats in (("train", train_stats), ("valid", valid)):
+                history.append({"seed": seed, "epoch": epoch, "split": split, "lr": lr, "time_s": seconds, **stats})
+            if ctx.is_main:
+                if improved:
+                    save_checkpoint(best_path, model, config, info, preprocess, {"seed": seed, "epoch": epoch})
+                save_training_state(state_path, {
+                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(),
+                    "rng": capture_rng(generator), "history": history, "elapsed": elapsed,
+                })
+                write_history(seed_dir / "history.csv", history)
+                if tb is not None:
+                    for split, stats in (("train", train_stats), ("valid", valid)):
+                        for k, v in stats.items():
+                            tb.add_scalar(f"{split}/{k}", v, epoch)
+                    tb.add_scalar("lr", lr, epoch)
+                if not quiet:
+                    _log_epoch(epoch, tc.num_epochs, train_stats, valid, lr, seconds, show_keys)
+            ctx.barrier()
+            if epoch_callback is not None:
+                epoch_callback(epoch, valid)
+        if best_state is None:
+            raise RuntimeError(f"seed {seed}: no epoch was completed (train.num_epochs={tc.num_epochs})")
+        model.load_state_dict(best_state)
+        test = evaluate(train_model, splits["test"], config, device, ctx, metric_fn)
+        valid_best = next(
+            (row for row in history if row["epoch"] == stopper.best_epoch and row["split"] == "valid"), {}
+        )
+        history.append({"seed": seed, "epoch": stopper.best_epoch, "split": "test",
+                        "lr": math.nan, "time_s": 0.0, **test.metrics})
+        if ctx.is_main:
+            write_history(seed_dir / "history.csv", history)
+            _write_predictions(seed_dir / "test_predictions.csv", splits["test"], test.predictions, info)
+            if tb is not None:
+                for k, v in test.metrics.items():
+                    tb.add_scalar(f"test/{k}", v, stopper.best_epoch)
+    valid_metrics = {k: v for k, v in valid_best.items() if k not in ("seed", "epoch", "split", "lr", "time_s")}
+    return SeedResult(seed, stopper.best_epoch, epochs_run, valid_metrics, test.metrics, elapsed, history)
+
+
+def _write_predictions(path: Path, data: SplitTensors, predictions: np.ndarray, info: ModelInfo) -> None:
+    from decalign.train.history import write_predictions
+
+    write_predictions(path, data.ids, data.labels.numpy(), predictions, info.class_names)
