@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +25,17 @@ from torch import Tensor, nn
 
 from decalign.config import ModelConfig
 
-__all__ = ["OUR_NAME", "SUFFIXES", "ReferenceDecAlign"]
+__all__ = [
+    "OUR_NAME",
+    "PRESET_SHAPES",
+    "SUFFIXES",
+    "ReferenceDecAlign",
+    "random_inputs",
+    "randomize_",
+    "reference_sinkhorn_loss",
+    "with_layers",
+    "without_dropout",
+]
 
 SUFFIXES = ("l", "a", "v")
 OUR_NAME = {"l": "text", "a": "audio", "v": "vision"}
@@ -107,7 +118,7 @@ class ReferencePDE(nn.Module):
 
 def reference_gmm(u: Tensor, k: int, iters: int, var_floor: float) -> tuple[Tensor, Tensor, Tensor]:
     """Diagonal GMM by EM on ``u`` ``[B, d]``; returns ``(means [K, d], vars [K, d], gamma [B, K])``."""
-    batch, dim = u.shape
+    batch = u.shape[0]
     if batch >= k:
         idx = torch.linspace(0, batch - 1, k, dtype=torch.float64).round().long()
     else:
@@ -319,3 +330,15 @@ def random_inputs(dims: Mapping[str, int], lengths: Mapping[str, int], batch: in
         m: torch.randn(batch, lengths[m], dims[m], generator=gen, dtype=torch.float64).to(dtype).requires_grad_()
         for m in dims
     }
+
+
+def without_dropout(config: ModelConfig) -> ModelConfig:
+    """``config`` with every dropout probability set to 0 (train mode is then deterministic)."""
+    fusion = replace(config.fusion, attn_dropout={"default": 0.0}, relu_dropout=0.0, embed_dropout=0.0,
+                     res_dropout=0.0)
+    return replace(config, text_dropout=0.0, output_dropout=0.0, fusion=fusion)
+
+
+def with_layers(config: ModelConfig, num_layers: int) -> ModelConfig:
+    """``config`` with fewer transformer layers, for tests where the depth is not the point."""
+    return replace(config, fusion=replace(config.fusion, num_layers=num_layers))

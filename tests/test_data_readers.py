@@ -322,3 +322,17 @@ def test_describe_dataset(tmp_path: Path) -> None:
     cls = describe_dataset(load_dataset(write_iemocap_dialogue_pickle(tmp_path / "d.pkl", ways=4)))
     assert set(cls["splits"]["train"]["labels"]["class_counts"]) <= {"happy", "sad", "neutral", "angry"}
     assert cls["num_classes"] == 4
+
+
+def test_import_is_torch_free() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, decalign.data, decalign.testing.fixtures; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_directory_of_pickles_gets_a_hint(tmp_path: Path) -> None:
+    write_mmsa_pickle(tmp_path / "aligned_50.pkl", kind="mosi", n=(3, 2, 2))
+    with pytest.raises(DataError, match="pass the file itself"):
+        load_dataset(tmp_path)

@@ -141,47 +141,71 @@ def test_third_index_independent_cost_factorises(eps):
 
 # ---------------------------------------------------------------------------------------------
 # small eps: the log domain stays finite and approaches the unregularised optimum
+#
+# At eps = 1e-3 with O(1) costs plain Sinkhorn (in any domain) can plateau: about half of random
+# 5 x 6 problems still miss a marginal by 1e-4..1e-2 after thousands of rounds, because its rate
+# degrades like exp(-cost range / eps). The convergence tests below therefore use seeds whose
+# problems converge within the budget; test_small_eps_plateau_is_the_algorithm pins a stalling
+# one to show that it stays finite and that the stall is Sinkhorn's, not our early stop's.
 
 
 def test_small_eps_two_marginals_approaches_emd():
-    cost, marginals = random_problem((5, 6), seed=11)
+    cost, marginals = random_problem((5, 6), seed=2)
     eps = 1e-3
-    plan = multi_marginal_sinkhorn(cost, marginals, eps, n_iters=3000)
+    plan = multi_marginal_sinkhorn(cost, marginals, eps, n_iters=2000)
     assert bool(torch.isfinite(plan).all())
     assert max_marginal_error(plan, marginals) < 1e-6
+    # the plain kernel exp(-C / eps) would hold entries near exp(-1000): 0 in float64
+    assert float(torch.exp(-cost / eps).min()) == 0.0
     exact = torch.from_numpy(ot.emd(marginals[0].numpy(), marginals[1].numpy(), cost.numpy()))
-    # the kernel exp(-C / eps) alone would underflow to 0 here in float32 (and nearly in float64)
-    assert float((-cost / eps).min()) < -900
     assert float((plan - exact).abs().sum()) < 1e-3
     # entropic excess cost is at most eps * (entropy gap) <= eps * log(K1 * K2)
     excess = float((plan * cost).sum() - (exact * cost).sum())
     assert -1e-9 < excess < eps * np.log(30)
 
 
-def test_small_eps_three_marginals_approaches_linprog():
-    shape = (3, 3, 4)
-    cost, marginals = random_problem(shape, seed=12)
-    eps = 1e-3
-    plan = multi_marginal_sinkhorn(cost, marginals, eps, n_iters=3000)
-    assert bool(torch.isfinite(plan).all())
-    assert max_marginal_error(plan, marginals) < 1e-6
-    # unregularised multi-marginal LP over the K1*K2*K3 plan entries
-    n = int(np.prod(shape))
+def multi_marginal_lp(cost, marginals):
+    """Unregularised multi-marginal OT as an LP over the K1 * ... * KM plan entries."""
+    shape = tuple(cost.shape)
     rows, rhs = [], []
     for m, nu in enumerate(marginals):
+        index = np.indices(shape)[m].ravel()
         for k in range(shape[m]):
-            mask = np.zeros(shape)
-            index = [slice(None)] * len(shape)
-            index[m] = k
-            mask[tuple(index)] = 1.0
-            rows.append(mask.ravel())
+            rows.append((index == k).astype(float))
             rhs.append(float(nu[k]))
     lp = linprog(cost.numpy().ravel(), A_eq=np.array(rows), b_eq=np.array(rhs), bounds=(0, None),
                  method="highs")
     assert lp.status == 0
-    excess = float((plan * cost).sum()) - lp.fun
-    assert -1e-9 < excess < eps * np.log(n)
-    assert float((plan - torch.from_numpy(lp.x.reshape(shape))).abs().sum()) < 1e-2
+    return torch.from_numpy(lp.x.reshape(shape)), lp.fun
+
+
+@pytest.mark.parametrize(("shape", "seed"), [((3, 3, 4), 2), ((3, 3, 3, 3), 0)])
+def test_small_eps_multi_marginal_approaches_linprog(shape, seed):
+    cost, marginals = random_problem(shape, seed=seed)
+    eps = 1e-3
+    plan = multi_marginal_sinkhorn(cost, marginals, eps, n_iters=2000)
+    assert bool(torch.isfinite(plan).all())
+    assert max_marginal_error(plan, marginals) < 1e-6
+    exact, optimum = multi_marginal_lp(cost, marginals)
+    excess = float((plan * cost).sum()) - optimum
+    assert -1e-9 < excess < eps * np.log(cost.numel())
+    assert float((plan - exact).abs().sum()) < 1e-2
+
+
+def test_small_eps_plateau_is_the_algorithm():
+    cost, marginals = random_problem((4, 5), seed=11)
+    log_kernel = -cost / 1e-3
+    log_marginals = [nu.log() for nu in marginals]
+    for n_iters in (1000, 3000):
+        ours = sinkhorn_log_scalings(log_kernel, log_marginals, n_iters)
+        plain = sinkhorn_log_scalings_reference(log_kernel, log_marginals, n_iters)  # no early stop
+        for x, y in zip(ours, plain):
+            assert bool(torch.isfinite(x).all())
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-9)
+    plan = multi_marginal_sinkhorn(cost, marginals, 1e-3, 3000)
+    assert bool(torch.isfinite(plan).all())
+    torch.testing.assert_close(plan_marginal(plan, 1), marginals[1], rtol=0, atol=1e-12)
+    assert 1e-4 < max_marginal_error(plan, marginals) < 1e-2  # the plateau, documented
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
@@ -217,7 +241,7 @@ def test_zero_marginal_entries(shape):
     c = cost.clone().requires_grad_(True)
     results = []
     for gradient in ("unrolled", "envelope"):
-        value, plan_g = entropic_ot(c, marginals, 0.1, 500, gradient=gradient)
+        value, _ = entropic_ot(c, marginals, 0.1, 500, gradient=gradient)
         (grad,) = torch.autograd.grad(value, c)
         assert bool(torch.isfinite(value)) and bool(torch.isfinite(grad).all())
         results.append((value, grad))
@@ -335,20 +359,33 @@ def test_custom_backward_equals_autograd_reference(shape, eps, n_iters):
 
 
 @pytest.mark.parametrize(("shape", "n_iters"), [((2, 3), 3), ((2, 3, 2), 2), ((2, 3, 2), 40)])
-@pytest.mark.parametrize("gradient", ["unrolled", "envelope"])
-def test_gradcheck(shape, n_iters, gradient):
+def test_gradcheck_unrolled(shape, n_iters):
+    # the unrolled gradient is exact for any number of rounds, converged or not
     cost, marginals = random_problem(shape, seed=5)
     cost.requires_grad_(True)
     marginals = [nu.requires_grad_(True) for nu in marginals]
 
-    def value(c, *nus):
-        loss, plan = entropic_ot(c, list(nus), 0.3, n_iters, gradient=gradient)
-        return loss, plan
+    def loss_and_plan(c, *nus):
+        return entropic_ot(c, list(nus), 0.3, n_iters)
 
-    assert torch.autograd.gradcheck(value, (cost, *marginals), eps=1e-6, atol=1e-7)
-    if gradient == "unrolled":
-        plan_fn = lambda c, *nus: multi_marginal_sinkhorn(c, list(nus), 0.3, n_iters)  # noqa: E731
-        assert torch.autograd.gradcheck(plan_fn, (cost, *marginals), eps=1e-6, atol=1e-7)
+    def plan(c, *nus):
+        return multi_marginal_sinkhorn(c, list(nus), 0.3, n_iters)
+
+    assert torch.autograd.gradcheck(loss_and_plan, (cost, *marginals), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(plan, (cost, *marginals), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("shape", [(2, 3), (2, 3, 2)])
+def test_gradcheck_envelope_cost_at_convergence(shape):
+    # the envelope gradient is that of the optimal value, so it is exact only at convergence
+    # and only for the cost (moving one marginal off the simplex leaves the feasible set)
+    cost, marginals = random_problem(shape, seed=5)
+    cost.requires_grad_(True)
+
+    def loss(c):
+        return entropic_ot(c, marginals, 0.3, 500, gradient="envelope")[0]
+
+    assert torch.autograd.gradcheck(loss, (cost,), eps=1e-6, atol=1e-8)
 
 
 @pytest.mark.parametrize("shape", [(4, 5), (3, 4, 5), (2, 3, 2, 3)])
@@ -380,7 +417,7 @@ def test_unrolled_gradient_differs_from_plan_before_convergence():
     c = cost.clone().requires_grad_(True)
     value, plan = entropic_ot(c, marginals, 0.02, 2)
     (grad,) = torch.autograd.grad(value, c)
-    assert float((grad - plan).abs().max()) > 1e-3
+    assert float((grad - plan.detach()).abs().max()) > 1e-3
 
 
 def test_no_grad_path_equals_grad_path():

@@ -57,9 +57,17 @@ class RunResult:
     std: dict[str, float]
 
     def table(self, style: str = "text") -> str:
-        from decalign.reporting import format_table
+        """The test metrics (mean ± std over seeds) as the paper prints them."""
+        return metrics_table(self.config.preset, self.mean, self.std, style)
 
-        return format_table({"test": {"mean": self.mean, "std": self.std}}, style=style)  # type: ignore[arg-type]
+
+def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text") -> str:
+    """One-row table of the dataset's metrics (loss terms left out)."""
+    from decalign.losses import LOG_KEYS
+    from decalign.reporting import format_table
+
+    keys = [k for k in mean if k not in LOG_KEYS]
+    return format_table({name: {"mean": dict(mean), "std": dict(std)}}, keys=keys, style=style)  # type: ignore[arg-type]
 
 
 def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
@@ -215,7 +223,6 @@ def train(
 ) -> RunResult:
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
     directory described in the module docstring, and return the test metrics over seeds."""
-    from decalign.reporting import format_table
     from decalign.train.atomic import write_json
     from decalign.train.distributed import Context
     from decalign.train.engine import fit_seed
@@ -268,7 +275,7 @@ def train(
             plot_run(out)
         if not quiet:
             log.info("test metrics of the best-validation epoch over %d seed(s) (mean ± sample std):\n%s",
-                     len(seeds), format_table({config.preset: {"mean": payload["mean"], "std": payload["std"]}}))
+                     len(seeds), metrics_table(config.preset, payload["mean"], payload["std"]))
     return RunResult(out, config, seeds, payload["mean"], payload["std"])
 
 

@@ -11,7 +11,12 @@ from decalign.data.arrays import NonFiniteWarning
 from decalign.data.detect import BENCHMARKS, detect_kind
 from decalign.data.loading import convert, describe_dataset, load_dataset
 from decalign.data.native import load_native, save_native
-from decalign.data.preprocess import FeatureStats, apply_standardizer, fit_standardizer
+from decalign.data.preprocess import (
+    FeatureStats,
+    apply_standardizer,
+    fit_standardizer,
+    standardized_modalities,
+)
 from decalign.data.safe_pickle import UnsafePickleError, load_pickle
 from decalign.data.synthetic import make_synthetic
 from decalign.data.types import SPLITS, DataError, MultimodalDataset, Split, Task
@@ -36,4 +41,5 @@ __all__ = [
     "load_pickle",
     "make_synthetic",
     "save_native",
+    "standardized_modalities",
 ]

@@ -84,8 +84,8 @@ def read_mmsa(obj: Any, source: str, kind: str | None, log: ReadLog) -> Multimod
     """Turn an unpickled MMSA-layout dict into a validated dataset.
 
     Args:
-        obj: the unpickled object (its split dicts are emptied as arrays are taken over, so the
-            raw values can be freed early).
+        obj: the unpickled object (converted features replace the raw values in its split
+            dicts, so that copies made by the conversion do not coexist with the originals).
         source: the file name for messages.
         kind: a forced kind (``mosi``/``mosei``/``sims``/``iemocap``/``custom``) or ``None`` to
             detect it from the feature widths.
@@ -110,7 +110,7 @@ def read_mmsa(obj: Any, source: str, kind: str | None, log: ReadLog) -> Multimod
         for m in modalities:
             x = float_features(_require(sp, m, where), where, m)
             if isinstance(sp, dict):
-                sp.pop(m)  # drop the file's reference: a converted copy frees the original
+                sp[m] = x  # drop the file's value: if conversion copied (lists, float64), it is freed
             x, bad = replace_nonfinite_(x)
             log.count_nonfinite(name, m, bad)
             feats[m] = x

@@ -401,10 +401,13 @@ def _build(
         if mismatch:
             log.note(mismatch)
 
-    class_names = meta.get("class_names")
+    # The meta's class names / label range describe the kind it names; a different forced kind
+    # takes the benchmark's own (or none).
+    own = meta if meta_kind in (None, forced) else {}
+    class_names = own.get("class_names")
     if class_names is None and spec is not None and task == spec.task:
         class_names = spec.class_names
-    label_range = meta.get("label_range")
+    label_range = own.get("label_range")
     if label_range is None and spec is not None and task == spec.task:
         label_range = spec.label_range
     notes = [str(t) for t in meta.get("notes") or []]
@@ -464,9 +467,11 @@ def _load_directory(path: Path, kind: str | None, log: ReadLog) -> MultimodalDat
     found = {f.name for f in path.iterdir()}
     fmts = [fmt for fmt in ("npz", "safetensors") if any(f"{s}.{fmt}" in found for s in SPLITS)]
     if not fmts:
+        pickles = sorted(f for f in found if f.endswith(".pkl"))
+        hint = f"; to read a benchmark pickle pass the file itself, e.g. {path / pickles[0]}" if pickles else ""
         raise DataError(
             f"{path}: a dataset directory needs train/valid/test .npz or .safetensors files; found "
-            f"{sorted(found)[:12]}"
+            f"{sorted(found)[:12]}{hint}"
         )
     if len(fmts) > 1:
         raise DataError(f"{path}: holds both .npz and .safetensors split files; keep one format")

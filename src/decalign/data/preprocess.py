@@ -39,8 +39,9 @@ __all__ = [
 ]
 
 STD_FLOOR = 1e-6
-_PERCENTILE_BLOCK = 1 << 24
-"""Elements copied at a time for the percentile pass (64 MiB of float32)."""
+_PERCENTILE_BLOCK = 1 << 25
+"""Elements copied at a time for the percentile pass (128 MiB of float32): each copy of a few
+dimensions reads every row of the array, so fewer, larger blocks are much faster."""
 
 
 class FeatureStats(NamedTuple):

@@ -31,6 +31,7 @@ __all__ = [
     "build_model",
     "load_checkpoint",
     "load_training_state",
+    "load_weights",
     "save_checkpoint",
     "save_training_state",
 ]
@@ -127,11 +128,9 @@ def save_checkpoint(
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model saved by :func:`save_checkpoint` (no pickle involved)."""
+def _read(file: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
-    file = Path(path)
     if not file.is_file():
         raise CheckpointError(f"checkpoint {str(file)!r} does not exist")
     try:
@@ -140,6 +139,19 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as err:  # safetensors raises its own error types for corrupt headers/data
         raise CheckpointError(f"checkpoint {str(file)!r} is corrupt or truncated: {err}") from err
+    return metadata, tensors
+
+
+def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Only the model weights of a checkpoint (no model is built, no random number drawn)."""
+    _, tensors = _read(Path(path))
+    return {k: v for k, v in tensors.items() if not k.startswith(_PRE)}
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """Rebuild the model saved by :func:`save_checkpoint` (no pickle involved)."""
+    file = Path(path)
+    metadata, tensors = _read(file)
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{str(file)!r} is not a decalign checkpoint (metadata format {metadata.get('format')!r}); "

@@ -32,8 +32,8 @@ from decalign.train.batches import SplitTensors, batch_indices
 from decalign.train.checkpoint import (
     ModelInfo,
     build_model,
-    load_checkpoint,
     load_training_state,
+    load_weights,
     save_checkpoint,
     save_training_state,
 )
@@ -334,12 +334,12 @@ def fit_seed(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         stopper.load_state_dict(state["early_stopping"])
-        restore_rng(state["rng"], generator)
         history = list(state["history"])
         start_epoch = int(state["epoch"]) + 1
         elapsed = float(state["elapsed"])
         if stopper.best_epoch:
-            best_state = load_checkpoint(best_path).model.state_dict()
+            best_state = load_weights(best_path)
+        restore_rng(state["rng"], generator)  # last: nothing may draw random numbers after it
         log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, start_epoch - 1, stopper.best_epoch)
     progress = show_progress(quiet)
     show_keys = ["mae", "corr", "acc2_non0", "f1_non0", "acc7", "acc2", "f1", "wacc", "waf1"]

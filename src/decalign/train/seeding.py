@@ -40,8 +40,9 @@ def restore_rng(state: dict[str, Any], *generators: torch.Generator) -> None:
     py = state["python"]
     random.setstate((py[-2], tuple(py[:-2]), py[-1]))
     np_state = state["numpy"]
-    np.random.set_state(("MT19937",  # noqa: NPY002 np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["cached_gaussian"]))
+    keys = np_state["keys"].numpy().astype(np.uint32)
+    legacy = ("MT19937", keys, np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"])
+    np.random.set_state(legacy)  # noqa: NPY002
     torch.set_rng_state(state["torch"])
     for g, s in zip(generators, state["generators"]):
         g.set_state(s)
