@@ -11,6 +11,13 @@ Every optimisation of our model is checked against it (outputs and gradients).
 Only the three benchmark modalities ``l`` (text), ``a`` (audio) and ``v`` (vision) exist here,
 all active, with precomputed text features; ablation switches other than cross-modal attention
 are not modelled (the tests check those switches against our model's own full run).
+
+Known, intended difference: the released kernel-domain Sinkhorn adds 1e-8 to its denominators
+and clamps ``G = exp(-C / eps)`` at 1e-30. That is harmless while the prototype costs stay far
+below ``eps`` (the released regime, e.g. at initialisation) but biases the plan once ``G``
+approaches 1e-8 (joint costs above about 1 at ``eps = 0.1``). Our model solves the entropic
+problem exactly in the log domain (spec 1.5), so the two agree only in the first regime; the
+tests use weights at the scale of the default initialisation (:func:`randomize_`).
 """
 
 from __future__ import annotations

@@ -239,3 +239,21 @@ def test_key_problems_in_a_file_name_the_file(tmp_path) -> None:
     with pytest.raises(OfficialStateDictError, match=r"other_preset\.pth") as info:
         load_official_checkpoint(path, with_layers(get_preset("sims").model, 1))  # d 32, kernel 5
     assert ("encoder_com.weight", (32, 32, 1), (64, 64, 1)) in info.value.mismatched
+
+
+def test_unreadable_widths_are_reported_with_the_other_problems() -> None:
+    state = export_official_state_dict(our_model("mosi", num_layers=1))
+    del state["proj_v.weight"]
+    del state["out_layer.weight"]
+    del state["out_layer.bias"]
+    state["extra"] = torch.zeros(1)
+    with pytest.raises(OfficialStateDictError, match="input_dims") as info:
+        load_official_state_dict(state, with_layers(get_preset("mosi").model, 1))
+    assert sorted(info.value.missing) == [("out_layer.bias", ("?",)), ("out_layer.weight", ("?", 384)),
+                                          ("proj_v.weight", (64, "?", 1))]
+    assert info.value.unknown == [("extra", (1,))]
+    # Given explicitly, the same widths need no keys to be read from.
+    with pytest.raises(OfficialStateDictError) as info:
+        load_official_state_dict(state, with_layers(get_preset("mosi").model, 1),
+                                 input_dims={"text": 768, "audio": 5, "vision": 20}, num_outputs=1)
+    assert ("proj_v.weight", (64, 20, 1)) in info.value.missing

@@ -10,7 +10,11 @@ import pytest
 import torch
 
 from decalign.config import ModelConfig, TextEncoderConfig
-from decalign.interop import OfficialStateDictError, export_official_state_dict, load_official_state_dict
+from decalign.interop import (
+    OfficialStateDictError,
+    export_official_state_dict,
+    load_official_state_dict,
+)
 from decalign.model import DecAlign
 from decalign.presets import get_preset
 from reference_decalign import with_layers

@@ -5,7 +5,53 @@ benchmark), :mod:`decalign.ops` (pure maths: Sinkhorn, GMM EM, MMD, moments), :m
 (encoders, decoupling, alignment, fusion, heads, the assembled model), :mod:`decalign.train`
 (engine, checkpoints), :mod:`decalign.metrics` and :mod:`decalign.cli`.
 
-Importing the package is cheap: heavy modules load on first use.
+Importing the package is cheap: the names below load their modules on first use.
+
+Example::
+
+    import decalign
+    data = decalign.load_data("aligned_50.pkl", decalign.DataConfig())   # kind detected: mosi
+    config = decalign.resolve_config(data, overrides=["train.seeds=[1111]"])
+    result = decalign.train(config, data, "runs/mosi")
+    print(result.table())
+    model = decalign.load_checkpoint("runs/mosi/seed_1111/model.safetensors").model
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+_LAZY = {
+    "DataConfig": "decalign.config",
+    "RunConfig": "decalign.config",
+    "ModelConfig": "decalign.config",
+    "TrainConfig": "decalign.config",
+    "ObjectiveConfig": "decalign.config",
+    "apply_overrides": "decalign.config",
+    "get_preset": "decalign.presets",
+    "load_dataset": "decalign.data",
+    "make_synthetic": "decalign.data",
+    "DecAlign": "decalign.model",
+    "load_data": "decalign.api",
+    "resolve_config": "decalign.api",
+    "train": "decalign.api",
+    "evaluate_checkpoint": "decalign.api",
+    "predict_checkpoint": "decalign.api",
+    "load_checkpoint": "decalign.train.checkpoint",
+    "load_official_state_dict": "decalign.interop",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'decalign' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -242,21 +242,13 @@ def _model_config(preset: str | RunConfig | ModelConfig) -> ModelConfig:
     raise TypeError(f"preset must be a preset name, a RunConfig or a ModelConfig, got {type(preset).__name__}")
 
 
-def _infer_input_dims(state_dict: Mapping[str, Tensor]) -> dict[str, int]:
-    """Input widths from the projection weights ``proj_X.weight`` ``(d, D_X, k)``."""
-    dims: dict[str, int] = {}
-    absent = []
+def _infer_input_dims(state_dict: Mapping[str, Tensor]) -> dict[str, int | None]:
+    """Input widths from the projection weights ``proj_X.weight`` ``(d, D_X, k)``; ``None`` where
+    that key is absent or not a conv weight (reported with the other key problems)."""
+    dims: dict[str, int | None] = {}
     for m, x in OFFICIAL_SUFFIX.items():
         w = state_dict.get(f"proj_{x}.weight")
-        if w is None or w.dim() != 3:
-            absent.append(f"proj_{x}.weight")
-        else:
-            dims[m] = int(w.shape[1])
-    if absent:
-        raise OfficialStateDictError(
-            [], [(k, ("d_model", "D", "kernel")) for k in absent], [],
-            hint="the input widths are read from these keys; pass input_dims to give them explicitly",
-        )
+        dims[m] = int(w.shape[1]) if w is not None and w.dim() == 3 else None
     return dims
 
 
@@ -306,16 +298,22 @@ def load_official_state_dict(
     if missing_dims:
         raise ValueError(f"input_dims must give the widths of {list(OFFICIAL_SUFFIX)}; missing {missing_dims}")
     if num_outputs is None:
-        head = state_dict.get("out_layer.weight")
-        if head is None or head.dim() != 2:
-            raise OfficialStateDictError(
-                [], [("out_layer.weight", ("num_outputs", 6 * config.d_model))], [],
-                hint="the number of outputs is read from this key; pass num_outputs to give it explicitly",
-                source=source,
-            )
-        num_outputs = int(head.shape[0])
-    model = DecAlign(config, {m: int(dims[m]) for m in OFFICIAL_SUFFIX}, num_outputs=num_outputs)
-    expected = {k: _shape(v) for k, v in export_official_state_dict(model).items()}
+        weight, bias = state_dict.get("out_layer.weight"), state_dict.get("out_layer.bias")
+        if weight is not None and weight.dim() == 2:
+            num_outputs = int(weight.shape[0])
+        elif bias is not None and bias.dim() == 1:
+            num_outputs = int(bias.shape[0])
+    # Where a width or the output count cannot be read, build with a placeholder of 1 so that the
+    # comparison below still reports every key problem at once; the expected shape then shows "?".
+    unread = {f"proj_{OFFICIAL_SUFFIX[m]}.weight": 1 for m, dim in dims.items() if dim is None}
+    if num_outputs is None:
+        unread["out_layer.weight"] = 0
+        unread["out_layer.bias"] = 0
+    model = DecAlign(config, {m: dims[m] or 1 for m in OFFICIAL_SUFFIX}, num_outputs=num_outputs or 1)
+    expected: dict[str, Shape] = {k: _shape(v) for k, v in export_official_state_dict(model).items()}
+    for key, axis in unread.items():
+        expected[key] = tuple("?" if i == axis else s for i, s in enumerate(expected[key]))
+
     def optional(key: str) -> bool:
         return key.startswith(_OFFICIAL_TEXT_ENCODER) and key.endswith(_OPTIONAL_BUFFERS)
 
@@ -328,6 +326,9 @@ def load_official_state_dict(
         if any(k.startswith("text_model.") for k, _ in unknown):
             hints.append("the checkpoint has a BERT text encoder: set model.text_encoder.kind='bert' and "
                          "model.text_encoder.path to a local copy of that BERT")
+        if unread:
+            hints.append("input widths are read from proj_X.weight and the number of outputs from "
+                         "out_layer.weight; pass input_dims / num_outputs to give them explicitly")
         if any(k.startswith("text_model.") for k, _ in missing):
             hints.append("the model has a BERT text encoder but the checkpoint does not: use "
                          "model.text_encoder.kind='features'")

@@ -32,6 +32,7 @@ __all__ = [
     "attention",
     "attention_reference",
     "dropout",
+    "dropout_add",
     "dropout_mask",
     "fast_kernels",
     "set_fast_kernels",
@@ -102,7 +103,7 @@ class _SmallHeadAttention(torch.autograd.Function):
     r"""softmax(q k^T * scale [+ causal mask]) (dropout) v for ``[N, T, e]`` heads.
 
     Forward: ``S = (q scale) k^T``; ``P = softmax(S)``; ``P_d = P * mask`` (mask pre-scaled by
-    1/(1-p), or none); ``O = P_d v``. Backward with ``dO``:
+    1/(1-p)) in the groups that have a mask; ``O = P_d v``. Backward with ``dO``:
     ``dP_d = dO v^T``; ``dP = dP_d * mask``; ``dS = P (dP - D)`` with
     ``D = rowsum(dP * P) = rowsum(dO * O)``; ``dq = scale dS k``; ``dk = dS^T (q scale)``;
     ``dv = P_d^T dO``.
@@ -110,11 +111,12 @@ class _SmallHeadAttention(torch.autograd.Function):
     Operand layouts: ``k`` and ``v`` are kept transposed (``[N, e, Tk]``, contiguous) and products
     whose natural form has a transposed left operand are computed transposed, e.g.
     ``dk^T = (q scale)^T dS``: MKL's batched GEMM runs these layouts 1.5-2.5x faster here.
+    Groups (modalities) are consecutive blocks of heads; a group without dropout uses ``P`` as is.
     """
 
     @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float, mask: Tensor | None,  # type: ignore[override]
-                causal: bool) -> Tensor:
+    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float,  # type: ignore[override]
+                masks: list[Tensor | None], causal: bool) -> Tensor:
         qs = q * scale
         kt = k.transpose(1, 2).contiguous()  # [N, e, Tk]
         vt = v.transpose(1, 2).contiguous()
@@ -124,30 +126,46 @@ class _SmallHeadAttention(torch.autograd.Function):
             upper = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu_(1)
             scores.masked_fill_(upper, float("-inf"))
         probs = torch.softmax(scores, dim=-1)
-        dropped = probs * mask if mask is not None else probs
-        out = torch.bmm(dropped, vt.transpose(1, 2))
-        ctx.scale = scale
-        ctx.save_for_backward(qs, kt, vt, probs, mask, out)
+        del scores
+        if all(m is None for m in masks):
+            out = torch.bmm(probs, vt.transpose(1, 2))
+        else:
+            out = q.new_empty(q.shape[0], q.shape[1], v.shape[2])
+            for rows, mask in _groups(masks, q.shape[0]):
+                dropped = probs[rows] if mask is None else probs[rows] * mask
+                torch.bmm(dropped, vt[rows].transpose(1, 2), out=out[rows])
+        ctx.scale, ctx.masks = scale, masks
+        ctx.save_for_backward(qs, kt, vt, probs, out)
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        qs, kt, vt, probs, mask, out = ctx.saved_tensors
+        qs, kt, vt, probs, out = ctx.saved_tensors
+        masks: list[Tensor | None] = ctx.masks
         grad_out = grad_out.contiguous()
         grad_q = grad_k = grad_v = None
+        if ctx.needs_input_grad[2]:  # dv^T = dO^T P_d
+            grad_vt = torch.empty_like(vt)
+            for rows, mask in _groups(masks, qs.shape[0]):
+                dropped = probs[rows] if mask is None else probs[rows] * mask
+                torch.bmm(grad_out[rows].transpose(1, 2), dropped, out=grad_vt[rows])
+            grad_v = grad_vt.transpose(1, 2)
         grad_scores = torch.bmm(grad_out, vt)  # dP_d
-        if ctx.needs_input_grad[2]:
-            dropped = probs * mask if mask is not None else probs
-            grad_v = torch.bmm(grad_out.transpose(1, 2), dropped).transpose(1, 2)
-        if mask is not None:
-            grad_scores.mul_(mask)
-        row = (grad_out * out).sum(-1, keepdim=True)
-        grad_scores.sub_(row).mul_(probs)  # dS
+        for rows, mask in _groups(masks, qs.shape[0]):
+            if mask is not None:
+                grad_scores[rows].mul_(mask)
+        row_dot = (grad_out * out).sum(-1, keepdim=True)
+        grad_scores.sub_(row_dot).mul_(probs)  # dS
         if ctx.needs_input_grad[0]:
             grad_q = torch.bmm(grad_scores, kt.transpose(1, 2)).mul_(ctx.scale)
         if ctx.needs_input_grad[1]:
             grad_k = torch.bmm(qs.transpose(1, 2), grad_scores).transpose(1, 2)
         return grad_q, grad_k, grad_v, None, None, None
+
+
+def _groups(masks: list[Tensor | None], n: int) -> list[tuple[slice, Tensor | None]]:
+    per = n // len(masks)
+    return [(slice(g * per, (g + 1) * per), m) for g, m in enumerate(masks)]
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 0.0, causal: bool = False,
@@ -156,32 +174,25 @@ def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 
 
     Args:
         q, k, v: heads flattened into the leading dimension.
-        dropout_p: attention dropout; a list gives one probability per group of ``N / groups``
-            consecutive heads (one group per modality), applied only where it is non-zero.
+        dropout_p: attention dropout (pass 0 outside training); a list gives one probability per
+            group of ``N / groups`` consecutive heads (one group per modality).
         causal: mask keys after the query's position (self-attention only).
-        groups: number of groups that ``dropout_p`` refers to.
+        groups: number of groups that a list ``dropout_p`` refers to.
 
     Returns:
         ``[N, T, e]``, equal to ``F.scaled_dot_product_attention`` with the same dropout
         distribution (different random stream).
     """
-    probs = dropout_p if isinstance(dropout_p, list) else [float(dropout_p)] * groups
+    probs = [float(p) for p in dropout_p] if isinstance(dropout_p, list) else [float(dropout_p)] * groups
     if len(probs) != groups or q.shape[0] % groups:
         raise ValueError(f"{len(probs)} dropout values for {groups} groups of {q.shape[0]} heads")
-    head_dim = q.shape[-1]
-    if not _use_custom(q) or head_dim > SMALL_HEAD_DIM or any(p >= 1.0 for p in probs):
+    if not _use_custom(q) or q.shape[-1] > SMALL_HEAD_DIM or any(p >= 1.0 for p in probs):
         return _sdpa_grouped(q, k, v, probs, causal)
-    mask = None
-    if any(p > 0.0 for p in probs):
-        t_q, t_k = q.shape[1], k.shape[1]
-        per = q.shape[0] // groups
-        mask = torch.ones(q.shape[0], t_q, t_k, dtype=q.dtype, device=q.device)
-        for g, p in enumerate(probs):
-            if p > 0.0:
-                mask[g * per : (g + 1) * per] = dropout_mask((per, t_q, t_k), p, q.dtype, q.device)
-        if all(p > 0.0 for p in probs) and len(set(probs)) == 1:
-            pass  # every row got a mask (the common case); nothing else to do
-    return _SmallHeadAttention.apply(q, k, v, head_dim**-0.5, mask, causal)
+    if len(set(probs)) == 1:  # one group: the loops over groups run once
+        groups, probs = 1, probs[:1]
+    rows, t_q, t_k = q.shape[0] // groups, q.shape[1], k.shape[1]
+    masks = [None if p == 0.0 else dropout_mask((rows, t_q, t_k), p, q.dtype, q.device) for p in probs]
+    return _SmallHeadAttention.apply(q, k, v, q.shape[-1] ** -0.5, masks, causal)
 
 
 def _sdpa_grouped(q: Tensor, k: Tensor, v: Tensor, probs: list[float], causal: bool) -> Tensor:
@@ -205,3 +216,13 @@ def attention_reference(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -
         upper = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
         scores = scores.masked_fill(upper, float("-inf"))
     return torch.softmax(scores, dim=-1) @ v
+
+
+def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool) -> Tensor:
+    """``residual + F.dropout(x, p, training)`` as one ``addcmul`` with the mask of
+    :func:`dropout_mask` on CPU (the transformer's residual connections)."""
+    if not training or p == 0.0:
+        return residual + x
+    if p >= 1.0 or not _use_custom(x):
+        return residual + F.dropout(x, p, True)
+    return torch.addcmul(residual, x, dropout_mask(x.shape, p, x.dtype, x.device))

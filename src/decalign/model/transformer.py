@@ -25,10 +25,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decalign.config import FusionConfig
+from decalign.model.kernels import attention, dropout, dropout_add
 from decalign.model.stacked import StackedLayerNorm, StackedLinear, select
 
 __all__ = ["CrossModalLayer", "CrossModalTransformer"]
@@ -48,9 +48,36 @@ class CrossModalLayer(nn.Module):
         self.ffn_norm = StackedLayerNorm(n_modalities, d_model)
 
     def _heads(self, x: Tensor, batch: int) -> Tensor:
-        """``[M', B*T, d]`` -> ``[M'*B, H, T, d/H]``."""
+        """``[M', B*T, d]`` -> ``[M'*B*H, T, d/H]`` (modality-major, then sample, then head)."""
         n_mod, _, d = x.shape
-        return x.view(n_mod * batch, -1, self.num_heads, d // self.num_heads).transpose(1, 2)
+        heads = x.view(n_mod * batch, -1, self.num_heads, d // self.num_heads).transpose(1, 2)
+        return heads.reshape(-1, heads.shape[2], heads.shape[3])
+
+    def _merge(self, heads: Tensor, n_mod: int, batch: int) -> Tensor:
+        """Inverse of :meth:`_heads`: ``[M'*B*H, T, d/H]`` -> ``[M', B*T, d]``."""
+        steps = heads.shape[1]
+        merged = heads.view(n_mod * batch, self.num_heads, steps, -1).transpose(1, 2)
+        return merged.reshape(n_mod, batch * steps, self.d_model)
+
+    def _project_qkv(
+        self, flat: Tensor, keys: Tensor | None, values: Tensor | None, index: list[int]
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """In-projection ``[M', N, d]`` -> q, k, v; with a cross-modal context, q from ``flat`` and
+        k, v from ``keys`` and ``values`` (one matmul when they are the same tensor)."""
+        n_mod, _, d = flat.shape
+        w = select(self.attn_in.weight, index).transpose(-1, -2)  # [M', d, 3d]
+        b = select(self.attn_in.bias, index).unsqueeze(1)  # [M', 1, 3d]
+        if keys is None:
+            q, k, v = torch.baddbmm(b, flat, w).chunk(3, dim=-1)
+            return q, k, v
+        assert values is not None
+        q = torch.baddbmm(b[..., :d], flat, w[..., :d])
+        if values is keys:  # no dropout: one matmul for keys and values
+            k, v = torch.baddbmm(b[..., d:], keys.reshape(n_mod, -1, d), w[..., d:]).chunk(2, dim=-1)
+        else:
+            k = torch.baddbmm(b[..., d : 2 * d], keys.reshape(n_mod, -1, d), w[..., d : 2 * d])
+            v = torch.baddbmm(b[..., 2 * d :], values.reshape(n_mod, -1, d), w[..., 2 * d :])
+        return q, k, v
 
     def forward(
         self,
@@ -66,43 +93,17 @@ class CrossModalLayer(nn.Module):
         """``x`` ``[M', B, T, d]``; ``keys``/``values`` ``[M', B, Tc, d]`` (cross-modal) or ``None``
         (self-attention on ``x``); ``attn_dropout`` per selected modality."""
         n_mod, batch, steps, d = x.shape
-        w = select(self.attn_in.weight, index).transpose(-1, -2)  # [M', d, 3d]
-        b = select(self.attn_in.bias, index).unsqueeze(1)  # [M', 1, 3d]
         flat = x.reshape(n_mod, batch * steps, d)
-        if keys is None:
-            q, k, v = torch.baddbmm(b, flat, w).chunk(3, dim=-1)
-        else:
-            ctx_k = keys.reshape(n_mod, -1, d)
-            q = torch.baddbmm(b[..., :d], flat, w[..., :d])
-            if values is keys:  # no dropout: one matmul for keys and values
-                k, v = torch.baddbmm(b[..., d:], ctx_k, w[..., d:]).chunk(2, dim=-1)
-            else:
-                k = torch.baddbmm(b[..., d : 2 * d], ctx_k, w[..., d : 2 * d])
-                v = torch.baddbmm(b[..., 2 * d :], values.reshape(n_mod, -1, d), w[..., 2 * d :])
-        q, k, v = self._heads(q, batch), self._heads(k, batch), self._heads(v, batch)
-        is_causal = causal and keys is None
-        probs = [p if self.training else 0.0 for p in attn_dropout]
-        if len(set(probs)) == 1:
-            attn = F.scaled_dot_product_attention(q, k, v, dropout_p=probs[0], is_causal=is_causal)
-        else:  # different attention dropout per modality: one call per modality's rows
-            attn = torch.cat(
-                [
-                    F.scaled_dot_product_attention(
-                        q[i * batch : (i + 1) * batch],
-                        k[i * batch : (i + 1) * batch],
-                        v[i * batch : (i + 1) * batch],
-                        dropout_p=p,
-                        is_causal=is_causal,
-                    )
-                    for i, p in enumerate(probs)
-                ]
-            )
-        attn = attn.transpose(1, 2).reshape(n_mod, batch * steps, d)
-        h = F.dropout(self.attn_out(attn, index), res_dropout, self.training)
-        flat = self.attn_norm(flat + h, index)
-        h = F.dropout(torch.relu(self.fc1(flat, index)), relu_dropout, self.training)
-        h = F.dropout(self.fc2(h, index), res_dropout, self.training)
-        flat = self.ffn_norm(flat + h, index)
+        q, k, v = self._project_qkv(flat, keys, values, index)
+        probs = [float(p) if self.training else 0.0 for p in attn_dropout]
+        attn = attention(
+            self._heads(q, batch), self._heads(k, batch), self._heads(v, batch),
+            dropout_p=probs, causal=causal and keys is None, groups=n_mod,
+        )
+        h = self.attn_out(self._merge(attn, n_mod, batch), index)
+        flat = self.attn_norm(dropout_add(flat, h, res_dropout, self.training), index)
+        h = dropout(self.fc1(flat, index).relu_(), relu_dropout, self.training)
+        flat = self.ffn_norm(dropout_add(flat, self.fc2(h, index), res_dropout, self.training), index)
         return flat.view(n_mod, batch, steps, d)
 
 
@@ -122,15 +123,14 @@ class CrossModalTransformer(nn.Module):
     def _run(self, x: Tensor, context: Tensor | None, index: list[int]) -> Tensor:
         cfg = self.config
         scale = math.sqrt(self.d_model)
-        x = F.dropout(x * scale, cfg.embed_dropout, self.training)
+        x = dropout(x, cfg.embed_dropout, self.training, scale=scale)
         keys = values = None
         if context is not None:
-            context = context * scale
-            if self.training and cfg.embed_dropout > 0:
-                keys = F.dropout(context, cfg.embed_dropout, True)
-                values = F.dropout(context, cfg.embed_dropout, True)
+            if self.training and cfg.embed_dropout > 0:  # independent masks for keys and values
+                keys = dropout(context, cfg.embed_dropout, True, scale=scale)
+                values = dropout(context, cfg.embed_dropout, True, scale=scale)
             else:
-                keys = values = context
+                keys = values = context * scale
         drops = [self.attn_dropout[i] for i in index]
         for layer in self.layers:
             x = layer(x, keys, values, index, drops, cfg.relu_dropout, cfg.res_dropout, cfg.attn_mask)

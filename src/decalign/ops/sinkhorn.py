@@ -240,6 +240,19 @@ def sinkhorn_log_scalings_reference(
     return scalings
 
 
+def _log_marginal(nu: Tensor) -> Tensor:
+    """``log(nu)``, -inf at zero entries, with a zero gradient there instead of NaN.
+
+    ``torch.log`` backpropagates ``grad / nu``, i.e. 0 / 0 = NaN at a zero entry (whose plan slice
+    and hence adjoint are 0), and a NaN in one entry reaches every entry of the marginal through
+    its normalisation, so one prototype with no mass would poison the encoders' gradients. Zero
+    is also what the envelope gradient gives there.
+    """
+    positive = nu > 0
+    log_nu = torch.where(positive, nu, torch.ones_like(nu)).log()
+    return torch.where(positive, log_nu, torch.full_like(nu, float("-inf")))
+
+
 def _log_plan(log_kernel: Tensor, scalings: list[Tensor]) -> Tensor:
     ndim = log_kernel.dim()
     out = log_kernel
@@ -279,7 +292,7 @@ def multi_marginal_sinkhorn(
     """
     _check(cost, marginals, eps, n_iters, gradient)
     log_kernel = -cost / eps
-    log_marginals = [torch.log(nu) for nu in marginals]
+    log_marginals = [_log_marginal(nu) for nu in marginals]
     if gradient == "envelope":
         with torch.no_grad():
             scalings = sinkhorn_log_scalings(log_kernel.detach(), [lm.detach() for lm in log_marginals], n_iters)
@@ -312,7 +325,7 @@ def entropic_ot(
     """
     _check(cost, marginals, eps, n_iters, gradient)
     log_kernel = -cost / eps
-    log_marginals = [torch.log(nu) for nu in marginals]
+    log_marginals = [_log_marginal(nu) for nu in marginals]
     if gradient == "envelope":
         with torch.no_grad():
             scalings = sinkhorn_log_scalings(log_kernel.detach(), [lm.detach() for lm in log_marginals], n_iters)
