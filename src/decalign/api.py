@@ -137,12 +137,18 @@ def prepare(
     dataset: MultimodalDataset,
     preprocess: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     info: Any = None,
+    in_place: bool = False,
 ) -> Prepared:
     """Standardise (fitting on train unless ``preprocess`` gives saved statistics), convert to
-    tensors, and pick the metrics."""
+    tensors, and pick the metrics.
+
+    With ``in_place`` the dataset's arrays are standardised where they are (the caller owns
+    them); otherwise a copy is made, which for MOSEI costs gigabytes.
+    """
     from decalign.data.preprocess import (
         FeatureStats,
         apply_standardizer,
+        apply_standardizer_,
         fit_standardizer,
         standardized_modalities,
     )
@@ -157,7 +163,7 @@ def prepare(
         if mods:
             stats = fit_standardizer(dataset.splits["train"], mods, config.data.standardize)
     if stats:
-        dataset = apply_standardizer(dataset, stats)
+        dataset = (apply_standardizer_ if in_place else apply_standardizer)(dataset, stats)
     info = info or ModelInfo.from_dataset(dataset)
     bert = config.model.text_encoder.kind == "bert"
     splits = {name: SplitTensors.from_split(sp, bert_text=bert) for name, sp in dataset.splits.items()}
@@ -220,9 +226,12 @@ def train(
     ctx: Any = None,
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     tensorboard: bool = True,
+    in_place: bool = False,
 ) -> RunResult:
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
-    directory described in the module docstring, and return the test metrics over seeds."""
+    directory described in the module docstring, and return the test metrics over seeds.
+
+    ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them."""
     from decalign.train.atomic import write_json
     from decalign.train.distributed import Context
     from decalign.train.engine import fit_seed
@@ -239,7 +248,7 @@ def train(
         for note in dataset.notes:
             log.warning("data: %s", note)
     ctx.barrier()
-    prepared = prepare(config, dataset)
+    prepared = prepare(config, dataset, in_place=in_place)
     seeds: dict[int, dict[str, Any]] = {}
     histories: list[dict[str, Any]] = []
     for seed in config.train.seeds:
@@ -284,13 +293,14 @@ def _load_for_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[s
     from decalign.train.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
+    owned = dataset is None
     if dataset is None:
         data_cfg = dataclasses.replace(ckpt.config.data, dataset="auto" if data is not None else ckpt.config.data.dataset)
         if data is None and ckpt.config.data.dataset != "synthetic":
             raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
         dataset = load_data(data, data_cfg)
     _check_compatible(dataset, ckpt.info, str(data or "data"))
-    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info)
+    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info, in_place=owned)
     return ckpt, dataset, prepared
 
 

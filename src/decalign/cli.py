@@ -172,7 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = resolve_config(dataset, args.preset, overrides, path=args.data)
     out = Path(args.out or os.path.join("runs", config.preset))
     result = train(config, dataset, out, resume=args.resume, quiet=args.quiet, plots=args.plots, ctx=ctx,
-                   tensorboard=not args.no_tensorboard)
+                   tensorboard=not args.no_tensorboard, in_place=True)
     if ctx.is_main:
         if args.quiet:
             print(result.table())
