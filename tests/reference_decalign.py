@@ -39,6 +39,7 @@ __all__ = [
     "ReferenceDecAlign",
     "random_inputs",
     "randomize_",
+    "reference_gmm",
     "reference_sinkhorn_loss",
     "with_layers",
     "without_dropout",

@@ -17,6 +17,7 @@ import torch
 from decalign.config import ModelConfig
 from decalign.interop import load_official_state_dict, to_official
 from decalign.model import LOSS_KEYS, DecAlign
+from decalign.ops.gmm import fit_diag_gmm
 from decalign.ops.sinkhorn import entropic_ot
 from decalign.presets import get_preset
 from reference_decalign import (
@@ -24,6 +25,7 @@ from reference_decalign import (
     ReferenceDecAlign,
     random_inputs,
     randomize_,
+    reference_gmm,
     reference_sinkhorn_loss,
     with_layers,
     without_dropout,
@@ -123,6 +125,54 @@ def test_self_attention_ablation_matches_reference(layout: str) -> None:
     dims, _ = PRESET_SHAPES["mosi"]
     inputs = random_inputs(dims, dict(zip(dims, LENGTHS["mosi", layout])), batch=8, seed=6)
     assert_same_forward_and_backward(reference, ours, inputs)
+
+
+def test_large_batch_matches_reference() -> None:
+    """B = 64: the EM iterations no longer converge at once, so their details show."""
+    config = with_layers(get_preset("mosi").model, 1)
+    reference, ours = build_pair(config, "mosi", seed=9)
+    reference.eval()
+    ours.eval()
+    dims, _ = PRESET_SHAPES["mosi"]
+    inputs = random_inputs(dims, dict.fromkeys(dims, 3), batch=64, seed=10)
+    assert_same_forward_and_backward(reference, ours, inputs)
+
+
+def test_gmm_matches_reference_where_em_has_not_converged() -> None:
+    """Clustered data, B = 64, K = 7: five EM steps are far from converged (four give other
+    prototypes), so the comparison checks every step of the iteration, and its gradient."""
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 16, generator=gen, dtype=torch.float64)
+    u = (centres[torch.arange(64) % 4] + 0.3 * torch.randn(64, 16, generator=gen, dtype=torch.float64))
+    u.requires_grad_()
+    ref_means, ref_vars, ref_gamma = reference_gmm(u, 7, 5, 1e-4)
+    gmm, gamma = fit_diag_gmm(u, 7, 5, 1e-4)
+    torch.testing.assert_close(gmm.means, ref_means)
+    torch.testing.assert_close(gmm.variances, ref_vars)
+    torch.testing.assert_close(gamma, ref_gamma)
+    assert (reference_gmm(u, 7, 4, 1e-4)[0] - ref_means).abs().max() > 1e-3  # the test is sensitive
+    probe = torch.randn(7, 16, generator=gen, dtype=torch.float64)
+    ref_grad, = torch.autograd.grad((ref_means * probe).sum() + ref_vars.sum() + ref_gamma[:, 0].sum(), u)
+    our_grad, = torch.autograd.grad((gmm.means * probe).sum() + gmm.variances.sum() + gamma[:, 0].sum(), u)
+    torch.testing.assert_close(our_grad, ref_grad, rtol=TOL, atol=TOL)
+
+
+def test_sinkhorn_matches_released_iterations_before_convergence() -> None:
+    """Costs up to eps * 10: 50 rounds are not converged (10 give another value), yet still in
+    the regime where the released kernel-domain scaling is accurate; values and gradients
+    (w.r.t. the cost and the marginals) must agree."""
+    gen = torch.Generator().manual_seed(0)
+    k = 7
+    nus = [torch.softmax(torch.randn(k, generator=gen, dtype=torch.float64), 0).requires_grad_() for _ in range(3)]
+    cost = torch.rand(k, k, k, generator=gen, dtype=torch.float64).requires_grad_()
+    ref_loss, _ = reference_sinkhorn_loss(cost, *nus, eps=0.1, iters=50)
+    our_loss, _ = entropic_ot(cost, nus, 0.1, 50)
+    torch.testing.assert_close(our_loss, ref_loss, rtol=TOL, atol=TOL)
+    assert (reference_sinkhorn_loss(cost, *nus, eps=0.1, iters=10)[0] - ref_loss).abs() > 1e-4
+    ref_grads = torch.autograd.grad(ref_loss, [cost, *nus])
+    our_grads = torch.autograd.grad(our_loss, [cost, *nus])
+    for ours, ref in zip(our_grads, ref_grads):
+        torch.testing.assert_close(ours, ref, rtol=TOL, atol=TOL)
 
 
 def test_float32_model_close_to_float64_reference() -> None:
