@@ -147,6 +147,9 @@ class ModelConfig:
     Input widths and sequence lengths are *not* here: they always come from the data.
     """
 
+    architecture: Literal["decalign", "mult", "tfn", "late", "early"] = "decalign"
+    """``decalign``, or a baseline of :mod:`decalign.model.baselines` trained by the same engine
+    and protocol (MulT-style cross-modal transformer, tensor fusion, late or early fusion)."""
     d_model: PosInt = 64
     conv_kernel: dict[str, PosInt] = Field(default_factory=lambda: {"default": 1})
     text_dropout: Prob = 0.0

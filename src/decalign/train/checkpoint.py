@@ -85,7 +85,13 @@ class ModelInfo:
 
 
 def build_model(config: RunConfig, info: ModelInfo) -> nn.Module:
-    """The DecAlign model for ``config`` and the data described by ``info``."""
+    """The model of ``config.model.architecture`` (DecAlign or a baseline) for the data described
+    by ``info``. Every architecture has the same constructor and forward contract, so training,
+    checkpoints, evaluation, prediction and resume need no other dispatch."""
+    if config.model.architecture != "decalign":
+        from decalign.model.baselines import build_baseline
+
+        return build_baseline(config.model, info.input_dims, info.num_outputs, seq_lens=info.seq_lens)
     from decalign.model import DecAlign
 
     return DecAlign(config.model, info.input_dims, info.num_outputs, seq_lens=info.seq_lens)
