@@ -239,6 +239,9 @@ def train(
 
     ctx = ctx or Context.single()
     out = Path(out_dir)
+    if ctx.world_size > 1:  # every process refuses alike (and exits cleanly) before rank 0 writes
+        _check_out_dir(out, config, resume)
+        ctx.barrier()
     if ctx.is_main:
         _check_out_dir(out, config, resume)
         out.mkdir(parents=True, exist_ok=True)

@@ -156,9 +156,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"train.num_epochs={args.epochs}")
     if args.device:
         overrides.append(f"train.device={args.device}")
-    from decalign.train.distributed_setup import context_from_environment
-
-    ctx = context_from_environment()
     if args.resume and args.out and (Path(args.out) / "config.json").exists():
         saved = config_from_dict(RunConfig, json.loads((Path(args.out) / "config.json").read_text()))
         config = apply_overrides(saved, overrides) if overrides else saved
@@ -171,13 +168,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset = load_data(data_cfg.path, data_cfg)
         config = resolve_config(dataset, args.preset, overrides, path=args.data)
     out = Path(args.out or os.path.join("runs", config.preset))
-    result = train(config, dataset, out, resume=args.resume, quiet=args.quiet, plots=args.plots, ctx=ctx,
-                   tensorboard=not args.no_tensorboard, in_place=True)
-    if ctx.is_main:
-        if args.quiet:
-            print(result.table())
-        print(f"results: {out / 'results.json'}")
-    ctx.close()
+    from decalign.train.distributed_setup import context_from_environment
+
+    ctx = context_from_environment(config.train.device)  # under torchrun: one process of a DDP job
+    if not ctx.is_main:
+        logging.getLogger("decalign").setLevel(logging.WARNING)  # one copy of the progress log
+    try:
+        result = train(config, dataset, out, resume=args.resume, quiet=args.quiet, plots=args.plots, ctx=ctx,
+                       tensorboard=not args.no_tensorboard, in_place=True)
+        if ctx.is_main:
+            if args.quiet:
+                print(result.table())
+            print(f"results: {out / 'results.json'}")
+    finally:
+        ctx.close()
     return 0
 
 

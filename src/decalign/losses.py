@@ -7,9 +7,15 @@ r"""The training objective (spec section 2):
 with the task loss MSE (sentiment presets), L1 or cross-entropy (IEMOCAP), the supervised
 contrastive term on the fused representation, and for CH-SIMS a binary BCE-with-logits term on the
 regression output for samples with a non-zero label (target ``y > 0``).
+
+In data-parallel training each process holds a shard of the global batch and DDP averages the
+processes' gradients; with ``train.gather_alignment`` :func:`objective` computes the batch-level
+terms on the gathered global batch (see ``docs/scaling.md``).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch.nn.functional as F
 from torch import Tensor
@@ -37,25 +43,47 @@ def task_loss(prediction: Tensor, labels: Tensor, kind: str) -> Tensor:
     raise ValueError(f"unknown task loss {kind!r}")
 
 
-def objective(output: DecAlignOutput, labels: Tensor, config: ObjectiveConfig) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and every term (unweighted, detached) for logging under :data:`LOG_KEYS`."""
-    task = task_loss(output.prediction, labels, config.task_loss)
+def objective(
+    output: DecAlignOutput,
+    labels: Tensor,
+    config: ObjectiveConfig,
+    *,
+    gather: Callable[[Tensor, int], Tensor] | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Total loss and every term (unweighted, detached) for logging under :data:`LOG_KEYS`.
+
+    ``gather`` is for data-parallel training with ``train.gather_alignment`` (the model then
+    already computed the heterogeneity and homogeneity losses on features gathered from every
+    process): it gathers the predictions, the representation and the labels along the batch, with
+    gradients, so that the task, contrastive and binary terms are computed on the global batch too
+    and every process holds the same value of every term except the decoupling term (a per-sample
+    mean over the local sequences). The caller scales the returned loss by ``W n_r / N`` as for
+    purely local losses: for a term every process holds identically, those weights average to 1
+    over the processes, ``all_gather``'s backward sums the ``W`` copies of its gradient arriving at
+    each process's own rows, and DDP divides by ``W``, so the gradient is the global batch's.
+    """
+    prediction, representation, targets = output.prediction, output.representation, labels
+    if gather is not None:
+        prediction, targets = gather(prediction, 0), gather(labels, 0)
+        if representation is not None and config.w_ct > 0:
+            representation = gather(representation, 0)
+    task = task_loss(prediction, targets, config.task_loss)
     zero = task.new_zeros(())
     total = task
     total = total + config.w_dec * output.losses["decoupling"]
     total = total + config.alpha * output.losses["heterogeneity"]
     total = total + config.beta * output.losses["homogeneity"]
     contrastive = zero
-    if config.w_ct > 0 and output.representation is not None:
-        classes = labels.long() if config.task_loss == "ce" else sentiment_classes(labels.float())
-        contrastive = supervised_contrastive_loss(output.representation.float(), classes, config.ct_temperature)
+    if config.w_ct > 0 and representation is not None:
+        classes = targets.long() if config.task_loss == "ce" else sentiment_classes(targets.float())
+        contrastive = supervised_contrastive_loss(representation.float(), classes, config.ct_temperature)
         total = total + config.w_ct * contrastive
     binary = zero
     if config.w_bin > 0:
-        nonzero = labels != 0
+        nonzero = targets != 0
         if bool(nonzero.any()):
             binary = F.binary_cross_entropy_with_logits(
-                output.prediction[nonzero].float(), (labels[nonzero] > 0).float()
+                prediction[nonzero].float(), (targets[nonzero] > 0).float()
             )
             total = total + config.w_bin * binary
     terms = {

@@ -19,7 +19,7 @@ modality of the model is active (with the three benchmark modalities this is the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -120,6 +120,10 @@ class DecAlign(nn.Module):
         self.homogeneity = DistributionMatching(n, d, config.output_dropout, config.homogeneity)
         self.fusion = CrossModalTransformer(self.modalities, d, config.fusion)
         self.head = PredictionHead(2 * n * d, num_outputs, config.output_dropout)
+        self.feature_gather: Callable[[Tensor, int], Tensor] | None = None
+        """Set by a data-parallel context with ``train.gather_alignment``: ``gather(x, dim)``
+        returns the rows of every process along ``dim`` (with gradients), so that the alignment
+        losses, which are batch statistics, see the global batch. Used in training mode only."""
 
     @property
     def num_outputs(self) -> int:
@@ -176,6 +180,10 @@ class DecAlign(nn.Module):
             unique_pooled = torch.stack([u.mean(1) for u, _ in pairs])
         if self.config.heterogeneity.masked_pooling and lengths is not None:
             unique_pooled = self._masked_pool(unique_seq, names, lengths)
+        align_unique, align_common = unique_pooled, common_pooled  # [M', B, d]
+        if self.feature_gather is not None and self.training:
+            align_unique = self.feature_gather(unique_pooled, 1)  # [M', B_global, d]
+            align_common = self.feature_gather(common_pooled, 1)
         zero = unique_pooled.new_zeros(())
         if not self.config.decoupling_loss:
             dec = zero
@@ -184,11 +192,11 @@ class DecAlign(nn.Module):
         plan = None
         all_active = len(index) == len(self.modalities) and len(index) >= 2
         if all_active and self.config.heterogeneity.enabled:
-            out = self.heterogeneity(unique_pooled)
+            out = self.heterogeneity(align_unique)
             hetero, plan = out.loss, out.plan
             terms["ot"], terms["proto_local"] = out.ot, out.local
         if all_active and self.config.homogeneity.enabled:
-            hout = self.homogeneity(common_pooled, index)
+            hout = self.homogeneity(align_common, index)
             homo = hout.loss
             terms["moments"], terms["mmd"] = hout.moments, hout.mmd
         fused = self.fusion(unique_seq, index)  # [M', B, d]

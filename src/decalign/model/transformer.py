@@ -48,16 +48,13 @@ class CrossModalLayer(nn.Module):
         self.ffn_norm = StackedLayerNorm(n_modalities, d_model)
 
     def _heads(self, x: Tensor, batch: int) -> Tensor:
-        """``[M', B*T, d]`` -> ``[M'*B*H, T, d/H]`` (modality-major, then sample, then head)."""
+        """``[M', B*T, d]`` -> ``[M'*B, H, T, d/H]`` (a view)."""
         n_mod, _, d = x.shape
-        heads = x.view(n_mod * batch, -1, self.num_heads, d // self.num_heads).transpose(1, 2)
-        return heads.reshape(-1, heads.shape[2], heads.shape[3])
+        return x.view(n_mod * batch, -1, self.num_heads, d // self.num_heads).transpose(1, 2)
 
     def _merge(self, heads: Tensor, n_mod: int, batch: int) -> Tensor:
-        """Inverse of :meth:`_heads`: ``[M'*B*H, T, d/H]`` -> ``[M', B*T, d]``."""
-        steps = heads.shape[1]
-        merged = heads.view(n_mod * batch, self.num_heads, steps, -1).transpose(1, 2)
-        return merged.reshape(n_mod, batch * steps, self.d_model)
+        """Inverse of :meth:`_heads`: ``[M'*B, H, T, d/H]`` -> ``[M', B*T, d]``."""
+        return heads.transpose(1, 2).reshape(n_mod, -1, self.d_model)
 
     def _project_qkv(
         self, flat: Tensor, keys: Tensor | None, values: Tensor | None, index: list[int]

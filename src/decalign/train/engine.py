@@ -175,12 +175,18 @@ def train_epoch(
 
         bar = tqdm(total=len(batches), desc=description, leave=False, dynamic_ncols=True)
     params = [p for p in model.parameters() if p.requires_grad]
+    positions: list[Tensor] = []
     for global_index in batches:
         index = ctx.shard(global_index)
+        n = len(index)
+        if n == 0:
+            # More processes than samples in this (last) batch: a stand-in sample with weight 0
+            # keeps this process in DDP's gradient all-reduce and the feature gather (which drops it).
+            index = global_index[:1]
         batch = data.batch(index, device)
         with _autocast(device, tc.amp):
             output = model(batch.features, batch.lengths)
-        loss, terms = objective(output, batch.labels, config.objective)
+        loss, terms = objective(output, batch.labels, config.objective, gather=ctx.feature_gather)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss ({float(loss)}); terms: "
@@ -188,26 +194,36 @@ def train_epoch(
                 + ". Lower train.lr or check the data for extreme values (decalign info)"
             )
         optimizer.zero_grad(set_to_none=True)
-        (loss * ctx.loss_scale(len(index), len(global_index))).backward()
+        (loss * ctx.loss_scale(n, len(global_index))).backward()
         if tc.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         optimizer.step()
-        n = len(index)
         seen += n
         for k, v in terms.items():
             sums[k] += float(v) * n
-        preds.append(output.prediction.detach().float().cpu())
-        labels.append(batch.labels.cpu())
+        if n:
+            preds.append(output.prediction.detach().float().cpu()[:n])
+            labels.append(batch.labels.cpu()[:n])
+            positions.append(index[:n])
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss'] / max(seen, 1):.4f}")
     if bar is not None:
         bar.close()
-    stats = {k: v / max(seen, 1) for k, v in sums.items()}
+    if ctx.world_size == 1:
+        stats = {k: v / max(seen, 1) for k, v in sums.items()}
+        prediction, label = torch.cat(preds), torch.cat(labels)
+    else:  # sums over every process's samples; metrics of all training predictions
+        totals = ctx.sum_dict({**sums, "_samples": float(seen)})
+        samples = totals.pop("_samples")
+        stats = {k: totals[k] / max(samples, 1.0) for k in sums}
+        local = torch.cat(preds) if preds else torch.empty(0)
+        pos = torch.cat(positions) if positions else torch.empty(0, dtype=torch.long)
+        prediction, label = ctx.gather_predictions(local, pos, len(data)), data.labels
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate early-epoch predictions are not news here
-        stats.update(metric_fn(torch.cat(preds).numpy(), torch.cat(labels).numpy()))
-    return ctx.average(stats)
+        stats.update(metric_fn(prediction.numpy(), label.numpy()))
+    return stats
 
 
 @torch.no_grad()
@@ -262,6 +278,13 @@ def _log_epoch(epoch: int, total: int, train: dict[str, float], valid: dict[str,
              epoch, total, train["loss"], valid["loss"], shown, lr, seconds)
 
 
+def _probe_loss(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device) -> Tensor:
+    """The training loss on the first few samples: shows a data-parallel context which parameters
+    receive gradients at all."""
+    batch = data.batch(torch.arange(min(len(data), 4)), device)
+    return objective(model(batch.features, batch.lengths), batch.labels, config.objective)[0]
+
+
 @contextmanager
 def _tensorboard(directory: Path, enabled: bool) -> Iterator[Any]:
     writer = None
@@ -310,7 +333,9 @@ def fit_seed(
         torch.set_num_threads(tc.num_threads)
     seed_everything(seed)
     model = build_model(config, info).to(device)
-    train_model = ctx.wrap(model)
+    train_model = ctx.wrap(model, gather_alignment=tc.gather_alignment,
+                           probe=lambda m: _probe_loss(m, splits["train"], config, device))
+    ctx.seed_process(seed)  # after the identical initialisation: each process its own dropout masks
     if tc.compile:
         from decalign.model.compile import maybe_compile
 
@@ -339,7 +364,12 @@ def fit_seed(
         elapsed = float(state["elapsed"])
         if stopper.best_epoch:
             best_state = load_weights(best_path)
-        restore_rng(state["rng"], generator)  # last: nothing may draw random numbers after it
+        per_process = state.get("rng_per_process")
+        if per_process is not None and len(per_process) == ctx.world_size:
+            restore_rng(per_process[ctx.rank], generator)  # last: nothing may draw random numbers after it
+        else:  # same data order; a different number of processes cannot replay the dropout masks
+            restore_rng(state["rng"], generator)
+            ctx.seed_process(seed + start_epoch)
         log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, start_epoch - 1, stopper.best_epoch)
     progress = show_progress(quiet)
     show_keys = ["mae", "corr", "acc2_non0", "f1_non0", "acc7", "acc2", "f1", "wacc", "waf1"]
@@ -365,13 +395,15 @@ def fit_seed(
             lr = optimizer.param_groups[0]["lr"]
             for split, stats in (("train", train_stats), ("valid", valid)):
                 history.append({"seed": seed, "epoch": epoch, "split": split, "lr": lr, "time_s": seconds, **stats})
+            rng = ctx.gather_objects(capture_rng(generator))  # every process's streams, in rank order
             if ctx.is_main:
                 if improved:
                     save_checkpoint(best_path, model, config, info, preprocess, {"seed": seed, "epoch": epoch})
                 save_training_state(state_path, {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(),
-                    "rng": capture_rng(generator), "history": history, "elapsed": elapsed,
+                    "rng": rng[0], "history": history, "elapsed": elapsed,
+                    **({"rng_per_process": rng} if len(rng) > 1 else {}),
                 })
                 write_history(seed_dir / "history.csv", history)
                 if tb is not None:

@@ -13,7 +13,7 @@ absent from the input is not computed and its slots of the representation are ze
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -73,6 +73,10 @@ class BaselineModel(nn.Module):
             dims[TEXT] = self.text_encoder.hidden_size
         self.input_dims: dict[str, int] = dims
         self.seq_lens: dict[str, int] = {m: int(t) for m, t in (seq_lens or {}).items() if m in dims}
+        self.feature_gather: Callable[[Tensor, int], Tensor] | None = None
+        """The data-parallel hook of :class:`decalign.model.DecAlign` (``train.gather_alignment``);
+        accepted and unused: baselines have no batch-statistic alignment losses (the objective
+        still gathers predictions and representations for the task and contrastive terms)."""
 
     @property
     def num_outputs(self) -> int:

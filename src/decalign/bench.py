@@ -1,0 +1,557 @@
+"""``decalign bench``: every model and every ablation of the paper, same data, seeds and protocol.
+
+One command reruns the paper's ablation table and compares DecAlign with simpler models::
+
+    decalign bench --dataset synthetic --models decalign,mult,tfn,late,early --ablations all \\
+        --seeds 1 2 3 --out runs/bench
+
+Each model (``model.architecture``, see :mod:`decalign.model.baselines`) and each ablation
+(:data:`decalign.ablations.ABLATIONS`, always on DecAlign) is an ordinary training run through
+:func:`decalign.api.train` with the same base configuration (preset + ``--set`` + ``--seeds`` +
+``--epochs``), so the engine, the model selection on the validation split and the seeds are
+identical across rows. The output directory::
+
+    OUT/
+      bench.md          the table (mean ± std over seeds, best in bold, the paper's numbers as
+                        "(paper)" rows on its benchmarks), figures, what each run switches
+      bench.csv         one row per run: name, label, kind, overrides, n_seeds, <metric>_mean/_std
+      figures/          ablation_<metric>.png bar charts
+      runs/<name>/      a complete run directory per model/ablation (config.json, results.json,
+                        history.csv, seed_<s>/model.safetensors, plots/ ...)
+
+Rerunning the same command resumes: complete runs are skipped, interrupted ones continue from
+their last completed epoch (``resume=True``), and the report is rewritten. A run directory that
+holds other settings is an error rather than a silent mix.
+
+This module imports only the standard library at module level (``decalign --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MODELS",
+    "MODEL_LABELS",
+    "BenchResult",
+    "BenchRun",
+    "add_parser",
+    "parse_models",
+    "plan_runs",
+    "run",
+    "run_bench",
+    "table_keys",
+    "write_report",
+]
+
+log = logging.getLogger("decalign")
+
+MODELS: tuple[str, ...] = ("decalign", "mult", "tfn", "late", "early")
+"""Every ``model.architecture``, in report order."""
+
+MODEL_LABELS: dict[str, str] = {
+    "decalign": "DecAlign",
+    "mult": "MulT",
+    "tfn": "TFN",
+    "late": "late fusion",
+    "early": "early fusion",
+}
+"""Architecture -> display label (the paper's row name in ``PAPER_RESULTS`` where it has one)."""
+
+PAPER_KINDS = ("mosi", "mosei", "sims", "iemocap")
+"""Dataset kinds for which the paper reports numbers (:data:`decalign.reporting.PAPER_RESULTS`)."""
+
+_TABLE_COLUMNS = {
+    "sentiment": ("mae", "corr", "acc2_non0", "acc7", "f1_non0"),
+    "sims": ("mae", "corr", "acc2", "acc3", "acc5", "f1"),
+    "classification": ("wacc", "waf1"),
+    "regression": ("mae", "mse", "corr"),
+}
+_BAR_METRICS = ("mae", "f1_non0", "f1", "waf1", "wacc", "corr")
+"""The paper reports ablations as MAE and F1 (WAcc/WAF1 for emotions): bars for the first two."""
+
+
+@dataclass
+class BenchRun:
+    """One row of the benchmark: a model or an ablation, trained as a normal run."""
+
+    name: str
+    """File-system safe name: the architecture or the ablation name (``runs/<name>/``)."""
+    label: str
+    """Display label (the paper's row name where it reports this row)."""
+    kind: str
+    """``model`` or ``ablation``."""
+    overrides: dict[str, Any]
+    """What this run sets on top of the bench's base configuration."""
+    config: Any
+    """The fully resolved :class:`decalign.config.RunConfig`."""
+    directory: Path
+    note: str = ""
+    """Why the run may not differ from DecAlign under this preset, if it may not."""
+
+
+@dataclass
+class BenchResult:
+    out_dir: Path
+    runs: list[BenchRun]
+    results: dict[str, dict[str, Any]]
+    """Run name -> ``{"mean": {...}, "std": {...}, "n": seeds}`` of the test metrics."""
+    status: dict[str, str]
+    """Run name -> ``trained``, ``resumed``, ``skipped`` (already complete) or ``failed``."""
+    csv_path: Path
+    md_path: Path
+    figures: list[Path] = field(default_factory=list)
+    table: str = ""
+    """The table of ``bench.md`` as plain text (for the terminal)."""
+    failures: dict[str, str] = field(default_factory=dict)
+    """Run name -> error of the runs that failed (left out of the table; retried on rerun)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# planning
+
+
+def parse_models(spec: str | Sequence[str]) -> list[str]:
+    """``"all"``, ``"none"`` or a comma list / sequence of architectures, validated, in given order."""
+    if isinstance(spec, str):
+        text = spec.strip()
+        if text == "all":
+            return list(MODELS)
+        if text in ("none", ""):
+            return []
+        names = [n.strip() for n in text.split(",") if n.strip()]
+    else:
+        names = list(spec)
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {unknown}; choose from {list(MODELS)} (or 'all' / 'none')")
+    return list(dict.fromkeys(names))
+
+
+def plan_runs(
+    base: Any,
+    modalities: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    models: str | Sequence[str] = MODELS,
+    ablations: str | Sequence[str] = "all",
+) -> list[BenchRun]:
+    """The runs of a benchmark: the models, then the ablations (each on DecAlign).
+
+    Args:
+        base: the base :class:`decalign.config.RunConfig` every run starts from.
+        modalities: the data's modality names (unimodal/bimodal ablations derive from them).
+        out_dir: the bench directory; run ``name`` lives in ``out_dir/runs/name``.
+        models: architectures (see :func:`parse_models`).
+        ablations: ``all``, ``none`` or names (see :func:`decalign.ablations.select_ablations`).
+    """
+    from decalign.ablations import inactive_terms, label, select_ablations
+    from decalign.config import apply_overrides
+
+    runs_dir = Path(out_dir) / "runs"
+    weights = {k: getattr(base.objective, k) for k in ("w_dec", "alpha", "beta", "w_ct")}
+    runs: list[BenchRun] = []
+    for arch in parse_models(models):
+        overrides: dict[str, Any] = {"model.architecture": arch}
+        runs.append(BenchRun(arch, MODEL_LABELS[arch], "model", overrides, apply_overrides(base, overrides),
+                             runs_dir / arch))
+    for name, switches in select_ablations(ablations, modalities).items():
+        overrides = {"model.architecture": "decalign", **switches}
+        zeros = inactive_terms(switches, weights)
+        note = f"the preset already has {' and '.join(zeros)}: differs from DecAlign only by chance" if zeros else ""
+        runs.append(BenchRun(name, label(name), "ablation", overrides, apply_overrides(base, overrides),
+                             runs_dir / name, note))
+    if not runs:
+        raise ValueError("nothing to run: --models and --ablations select no run")
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+
+def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, Mapping) and isinstance(vb, Mapping):
+            keys.extend(_config_diff(va, vb, f"{prefix}{k}."))
+        elif va != vb:
+            keys.append(f"{prefix}{k}")
+    return keys
+
+
+def _complete(results_file: Path, seeds: Iterable[int]) -> bool:
+    if not results_file.exists():
+        return False
+    try:
+        done = set(json.loads(results_file.read_text())["seeds"])
+    except (ValueError, KeyError):
+        return False
+    return {str(s) for s in seeds} <= done
+
+
+def _run_one(run: BenchRun, dataset: Any, quiet: bool, tensorboard: bool) -> str:
+    """Train, resume or skip one run; returns what was done."""
+    from decalign.api import train
+    from decalign.config import ConfigError, RunConfig, config_from_dict, config_to_dict
+
+    saved = run.directory / "config.json"
+    if saved.exists():
+        previous = config_to_dict(config_from_dict(RunConfig, json.loads(saved.read_text())))
+        wanted = config_to_dict(run.config)
+        if previous != wanted:
+            raise ConfigError(
+                f"bench: {str(run.directory)!r} holds a run with other settings (differences: "
+                f"{', '.join(_config_diff(previous, wanted))}); rerun with the same settings to resume it, "
+                "or choose another --out"
+            )
+        if _complete(run.directory / "results.json", run.config.train.seeds):
+            return "skipped"
+        train(run.config, dataset, run.directory, resume=True, quiet=quiet, tensorboard=tensorboard)
+        return "resumed"
+    train(run.config, dataset, run.directory, resume=False, quiet=quiet, tensorboard=tensorboard)
+    return "trained"
+
+
+def _stale(plot: Path, source: Path) -> bool:
+    return not plot.exists() or (source.exists() and plot.stat().st_mtime < source.stat().st_mtime)
+
+
+def run_bench(
+    dataset: Any,
+    base: Any,
+    out_dir: str | os.PathLike[str],
+    models: str | Sequence[str] = MODELS,
+    ablations: str | Sequence[str] = "all",
+    *,
+    quiet: bool = False,
+    plots: str = "summary",
+    tensorboard: bool = False,
+) -> BenchResult:
+    """Run (or resume) a benchmark and write its report.
+
+    Args:
+        dataset: the :class:`decalign.data.MultimodalDataset` every run trains on.
+        base: the base :class:`decalign.config.RunConfig` (preset, overrides, seeds, epochs).
+        out_dir: the bench directory (layout in the module docstring).
+        models: architectures to train (``"all"``, ``"none"``, a comma list or a sequence).
+        ablations: DecAlign ablations (``"all"``, ``"none"``, a comma list or a sequence).
+        quiet: no per-epoch logging.
+        plots: ``summary`` (bar charts, plus the DecAlign run's curves, embeddings and transport
+            plan), ``all`` (every run's figures as well) or ``none``.
+        tensorboard: write TensorBoard events in every run (off: a bench has many runs and its
+            own figures).
+    """
+    if plots not in ("summary", "all", "none"):
+        raise ValueError(f"plots must be 'summary', 'all' or 'none', got {plots!r}")
+    out = Path(out_dir)
+    runs = plan_runs(base, dataset.modalities, out, models, ablations)
+    from decalign.config import ConfigError
+
+    status: dict[str, str] = {}
+    errors: dict[str, Exception] = {}
+    started = time.perf_counter()
+    for i, run in enumerate(runs, 1):
+        if run.note:
+            log.warning("bench: %s (%s): %s", run.name, run.label, run.note)
+        t0 = time.perf_counter()
+        try:
+            status[run.name] = _run_one(run, dataset, quiet, tensorboard)
+        except ConfigError:
+            raise  # settings that do not fit this bench directory: nothing else can run either
+        except Exception as err:  # one diverging run must not cost the others: report it, retry on rerun
+            status[run.name] = "failed"
+            errors[run.name] = err
+            log.error("bench [%d/%d] %s (%s): failed: %s: %s", i, len(runs), run.name, run.label,
+                      type(err).__name__, err)
+            continue
+        log.info("bench [%d/%d] %s (%s): %s in %.1fs", i, len(runs), run.name, run.label, status[run.name],
+                 time.perf_counter() - t0)
+    done = [run for run in runs if run.name not in errors]
+    if not done:
+        raise next(iter(errors.values()))  # every run failed: the first error is the one to fix
+    results = {run.name: _read_results(run.directory) for run in done}
+    if plots != "none":
+        from decalign.plots import plot_run
+
+        plotted = [r for r in done if plots == "all" or r.name == "decalign"] or ([done[0]] if plots == "summary" else [])
+        for run in plotted:
+            if _stale(run.directory / "plots" / "curves.png", run.directory / "results.json"):
+                plot_run(run.directory)
+    failures = {name: f"{type(err).__name__}: {err}" for name, err in errors.items()}
+    md_path, csv_path, figures, table = write_report(out, runs, results, dataset, base, plots=plots != "none",
+                                                     failures=failures)
+    log.info("bench: %d runs in %.1fs; report: %s", len(runs), time.perf_counter() - started, md_path)
+    return BenchResult(out, runs, results, status, csv_path, md_path, figures, table, failures)
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    payload = json.loads((run_dir / "results.json").read_text())
+    return {"mean": payload["mean"], "std": payload["std"], "n": len(payload["seeds"])}
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def table_keys(kind: str, task: str, available: Iterable[str]) -> list[str]:
+    """The metric columns of the report for a dataset, restricted to the metrics it has."""
+    from decalign.losses import LOG_KEYS
+
+    have = list(dict.fromkeys(available))
+    if task == "classification":
+        family = "classification"
+    elif kind == "sims":
+        family = "sims"
+    elif "acc2_non0" in have:
+        family = "sentiment"
+    else:
+        family = "regression"
+    keys = [k for k in _TABLE_COLUMNS[family] if k in have]
+    return keys or [k for k in have if k not in LOG_KEYS]
+
+
+def _bar_metrics(keys: Sequence[str]) -> list[str]:
+    return [m for m in _BAR_METRICS if m in keys][:2]
+
+
+def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]]) -> str:
+    import csv
+    import io
+
+    metrics: list[str] = []
+    for run in runs:
+        metrics.extend(k for k in results[run.name]["mean"] if k not in metrics)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["name", "label", "kind", "architecture", "overrides", "n_seeds",
+                     *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+    for run in runs:
+        res = results[run.name]
+        cells: list[Any] = []
+        for m in metrics:
+            cells += [res["mean"].get(m, ""), res["std"].get(m, "")]
+        writer.writerow([run.name, run.label, run.kind, run.config.model.architecture,
+                         json.dumps(run.overrides, sort_keys=True), res["n"], *cells])
+    return buf.getvalue()
+
+
+def _markdown_table(
+    runs: Sequence[BenchRun],
+    results: Mapping[str, Mapping[str, Any]],
+    keys: Sequence[str],
+    paper: Mapping[str, Mapping[str, float]] | None,
+) -> str:
+    """Our rows with the best of each column in bold, each followed by the paper's row of the
+    same name (never bold: the bold marks the best of *our* runs), then the paper's rows for
+    methods the bench cannot run (e.g. CGGM); paper rows of unselected ablations are left out."""
+    from decalign.ablations import LABELS
+    from decalign.reporting import format_table
+
+    ours = {run.label: results[run.name] for run in runs}
+    lines = format_table(ours, keys=keys, style="markdown", bold_best=True, row_header="run").splitlines()
+    header, body = lines[:2], lines[2:]
+    if not paper:
+        return "\n".join(lines)
+    names = list(paper)
+    paper_lines = format_table({f"{n} (paper)": paper[n] for n in names}, keys=keys, style="markdown").splitlines()[2:]
+    by_name = dict(zip(names, paper_lines))
+    out = list(header)
+    for label, line in zip(ours, body):
+        out.append(line)
+        if label in by_name:
+            out.append(by_name.pop(label))
+    runnable = {*LABELS.values(), *MODEL_LABELS.values()}
+    out.extend(line for name, line in by_name.items() if name not in runnable)
+    return "\n".join(out)
+
+
+def _switches(run: BenchRun) -> str:
+    from decalign.ablations import DESCRIPTIONS
+
+    shown = {k: v for k, v in run.overrides.items() if k != "model.architecture"}
+    if run.kind == "model":
+        return f"`model.architecture={run.config.model.architecture}`"
+    text = ", ".join(f"`{k}={json.dumps(v)}`" for k, v in shown.items())
+    return f"{DESCRIPTIONS[run.name]}: {text}" if run.name in DESCRIPTIONS else text
+
+
+def write_report(
+    out_dir: Path,
+    runs: Sequence[BenchRun],
+    results: Mapping[str, Mapping[str, Any]],
+    dataset: Any,
+    base: Any,
+    plots: bool = True,
+    failures: Mapping[str, str] | None = None,
+) -> tuple[Path, Path, list[Path], str]:
+    """Write ``bench.csv``, the bar charts and ``bench.md``; returns their paths and the
+    plain-text table. Runs without an entry in ``results`` (failed) are listed under *Notes*
+    with their ``failures`` message instead of in the table."""
+    from decalign.reporting import PAPER_RESULTS, format_table
+    from decalign.train.atomic import write_text
+
+    out_dir = Path(out_dir)
+    failed = [run for run in runs if run.name not in results]
+    runs = [run for run in runs if run.name in results]
+    csv_path = write_text(out_dir / "bench.csv", _csv(runs, results))
+    available: list[str] = []
+    for run in runs:
+        available.extend(k for k in results[run.name]["mean"] if k not in available)
+    keys = table_keys(dataset.kind, dataset.task, available)
+    paper = PAPER_RESULTS.get(dataset.kind) if dataset.kind in PAPER_KINDS else None
+    table_md = _markdown_table(runs, results, keys, paper)
+    text_table = format_table({run.label: results[run.name] for run in runs}, keys=keys, bold_best=True,
+                              row_header="run")
+
+    figures: list[Path] = []
+    if plots:
+        from decalign.plots import plot_ablation_bars
+
+        rows = {run.label: results[run.name] for run in runs}
+        for metric in _bar_metrics(keys):
+            figures.append(plot_ablation_bars(
+                rows, metric, out_dir / "figures" / f"ablation_{metric}.png", reference="DecAlign", paper=paper,
+                groups={run.label: _group(run) for run in runs},
+                title=f"{metric} on {dataset.kind}: models and ablations ({_seed_text(base)})",
+            ))
+
+    tc = base.train
+    lines = [
+        f"# Benchmark: {dataset.kind}",
+        "",
+        f"Data: {_source(dataset)} ({dataset.kind}, {dataset.layout}, {dataset.task}). Preset `{base.preset}`, "
+        f"{_seed_text(base)}, at most {_plural(tc.num_epochs, 'epoch')} (early stopping after {tc.early_stop_patience} without "
+        f"improvement), "
+        f"model selection on validation `{tc.selection_metric}`.",
+        "",
+        "Test metrics at the best-validation epoch, mean ± sample std over seeds "
+        "(accuracies and F1 in %); the best of our runs in each column in **bold**."
+        + (" Rows marked *(paper)* are the numbers the paper reports (ablations: MAE and F1 only)."
+           if paper else ""),
+        "",
+        table_md,
+        "",
+    ]
+    if plots:
+        lines += ["## Figures", ""]
+        for fig in figures:
+            metric = fig.stem.removeprefix("ablation_")
+            lines += [f"![{metric} by model and ablation]({fig.relative_to(out_dir).as_posix()})", ""]
+        for run in runs:
+            plot_dir = run.directory / "plots"
+            pngs = [p for p in ("curves.png", "embeddings.png", "transport_plan.png") if (plot_dir / p).exists()]
+            if not pngs:
+                continue
+            lines += [f"### {run.label} (`runs/{run.name}`, seed {run.config.train.seeds[0]})", ""]
+            captions = {"curves.png": "training curves", "embeddings.png": "t-SNE of unique and common features",
+                        "transport_plan.png": "prototype transport plan"}
+            for p in pngs:
+                rel = (plot_dir / p).relative_to(out_dir).as_posix()
+                lines += [f"![{run.label}: {captions[p]}]({rel})", ""]
+        lines += ["How to read the figures: `docs/ablations.md`.", ""]
+    lines += ["## Runs", "", "| run | kind | what it changes | seeds | directory |", "|---|---|---|---:|---|"]
+    for run in runs:
+        lines.append(f"| {run.label} | {run.kind} | {_switches(run)} | {results[run.name]['n']} | "
+                     f"[`runs/{run.name}`](runs/{run.name}/) |")
+    notes = [f"- **{run.label}**: {run.note}." for run in runs if run.note]
+    notes += [f"- **{run.label}** failed and is not in the table: {(failures or {}).get(run.name, 'no results')}. "
+              "Rerun the same command to retry it." for run in failed]
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    md_path = write_text(out_dir / "bench.md", "\n".join(lines).rstrip() + "\n")
+    return md_path, csv_path, figures, text_table
+
+
+def _group(run: BenchRun) -> str:
+    if run.kind == "model":
+        return "baseline"
+    return "modality subset" if "model.modalities" in run.overrides else "ablation"
+
+
+def _source(dataset: Any) -> str:
+    if dataset.source:
+        return f"`{dataset.source}`"
+    sizes = ", ".join(f"{len(sp.labels)} {name}" for name, sp in dataset.splits.items())
+    return f"the built-in generated dataset ({sizes})"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _seed_text(base: Any) -> str:
+    seeds = base.train.seeds
+    return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: {', '.join(map(str, seeds))}"
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``decalign bench``."""
+    p = subparsers.add_parser(
+        "bench", help="train every model and ablation over seeds; write bench.md/bench.csv and figures",
+        description="Train DecAlign, the baselines (MulT-style, TFN, late and early fusion) and the paper's "
+        "ablations with the same data, seeds and protocol; write OUT/bench.md (table with mean ± std, best in "
+        "bold, the paper's numbers on its benchmarks, figures), OUT/bench.csv and one run directory per row in "
+        "OUT/runs/. Rerunning the same command resumes where it stopped.",
+    )
+    p.add_argument("--data", metavar="PATH", help="a benchmark pickle or native data file (default: the built-in dataset)")
+    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "synthetic", "custom"],
+                   default=None, help="force the dataset kind (default: detected; the built-in synthetic "
+                   "benchmark without --data)")
+    p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own)")
+    p.add_argument("--models", default=",".join(MODELS), metavar="LIST",
+                   help=f"comma list of architectures, 'all' or 'none' (default: {','.join(MODELS)})")
+    p.add_argument("--ablations", default="all", metavar="LIST",
+                   help="'all', 'none' or a comma list of ablation names (see docs/ablations.md; e.g. "
+                   "no_homogeneity,no_mmd,text_only)")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: the preset's)")
+    p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs per run (train.num_epochs)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
+    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="settings applied to every run, e.g. --set model.d_model=32 train.lr=1e-4")
+    p.add_argument("--out", metavar="DIR", help="bench directory (default: runs/bench-<preset>)")
+    p.add_argument("--plots", choices=["summary", "all", "none"], default="summary",
+                   help="summary: bar charts + the DecAlign run's figures (default); all: every run's figures too")
+    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events in every run")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the final table")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``decalign bench``: resolve the base configuration as ``decalign train`` does, run the bench."""
+    from decalign.api import load_data, resolve_config
+    from decalign.cli import _data_config
+
+    overrides = list(args.overrides)
+    if args.seeds:
+        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
+    if args.epochs:
+        overrides.append(f"train.num_epochs={args.epochs}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    models = parse_models(args.models)  # fail on a typo before loading any data
+    data_cfg = _data_config(args, overrides)
+    dataset = load_data(data_cfg.path, data_cfg)
+    base = resolve_config(dataset, args.preset, overrides, path=args.data)
+    out = Path(args.out or os.path.join("runs", f"bench-{base.preset}"))
+    result = run_bench(dataset, base, out, models, args.ablations, quiet=args.quiet, plots=args.plots,
+                       tensorboard=args.tensorboard)
+    print(result.table)
+    print(f"report: {result.md_path}\ntable: {result.csv_path}")
+    for name, message in result.failures.items():
+        print(f"failed: {name}: {message}")
+    return 1 if result.failures else 0

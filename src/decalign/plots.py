@@ -1,0 +1,560 @@
+"""Figures of a run and of a benchmark (PNG, matplotlib).
+
+* :func:`plot_training_curves` — task loss, auxiliary losses and two metrics per epoch and split.
+* :func:`plot_embeddings` — t-SNE of the modality-unique and modality-common features, coloured
+  by modality and by label (the paper's visualisation of decoupling).
+* :func:`plot_transport_plan` — the learned prototype transport plan as heat maps.
+* :func:`plot_ablation_bars` — one metric of every model/ablation as bars with the seed spread.
+* :func:`plot_run` — all of a run's figures into ``<run>/plots/`` (``decalign train --plots``).
+
+matplotlib is imported inside the functions (``decalign --help`` must not pay for it) and used
+through its object-oriented API on an Agg canvas, never through ``pyplot``: no global figure state,
+no GUI backend, nothing to close. Every file is written atomically. ``docs/ablations.md`` says how
+to read each figure.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "collect_features",
+    "plot_ablation_bars",
+    "plot_embeddings",
+    "plot_run",
+    "plot_training_curves",
+    "plot_transport_plan",
+]
+
+log = logging.getLogger("decalign")
+
+METRIC_PREFERENCE = ("mae", "f1_non0", "f1", "waf1", "wacc", "acc2_non0", "acc2", "corr", "acc7", "mse")
+"""Metrics shown in the training curves: the first two a history has (the paper's ablation
+metrics first: MAE and F1 for sentiment, WAF1 and WAcc for emotions)."""
+
+AUX_LOSSES = ("decoupling", "heterogeneity", "homogeneity", "contrastive", "binary")
+SPLIT_COLORS = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green"}
+DPI = 120
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+    from decalign.train.atomic import atomic_write
+
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+
+
+def _numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().to("cpu").float().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _display(metric: str, values: np.ndarray) -> np.ndarray:
+    """Values in the units the tables print (accuracies and F1 x 100)."""
+    from decalign.reporting import is_percentage
+
+    return values * 100.0 if is_percentage(metric) else values
+
+
+def _metric_label(metric: str) -> str:
+    from decalign.reporting import higher_is_better, is_percentage
+
+    unit = " (%)" if is_percentage(metric) else ""
+    direction = higher_is_better(metric)
+    hint = "" if direction is None else (", higher is better" if direction else ", lower is better")
+    return f"{metric}{unit}{hint}"
+
+
+# ---------------------------------------------------------------------------------------------
+# training curves
+
+
+def _finite(rows: Sequence[Mapping[str, Any]], key: str) -> bool:
+    return any(isinstance(r.get(key), (int, float)) and math.isfinite(float(r[key])) for r in rows)
+
+
+def _series(rows: Sequence[Mapping[str, Any]], seed: Any, split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = sorted(
+        (int(r["epoch"]), float(r[key]))
+        for r in rows
+        if r.get("seed") == seed and r.get("split") == split and isinstance(r.get(key), (int, float))
+        and math.isfinite(float(r[key]))
+    )
+    return np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts], dtype=float)
+
+
+def plot_training_curves(
+    history_rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    """Learning curves of one run (all seeds) from its ``history.csv`` rows.
+
+    Panels: the task loss (train: the batch-averaged ``task`` term; valid: the split's task
+    ``loss``), the unweighted auxiliary losses of training, and the first two metrics of
+    :data:`METRIC_PREFERENCE` the history has, for train and valid. Colours are splits, line
+    styles seeds; the star is the test value at the selected (best-validation) epoch.
+
+    Args:
+        history_rows: rows of :func:`decalign.train.history.read_history` (``seed``, ``epoch``,
+            ``split`` and a column per loss term and metric).
+        path: the PNG to write.
+        title: figure title.
+    """
+    rows = [r for r in history_rows if r.get("split") in SPLIT_COLORS]
+    if not rows:
+        raise ValueError("plot_training_curves: the history has no train/valid/test rows")
+    seeds = sorted({r["seed"] for r in rows})
+    styles = ["-", "--", ":", "-."]
+    metrics = [m for m in METRIC_PREFERENCE if _finite(rows, m)][:2]
+    fig = _figure(11, 7.5)
+    axes = fig.subplots(2, 2).ravel()
+
+    def draw(ax: Any, key_for: Mapping[str, str], ylabel: str, scale_metric: str | None = None) -> None:
+        for s_i, seed in enumerate(seeds):
+            style = styles[s_i % len(styles)]
+            for split, key in key_for.items():
+                x, y = _series(rows, seed, split, key)
+                if not len(x):
+                    continue
+                y = _display(scale_metric, y) if scale_metric else y
+                if split == "test":
+                    ax.plot(x, y, marker="*", markersize=13, linestyle="none", color=SPLIT_COLORS[split],
+                            markeredgecolor="black", label="test (best epoch)" if s_i == 0 else None)
+                else:
+                    ax.plot(x, y, style, marker="o", markersize=3, color=SPLIT_COLORS[split],
+                            label=split if s_i == 0 else None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+
+    draw(axes[0], {"train": "task", "valid": "loss", "test": "loss"}, "task loss")
+    axes[0].set_title("Task loss")
+    ax = axes[1]
+    aux = [k for k in AUX_LOSSES if any(abs(float(r.get(k, 0) or 0)) > 0 for r in rows if r["split"] == "train"
+                                         and math.isfinite(float(r.get(k, 0) or 0)))]
+    colors = ["tab:purple", "tab:red", "tab:cyan", "tab:olive", "tab:brown"]
+    for s_i, seed in enumerate(seeds):
+        for c_i, key in enumerate(aux):
+            x, y = _series(rows, seed, "train", key)
+            ax.plot(x, y, styles[s_i % len(styles)], marker="o", markersize=3, color=colors[c_i % len(colors)],
+                    label=key if s_i == 0 else None)
+    ax.set_title("Auxiliary losses (train, unweighted)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss term")
+    ax.grid(alpha=0.3)
+    if aux:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no auxiliary losses", ha="center", va="center", transform=ax.transAxes)
+    for ax, metric in zip(axes[2:], [*metrics, None, None]):
+        if metric is None:
+            ax.axis("off")
+            continue
+        draw(ax, {"train": metric, "valid": metric, "test": metric}, _metric_label(metric), metric)
+        ax.set_title(metric)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    seed_note = f"seeds: {', '.join(map(str, seeds))}" + (" (line style per seed)" if len(seeds) > 1 else "")
+    fig.suptitle(f"{title or 'Training curves'} — {seed_note}")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# embeddings
+
+
+def _tsne(points: np.ndarray, random_state: int) -> np.ndarray:
+    from sklearn.manifold import TSNE
+
+    n = points.shape[0]
+    if n < 4:  # t-SNE needs perplexity < n; show the first two principal directions instead
+        centred = points - points.mean(0)
+        _, _, vt = np.linalg.svd(centred, full_matrices=False)
+        out = centred @ vt[:2].T
+        return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
+    perplexity = float(min(30.0, max(1.0, (n - 1) / 3.0)))
+    # 500 iterations (sklearn's default is 1000) halve the time; the layout has settled by then
+    # for the few hundred points drawn here. The keyword is ``n_iter`` before scikit-learn 1.5.
+    iters = "max_iter" if "max_iter" in inspect.signature(TSNE).parameters else "n_iter"
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto",
+                random_state=random_state, **{iters: 500})
+    return tsne.fit_transform(points)
+
+
+def plot_embeddings(
+    unique: Any,
+    common: Any,
+    labels: Any,
+    modality_names: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    class_names: Sequence[str] | None = None,
+    max_samples: int = 250,
+    random_state: int = 0,
+    title: str | None = None,
+) -> Path:
+    """Joint 2-D t-SNE of the modality-unique and modality-common features.
+
+    Both panels show the same embedding: circles are unique features, triangles common ones. On
+    the left the colour is the modality; on the right the label. Decoupling shows as unique
+    features forming one cluster per modality while the common features of all modalities mix;
+    label colour shows which features carry the task. Modalities whose features are all zero
+    (switched off) are left out.
+
+    Args:
+        unique, common: ``[M, N, d]`` pooled features (arrays or tensors).
+        labels: ``[N]`` regression targets or class indices.
+        modality_names: the M names.
+        path: the PNG to write.
+        class_names: for classification: the class names (categorical colours and legend);
+            ``None``: continuous colour scale.
+        max_samples: samples drawn (without replacement, fixed ``random_state``) to keep t-SNE
+            fast: at most ``2 M max_samples`` points.
+        random_state: seed of the subsample and of t-SNE.
+        title: figure title.
+    """
+    u, c, y = _numpy(unique), _numpy(common), _numpy(labels).reshape(-1)
+    if u.shape != c.shape or u.ndim != 3 or u.shape[0] != len(modality_names) or u.shape[1] != y.shape[0]:
+        raise ValueError(
+            f"plot_embeddings: expected unique and common [M, N, d] with M = {len(modality_names)} and N = "
+            f"{y.shape[0]} labels, found {u.shape} and {c.shape}"
+        )
+    keep = [m for m in range(u.shape[0]) if np.any(u[m]) or np.any(c[m])]
+    if not keep:
+        raise ValueError("plot_embeddings: every modality's features are zero")
+    rng = np.random.default_rng(random_state)
+    n = y.shape[0]
+    idx = np.sort(rng.choice(n, size=min(n, max_samples), replace=False))
+    names = [modality_names[m] for m in keep]
+    blocks = [u[m, idx] for m in keep] + [c[m, idx] for m in keep]
+    points = np.concatenate(blocks)
+    emb = _tsne(points, random_state)
+    k = len(idx)
+    n_mod = len(keep)
+    fig = _figure(12.5, 5.6)
+    ax_mod, ax_lab = fig.subplots(1, 2)
+    palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
+    markers = {"unique": "o", "common": "^"}
+    for j, name in enumerate(names):
+        color = palette[j % len(palette)]
+        for kind, offset in (("unique", 0), ("common", n_mod)):
+            block = emb[(offset + j) * k:(offset + j + 1) * k]
+            ax_mod.scatter(block[:, 0], block[:, 1], s=14, marker=markers[kind], alpha=0.7,
+                           facecolors=color if kind == "unique" else "none", edgecolors=color, linewidths=0.8,
+                           label=f"{name} {kind}")
+    ax_mod.set_title("coloured by modality (● unique, △ common)")
+    ax_mod.legend(fontsize=8, ncol=2, loc="best", markerscale=1.3)
+    y_all = np.tile(y[idx], 2 * n_mod)
+    for kind, offset in (("unique", 0), ("common", n_mod)):
+        sl = slice(offset * k, (offset + n_mod) * k)
+        if class_names is not None:
+            # tab10 colours by class index (classes beyond ten reuse colours)
+            sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=np.mod(y_all[sl], 10), cmap="tab10", vmin=-0.5, vmax=9.5, s=14,
+                                marker=markers[kind], alpha=0.7, linewidths=0.8)
+        else:
+            sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=y_all[sl], cmap="coolwarm", vmin=float(y.min()),
+                                vmax=float(y.max()), s=14, marker=markers[kind], alpha=0.7, linewidths=0.8)
+    if class_names is not None:
+        from matplotlib import colormaps
+        from matplotlib.lines import Line2D
+
+        tab = colormaps["tab10"]
+        handles = [Line2D([], [], marker="o", linestyle="none", color=tab(i % 10), label=str(nm))
+                   for i, nm in enumerate(class_names)]
+        ax_lab.legend(handles=handles, fontsize=8, title="class", loc="best")
+    else:
+        fig.colorbar(sc, ax=ax_lab, label="label")
+    ax_lab.set_title("coloured by label (● unique, △ common)")
+    for ax in (ax_mod, ax_lab):
+        ax.set_xlabel("t-SNE 1")
+        ax.set_ylabel("t-SNE 2")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(f"{title or 'Decoupled features'} — t-SNE of {k} samples x {n_mod} modalities x (unique, common)")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# transport plan
+
+
+def plot_transport_plan(
+    plan: Any,
+    modality_names: Sequence[str],
+    path: str | os.PathLike[str],
+    title: str | None = None,
+) -> Path:
+    r"""The prototype transport plan :math:`P` (``[K, ..., K]``, one axis per modality) as heat maps.
+
+    A multi-marginal plan is shown through its pairwise marginals :math:`P_{ij}` (the plan summed
+    over the other modalities), one column per pair. Top row: the mass :math:`P_{ij}[p, q]` moved
+    between prototype p of modality i and prototype q of modality j. Bottom row:
+    :math:`\log_2 P_{ij}[p, q] / (\nu_i[p]\,\nu_j[q])`, the deviation from the independent
+    coupling (0: no preference; +1: twice as much mass as independence would give). With the
+    released costs (mean over dimensions, eps = 0.1) the plan is close to independent, so the top
+    row mostly shows the prototype weights and the bottom row carries the alignment.
+
+    Args:
+        plan: ``[K, ..., K]`` with M >= 2 axes (array or tensor).
+        modality_names: the M names, in axis order.
+        path: the PNG to write.
+        title: figure title.
+    """
+    p = _numpy(plan)
+    if p.ndim < 2 or p.ndim != len(modality_names):
+        raise ValueError(f"plot_transport_plan: a plan with one axis per modality ({len(modality_names)}) "
+                         f"is needed, found shape {p.shape}")
+    total = p.sum()
+    if not np.isfinite(total) or total <= 0:
+        raise ValueError("plot_transport_plan: the plan has no mass (was the OT term switched off?)")
+    p = p / total
+    pairs = [(i, j) for i in range(p.ndim) for j in range(i + 1, p.ndim)]
+    fig = _figure(4.3 * len(pairs) + 0.8, 7.6)
+    axes = np.asarray(fig.subplots(2, len(pairs), squeeze=False))
+    eps = 1e-12
+    ratios = []
+    for i, j in pairs:
+        other = tuple(a for a in range(p.ndim) if a not in (i, j))
+        pij = p.sum(axis=other) if other else p
+        ratios.append(np.log2((pij + eps) / (np.outer(pij.sum(1), pij.sum(0)) + eps)))
+    bound = max(float(np.max(np.abs(r))) for r in ratios) or 1.0
+    for col, ((i, j), ratio) in enumerate(zip(pairs, ratios)):
+        other = tuple(a for a in range(p.ndim) if a not in (i, j))
+        pij = p.sum(axis=other) if other else p
+        for row, (values, cmap, vmin, vmax, label) in enumerate((
+            (pij, "viridis", 0.0, float(pij.max()), "mass"),
+            (ratio, "RdBu_r", -bound, bound, "log2(P / independent)"),
+        )):
+            ax = axes[row, col]
+            im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, origin="upper")
+            k_i, k_j = values.shape
+            if k_i * k_j <= 100:
+                for a in range(k_i):
+                    for b in range(k_j):
+                        text = f"{values[a, b]:.3f}" if row == 0 else f"{values[a, b]:+.2f}"
+                        ax.text(b, a, text, ha="center", va="center", fontsize=6,
+                                color="white" if (row == 0 and values[a, b] < 0.6 * vmax) else "black")
+            ax.set_xticks(range(k_j))
+            ax.set_yticks(range(k_i))
+            ax.set_xlabel(f"{modality_names[j]} prototype")
+            ax.set_ylabel(f"{modality_names[i]} prototype")
+            ax.set_title(f"{modality_names[i]} ↔ {modality_names[j]}: "
+                         + ("transported mass" if row == 0 else "vs independent coupling"), fontsize=10)
+            fig.colorbar(im, ax=ax, shrink=0.8, label=label)
+    fig.suptitle(title or "Prototype transport plan (pairwise marginals)")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# ablation bars
+
+
+def _row_stats(row: Mapping[str, Any], metric: str) -> tuple[float, float] | None:
+    means = row["mean"] if isinstance(row.get("mean"), Mapping) else row
+    stds = row.get("std") if isinstance(row.get("std"), Mapping) else {}
+    if metric not in means:
+        return None
+    value = float(means[metric])
+    if not math.isfinite(value):
+        return None
+    return value, float(stds.get(metric, 0.0) or 0.0)
+
+
+def plot_ablation_bars(
+    table: Mapping[str, Mapping[str, Any]],
+    metric: str,
+    path: str | os.PathLike[str],
+    *,
+    reference: str | None = "DecAlign",
+    paper: Mapping[str, Mapping[str, float]] | None = None,
+    groups: Mapping[str, str] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Horizontal bars of ``metric`` for every row of a results table, with the seed std.
+
+    Args:
+        table: row label -> an :func:`decalign.reporting.aggregate` result (``mean``/``std``
+            dicts) or a plain metrics dict, in display order (top to bottom).
+        metric: the metric key (accuracies and F1 are shown x 100).
+        path: the PNG to write.
+        reference: the row drawn in a distinct colour with a dashed line at its value (the full
+            model), if present.
+        paper: row label -> the paper's reported metrics; drawn as black diamonds on the rows
+            that have ``metric``.
+        groups: row label -> group name (e.g. ``baseline``, ``ablation``): one colour per group,
+            with a legend. Default: one colour.
+        title: figure title.
+
+    The value axis is zoomed to the range of the values (bars do not start at 0), so that
+    differences of a few hundredths stay visible; the numbers are written on the bars.
+    """
+    entries = [(name, s) for name, row in table.items() if (s := _row_stats(row, metric)) is not None]
+    if not entries:
+        raise ValueError(f"plot_ablation_bars: no row has metric {metric!r}")
+    names = [n for n, _ in entries]
+    means = _display(metric, np.array([s[0] for _, s in entries]))
+    stds = _display(metric, np.array([s[1] for _, s in entries]))
+    paper_vals = {}
+    for name in names:
+        if paper and name in paper and metric in paper[name]:
+            paper_vals[name] = float(_display(metric, np.array([float(paper[name][metric])]))[0])
+    lo = min(float((means - stds).min()), *paper_vals.values()) if paper_vals else float((means - stds).min())
+    hi = max(float((means + stds).max()), *paper_vals.values()) if paper_vals else float((means + stds).max())
+    span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
+    left, right = lo - 0.25 * span, hi + 0.3 * span
+    if lo >= 0 and left < 0:
+        left = 0.0
+    fig = _figure(8.5, 0.36 * len(names) + 1.6)
+    ax = fig.subplots()
+    ypos = np.arange(len(names))
+    palette = ["tab:blue", "tab:green", "tab:purple", "tab:olive", "tab:cyan", "tab:brown"]
+    group_of = {n: (groups or {}).get(n, "") for n in names}
+    group_names = list(dict.fromkeys(g for n, g in group_of.items() if n != reference))
+    group_color = {g: palette[i % len(palette)] for i, g in enumerate(group_names)}
+    colors = ["tab:red" if n == reference else group_color[group_of[n]] for n in names]
+    ax.barh(ypos, means - left, left=left, xerr=stds, color=colors, alpha=0.8, height=0.7,
+            error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
+    from matplotlib.patches import Patch
+
+    handles: list[Any] = [Patch(color=group_color[g], alpha=0.8, label=g) for g in group_names if g]
+    decimals = 2 if _display(metric, np.array([1.0]))[0] == 100.0 else 3
+    for y, m, s in zip(ypos, means, stds):
+        ax.text(m + s + 0.01 * span, y, f"{m:.{decimals}f}", va="center", fontsize=7)
+    if reference in names:
+        handles.append(ax.axvline(means[names.index(reference)], color="tab:red", linestyle="--", linewidth=1,
+                                  label=f"{reference} (ours)"))
+    if paper_vals:
+        handles.append(ax.scatter(list(paper_vals.values()), [ypos[names.index(n)] for n in paper_vals],
+                                  marker="D", color="black", s=22, zorder=3, label="paper (reported)"))
+    ax.set_yticks(ypos, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(left, right)
+    zoom = "; axis zoomed (not from 0)" if left > 0 or right < 0 else ""
+    ax.set_xlabel(f"{_metric_label(metric)} — mean ± std over seeds{zoom}")
+    ax.grid(axis="x", alpha=0.3)
+    if handles:
+        ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.9)
+    ax.set_title(title or f"{metric} by model and ablation")
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# a run's figures
+
+
+def collect_features(model: Any, data: Any, batch_size: int) -> dict[str, Any]:
+    """Eval-mode pooled features of a whole split, in order.
+
+    Returns ``unique``/``common`` (``[M, N, d]`` numpy, ``None`` for models without decoupled
+    features), ``labels`` ``[N]`` and ``plan``: the transport plan of the *first* batch (the
+    prototypes are refitted on every batch, so plans of different batches are not comparable and
+    are not averaged). ``batch_size`` should be the training batch size, the batch statistics the
+    alignment was trained with.
+    """
+    import torch
+
+    from decalign.train.batches import batch_indices
+
+    model.eval()
+    device = next(model.parameters()).device
+    uniques, commons, labels = [], [], []
+    plan = None
+    with torch.no_grad():
+        for index in batch_indices(len(data), batch_size, shuffle=False):
+            batch = data.batch(index, device)
+            out = model(batch.features, batch.lengths)
+            if out.unique is not None and out.common is not None:
+                uniques.append(out.unique.float().cpu())
+                commons.append(out.common.float().cpu())
+            if plan is None and out.plan is not None:
+                plan = out.plan.float().cpu().numpy()
+            labels.append(batch.labels.cpu())
+    return {
+        "unique": torch.cat(uniques, dim=1).numpy() if uniques else None,
+        "common": torch.cat(commons, dim=1).numpy() if commons else None,
+        "labels": torch.cat(labels).numpy(),
+        "plan": plan,
+    }
+
+
+def plot_run(run_dir: str | os.PathLike[str], split: str = "test", max_samples: int = 250) -> list[Path]:
+    """Write a run's figures into ``<run_dir>/plots/`` and return their paths.
+
+    ``curves.png`` from ``history.csv``; from the best checkpoint of the run's first seed on
+    ``split``: ``embeddings.png`` (models with decoupled features) and ``transport_plan.png``
+    (when the prototype OT term produced a plan). The data is rebuilt from the run's
+    configuration (``data.path``, or the built-in dataset) with the checkpoint's own
+    preprocessing; if it cannot be loaded, the checkpoint figures are skipped with a warning.
+    """
+    from decalign.config import RunConfig, config_from_dict
+    from decalign.train.history import read_history
+
+    run = Path(run_dir)
+    out_dir = run / "plots"
+    written: list[Path] = []
+    name = run.name
+    history_file = run / "history.csv"
+    if history_file.exists():
+        rows = read_history(history_file)
+        if rows:
+            written.append(plot_training_curves(rows, out_dir / "curves.png", title=f"Training curves: {name}"))
+    config_file = run / "config.json"
+    if not config_file.exists():
+        return written
+    config = config_from_dict(RunConfig, json.loads(config_file.read_text()))
+    ckpt_file = run / f"seed_{config.train.seeds[0]}" / "model.safetensors"
+    if not ckpt_file.exists():
+        log.warning("plots: %s has no checkpoint yet; only the training curves were drawn", ckpt_file)
+        return written
+    from decalign.api import load_data, prepare
+    from decalign.train.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(ckpt_file)
+    try:
+        dataset = load_data(ckpt.config.data.path, ckpt.config.data)
+    except Exception as err:  # moved or deleted data must not fail a finished run
+        log.warning("plots: cannot reload the data of %s (%s); embedding and transport plots skipped", run, err)
+        return written
+    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info)
+    if split not in prepared.splits:
+        raise ValueError(f"plot_run: unknown split {split!r}; the data has {sorted(prepared.splits)}")
+    feats = collect_features(ckpt.model, prepared.splits[split], ckpt.config.train.batch_size)
+    arch = ckpt.config.model.architecture
+    seed = config.train.seeds[0]
+    if feats["unique"] is not None:
+        written.append(plot_embeddings(
+            feats["unique"], feats["common"], feats["labels"], ckpt.info.modalities, out_dir / "embeddings.png",
+            class_names=ckpt.info.class_names if ckpt.info.task == "classification" else None,
+            max_samples=max_samples, title=f"{name} ({arch}, seed {seed}, {split} split)",
+        ))
+    plan = feats["plan"]
+    if plan is not None and np.isfinite(plan).all() and plan.sum() > 0:
+        batch = min(ckpt.config.train.batch_size, len(prepared.splits[split]))
+        written.append(plot_transport_plan(
+            plan, ckpt.info.modalities, out_dir / "transport_plan.png",
+            title=f"Prototype transport plan: {name} (seed {seed}, first {split} batch of {batch})",
+        ))
+    return written

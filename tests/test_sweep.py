@@ -1,0 +1,159 @@
+"""``decalign sweep``: search spaces, opening a study under the schema-creation race, and two
+workers started at the same moment on a fresh SQLite database sharing one study."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from decalign.cli import main
+from decalign.presets import PRESETS, custom_preset, get_preset
+from decalign.sweep import check_space, default_space_path, load_space, open_study
+
+TINY = [
+    "model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
+    "train.batch_size=16", "train.num_threads=1", "data.synthetic.n_train=48", "data.synthetic.n_valid=24",
+    "data.synthetic.n_test=24",
+]
+SPACE = """\
+train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+objective.alpha: {type: float, low: 0.005, high: 0.5, log: true}
+model.heterogeneity.num_prototypes: {type: int, low: 3, high: 6}
+"""
+
+
+@pytest.mark.parametrize("preset", [*PRESETS, "custom"])
+def test_every_preset_ships_a_valid_space(preset: str) -> None:
+    path = default_space_path(preset)
+    space = load_space(path)
+    assert space
+    configs = ([custom_preset("regression"), custom_preset("classification")] if preset == "custom"
+               else [get_preset(preset)])
+    for config in configs:
+        check_space(space, config, path)  # every key exists and accepts both ends of its range
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("train.lr: {type: float, low: 0.0, high: 1.0, log: true}", "log: true needs low > 0"),
+    ("train.lr: {type: gaussian}", "type must be float, int or categorical"),
+    ("data.split_seed: {type: int, low: 0, high: 3}", "data settings cannot be searched"),
+    ("train.batch_size: {type: categorical, choices: []}", "non-empty list of choices"),
+])
+def test_bad_space_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ValueError, match=message) as err:
+        load_space(path)
+    assert str(path) in str(err.value)
+
+
+def test_space_value_rejected_by_the_config_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "space.yaml"
+    path.write_text("model.fusion.relu_dropout: {type: float, low: 0.0, high: 1.5}\n")
+    with pytest.raises(ValueError, match=r"model\.fusion\.relu_dropout") as err:
+        check_space(load_space(path), get_preset("mosi"), path)
+    assert "1.5" in str(err.value)
+
+
+def test_open_study_retries_after_a_schema_race(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a worker that loses the race sees (sqlite "table already exists") is retried."""
+    import sqlalchemy.exc
+
+    import decalign.sweep as sweep
+
+    real = sweep.open_storage
+    calls = {"n": 0}
+
+    def racing(url: str, heartbeat_s: int = 0) -> object:
+        calls["n"] += 1
+        if calls["n"] <= 2:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(url, heartbeat_s)
+
+    monkeypatch.setattr(sweep, "open_storage", racing)
+    monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+    study = open_study(f"sqlite:///{tmp_path / 'study.db'}", "s", "minimize", heartbeat_s=0)
+    assert calls["n"] == 3 and study.study_name == "s"
+
+
+def test_concurrent_openers_without_the_lock_all_succeed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the lock file (as on a filesystem without flock) the retries alone survive the race."""
+    import contextlib
+
+    import decalign.sweep as sweep
+
+    monkeypatch.setattr(sweep, "_file_lock", lambda path: contextlib.nullcontext())
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def opener() -> None:
+        try:
+            start.wait()
+            open_study(url, "s", "maximize", heartbeat_s=0)
+        except BaseException as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert open_study(url, "s", None, heartbeat_s=0, create=False).direction.name == "MAXIMIZE"
+
+
+def test_journal_storage_and_direction_mismatch(tmp_path: Path) -> None:
+    url = f"journal:///{tmp_path / 'shared' / 'study.log'}"
+    open_study(url, "s", "minimize", heartbeat_s=0)
+    assert (tmp_path / "shared" / "study.log").exists()
+    with pytest.raises(ValueError, match="minimize"):
+        open_study(url, "s", "maximize", heartbeat_s=0)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_sqlite_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two workers started at the same moment on a fresh SQLite file: 2 + 1 trials of one study.
+
+    The median pruner needs 5 finished trials before it prunes anything, so with 3 trials every
+    trial completes (and reports its epochs on the way).
+    """
+    import optuna
+
+    from decalign.train.checkpoint import load_checkpoint
+
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "sweep"
+    common = ["--space", str(space), "--epochs", "2", "--out", str(out), "--study", "tiny", "--no-tensorboard",
+              "-q", "--set", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen([sys.executable, "-m", "decalign", "sweep", "--trials", str(n), *common], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (2, 1)]
+    for w in workers:
+        stdout, stderr = w.communicate(timeout=300)
+        assert w.returncode == 0, stderr[-4000:]
+        assert "best so far" in stdout
+
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{out / 'study.db'}")
+    assert len(study.trials) == 3
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials), [t.state for t in study.trials]
+    assert sorted(t.number for t in study.trials) == [0, 1, 2]
+    assert all(len(t.intermediate_values) == 2 for t in study.trials)  # one report per epoch
+    best = Path(study.best_trial.user_attrs["run_dir"])
+    assert best == out / "trials" / f"trial_{study.best_trial.number}"
+    for t in study.trials:  # every trial's run directory is kept
+        assert (out / "trials" / f"trial_{t.number}" / "results.json").exists()
+    ckpt = load_checkpoint(best / "seed_1111" / "model.safetensors")
+    assert ckpt.config.train.lr == pytest.approx(study.best_trial.params["train.lr"])
+
+    capsys.readouterr()
+    assert main(["sweep", "--report", "--out", str(out), "--study", "tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 complete" in printed and f"trial {study.best_trial.number}" in printed and str(best) in printed
+    assert (out / "importance.png").stat().st_size > 0
