@@ -165,7 +165,7 @@ def plan_runs(
     for name, switches in select_ablations(ablations, modalities).items():
         overrides = {"model.architecture": "decalign", **switches}
         zeros = inactive_terms(switches, weights)
-        note = f"the preset already has {' and '.join(zeros)}: differs from DecAlign only by chance" if zeros else ""
+        note = f"the preset already has {' and '.join(zeros)}: differs from DecAlign only through random-number consumption" if zeros else ""
         runs.append(BenchRun(name, label(name), "ablation", overrides, apply_overrides(base, overrides),
                              runs_dir / name, note))
     if not runs:

@@ -448,6 +448,8 @@ def report(args: argparse.Namespace) -> int:
     import optuna
 
     out = Path(args.out)
+    if args.storage is None and not (out / STUDY_DB).exists():
+        raise FileNotFoundError(f"no sweep in {str(out)!r} (no {STUDY_DB}); pass the workers' --storage")
     storage_url = args.storage or default_storage(out)
     study = open_study(storage_url, args.study, None, heartbeat_s=0, create=False)
     states = optuna.trial.TrialState
@@ -526,7 +528,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--sampler-seed", type=int, default=None, metavar="S",
                    help="seed of the TPE sampler (give each worker a different one, or none)")
     p.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, metavar="SECONDS",
-                   help="trial heartbeat; a trial of a dead worker is marked failed after twice this (0: off)")
+                   help="trial heartbeat of RDB storages: a trial of a dead worker is marked failed after twice "
+                   "this (0: off; the journal storage has none)")
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard files in the trial directories")
     p.add_argument("--report", action="store_true", help="print the best trials and write OUT/importance.png")
     p.add_argument("--top", type=int, default=5, metavar="K", help="trials --report lists (default 5)")
