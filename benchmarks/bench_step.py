@@ -34,7 +34,8 @@ run shows.
     python benchmarks/bench_step.py --ab                        # both, interleaved: speed-up
     python benchmarks/bench_step.py --tune-allocator            # glibc keeps freed memory
 
-Results go to ``benchmarks/results/step.json`` (``--output`` to change).
+Results go to ``benchmarks/results/step.json`` (``--output`` to change; ``--merge`` adds to it, so a
+long benchmark can be run one preset at a time).
 """
 
 from __future__ import annotations
@@ -330,83 +331,88 @@ class MatmulProbe:
 # parts of the step
 
 
-def capture_part_inputs(bench: Bench) -> dict[str, Any]:
-    """Inputs each part received in one training forward (forward hooks on the submodules)."""
-    model = bench.model
-    seen: dict[str, Any] = {"projection": []}
-    hooks = []
+PARTS = {  # submodule of DecAlign -> part name in the report
+    "projection": "projection",
+    "decoupler": "decoupling",
+    "heterogeneity": "gmm_ot",
+    "homogeneity": "moments_mmd",
+    "fusion": "fusion",
+    "head": "head",
+}
 
-    def keep(name: str) -> Callable[..., None]:
-        def hook(_module: Any, args: tuple[Any, ...], output: Any) -> None:
-            if name == "projection":
-                seen["projection"].append((args, output))
-            else:
-                seen[name] = args
+
+@contextlib.contextmanager
+def timed_parts(bench: Bench, totals: dict[str, float]) -> Iterator[None]:
+    """Accumulate the forward wall time of each part of the model into ``totals`` while active.
+
+    Forward pre/post hooks on the submodules, plus wrappers around the per-modality decoupler
+    (``Decoupler.one``, used for unaligned inputs) and the decoupling loss, which are plain calls.
+    """
+    import decalign.model.decalign as decalign_module
+
+    model = bench.model
+    starts: dict[str, float] = {}
+    handles = []
+
+    def pre(label: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            _sync(bench.device)
+            starts[label] = time.perf_counter()
 
         return hook
 
-    for name in ("projection", "heterogeneity", "homogeneity", "fusion", "head"):
-        hooks.append(getattr(model, name).register_forward_hook(keep(name)))
+    def post(label: str) -> Callable[..., None]:
+        def hook(*_: Any) -> None:
+            _sync(bench.device)
+            totals[label] = totals.get(label, 0.0) + time.perf_counter() - starts.pop(label)
+
+        return hook
+
+    def timed(label: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            _sync(bench.device)
+            start = time.perf_counter()
+            out = fn(*args, **kwargs)
+            _sync(bench.device)
+            totals[label] = totals.get(label, 0.0) + time.perf_counter() - start
+            return out
+
+        return call
+
+    for name, label in PARTS.items():
+        module = getattr(model, name)
+        handles.append(module.register_forward_pre_hook(pre(label)))
+        handles.append(module.register_forward_hook(post(label)))
+    original_one, original_loss = model.decoupler.one, decalign_module.decoupling_loss
+    model.decoupler.one = timed("decoupling", original_one)  # type: ignore[method-assign]
+    decalign_module.decoupling_loss = timed("decoupling", original_loss)
     try:
-        model.train()
-        model(bench.features)
+        yield
     finally:
-        for h in hooks:
+        for h in handles:
             h.remove()
-    return seen
+        del model.decoupler.one
+        decalign_module.decoupling_loss = original_loss
 
 
-def part_timings(bench: Bench, repeat: int) -> dict[str, dict[str, float]]:
-    """Forward time of each part with the inputs it sees in training, then backward and update."""
+def part_timings(bench: Bench, repeat: int) -> dict[str, float]:
+    """Milliseconds per training step of each part's forward, of the rest of the forward
+    (pooling, glue, the objective), of the backward and of clipping + the optimizer, measured
+    inside real training steps (medians of the per-step split; parts: means)."""
     import torch
 
-    from decalign.model.decoupling import decoupling_loss
-
-    model = bench.model
-    model.train()
-    seen = capture_part_inputs(bench)
-    projected = [out.detach() for _, out in seen["projection"]]
-    names = [args[0] for args, _ in seen["projection"]]
-    index = [model.modalities.index(m) for m in names]
-
-    def projection() -> None:
-        for m in names:
-            model._project(m, bench.features[m])
-
-    def decoupling() -> None:
-        if len({p.shape[1] for p in projected}) == 1:
-            unique, common = model.decoupler(torch.stack(projected), index)
-            decoupling_loss(unique, common)
-        else:
-            for p, i in zip(projected, index):
-                decoupling_loss(*model.decoupler.one(p, i))
-
-    def detached(args: tuple[Any, ...]) -> tuple[Any, ...]:
-        out = []
-        for a in args:
-            if isinstance(a, torch.Tensor):
-                out.append(a.detach().requires_grad_())
-            elif isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
-                out.append([t.detach().requires_grad_() for t in a])
-            else:
-                out.append(a)
-        return tuple(out)
-
-    parts: dict[str, Callable[[], Any]] = {"projection": projection, "decoupling": decoupling}
-    for name, label in (("heterogeneity", "gmm_ot"), ("homogeneity", "moments_mmd"), ("fusion", "fusion"),
-                        ("head", "head")):
-        if name in seen:
-            module, args = getattr(model, name), detached(seen[name])
-            parts[label] = (lambda mod=module, a=args: mod(*a))
-    out = interleaved({label: (lambda fn=fn: (fn(), _sync(bench.device))) for label, fn in parts.items()}, repeat)
-
-    # forward (whole model + objective) vs backward vs optimizer, split inside each step
+    if bench.run_model is not bench.model:
+        return {}  # a compiled whole model runs no submodule hooks
+    totals: dict[str, float] = {}
     fwd, bwd, opt = [], [], []
     for i in range(repeat + 2):
-        w0 = time.perf_counter()
-        loss = bench.forward_loss()
-        _sync(bench.device)
-        w1 = time.perf_counter()
+        if i == 2:
+            totals.clear()
+        with timed_parts(bench, totals):
+            w0 = time.perf_counter()
+            loss = bench.forward_loss()
+            _sync(bench.device)
+            w1 = time.perf_counter()
         bench.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         _sync(bench.device)
@@ -420,9 +426,81 @@ def part_timings(bench: Bench, repeat: int) -> dict[str, dict[str, float]]:
             fwd.append(w1 - w0)
             bwd.append(w2 - w1)
             opt.append(w3 - w2)
-    out["forward_total"] = {"wall_s": statistics.median(fwd), "wall_min_s": min(fwd)}
-    out["backward"] = {"wall_s": statistics.median(bwd), "wall_min_s": min(bwd)}
-    out["clip_and_optimizer"] = {"wall_s": statistics.median(opt), "wall_min_s": min(opt)}
+    out = {label: totals.get(label, 0.0) / repeat * 1e3 for label in PARTS.values()}
+    forward_total = sum(fwd) / repeat * 1e3
+    out["forward_other"] = forward_total - sum(out.values())
+    out["forward_total"] = forward_total
+    out["backward"] = statistics.median(bwd) * 1e3
+    out["clip_and_optimizer"] = statistics.median(opt) * 1e3
+    return out
+
+
+def attention_ceiling(bench: Bench, rate_gflops: float, flops: dict[str, float], repeat: int) -> dict[str, float]:
+    """How fast the step could be if everything but attention ran at the matmul rate.
+
+    Records the attention calls of one training step (shapes, dropout), replays them alone
+    (forward + backward, and forward only without dropout as in inference) and combines their
+    time with the remaining FLOPs at ``rate_gflops``. With 4-12 dimensions per head, the
+    attention matmuls (inner dimension = head width) and the softmax over the score matrix cannot
+    approach the matmul rate; this bounds the fraction any implementation built on these
+    kernels can reach.
+    """
+    import torch
+
+    import decalign.model.transformer as transformer_module
+
+    if not hasattr(transformer_module, "attention"):
+        return {}
+    calls: list[dict[str, Any]] = []
+    original = transformer_module.attention
+
+    def record(q: Any, k: Any, v: Any, **kwargs: Any) -> Any:
+        calls.append({"q": tuple(q.shape), "k": tuple(k.shape), "kwargs": kwargs})
+        return original(q, k, v, **kwargs)
+
+    transformer_module.attention = record
+    try:
+        bench.forward_loss()
+    finally:
+        transformer_module.attention = original
+    tensors = []
+    attn_train_flop = attn_infer_flop = 0.0
+    for call in calls:
+        *lead, t_q, e = call["q"]
+        t_k = call["k"][-2]
+        n = 1
+        for x in lead:
+            n *= x
+        q = torch.randn(call["q"], device=bench.device, requires_grad=True)
+        k = torch.randn(call["k"], device=bench.device, requires_grad=True)
+        v = torch.randn(call["k"], device=bench.device, requires_grad=True)
+        tensors.append((q, k, v, call["kwargs"]))
+        attn_infer_flop += 4.0 * n * t_q * t_k * e
+        attn_train_flop += 12.0 * n * t_q * t_k * e
+
+    def train() -> None:
+        for q, k, v, kwargs in tensors:
+            original(q, k, v, **kwargs).sum().backward()
+        _sync(bench.device)
+
+    def infer() -> None:
+        with torch.inference_mode():
+            for q, k, v, kwargs in tensors:
+                original(q, k, v, **{**kwargs, "dropout_p": 0.0})
+        _sync(bench.device)
+
+    timed = interleaved({"train": train, "infer": infer}, repeat)
+    out: dict[str, float] = {"attention_calls": float(len(calls))}
+    for kind in ("train", "infer"):
+        attn_s = timed[kind]["wall_s"]
+        attn_flop = attn_train_flop if kind == "train" else attn_infer_flop
+        total = flops[f"{kind}_gflop"] * 1e9
+        ideal_s = attn_s + max(total - attn_flop, 0.0) / (rate_gflops * 1e9)
+        out[f"{kind}_attention_ms"] = attn_s * 1e3
+        out[f"{kind}_attention_gflop"] = attn_flop / 1e9
+        out[f"{kind}_attention_gflops"] = attn_flop / attn_s / 1e9
+        out[f"{kind}_ceiling_ms"] = ideal_s * 1e3
+        out[f"{kind}_ceiling_fraction"] = total / ideal_s / (rate_gflops * 1e9)
     return out
 
 
@@ -562,8 +640,8 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
     result["infer_gflops"] = flops["infer_gflop"] / infer_s
     result["infer_fraction_of_matmul"] = result["infer_gflops"] / rate["gflops"]
     if not args.no_parts:
-        parts = part_timings(bench, repeat)
-        result["parts_ms"] = {k: v["wall_s"] * 1e3 for k, v in parts.items()}
+        result["parts_ms"] = part_timings(bench, repeat)
+        result["ceiling"] = attention_ceiling(bench, rate["gflops"], flops, repeat)
     if not args.no_scaling:
         batches = tuple(b for b in SCALING_BATCHES if b <= args.max_scaling_batch)
         rows = alignment_scaling(bench, max(3, repeat // 2), batches)
@@ -644,6 +722,12 @@ def print_table(results: list[dict[str, Any]]) -> None:
         if "parts_ms" in r:
             parts = ", ".join(f"{k} {v:.1f}" for k, v in r["parts_ms"].items())
             print(f"\n{r['preset']} ({r['threads']} thr) parts, ms: {parts}")
+        c = r.get("ceiling")
+        if c:
+            print(f"{r['preset']} ({r['threads']} thr) attention alone: train {c['train_attention_ms']:.1f} ms for "
+                  f"{c['train_attention_gflop']:.2f} GFLOP ({c['train_attention_gflops']:.1f} GFLOP/s); with everything "
+                  f"else at the matmul rate the step would take {c['train_ceiling_ms']:.1f} ms = fraction "
+                  f"{c['train_ceiling_fraction']:.2f} (inference: {c['infer_ceiling_fraction']:.2f})")
         if "alignment_scaling" in r:
             rows = "; ".join(f"B={x['batch']}: {x['total_ms']:.1f} ms ({x['us_per_sample']:.0f} us/sample)"
                              for x in r["alignment_scaling"])
@@ -670,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-scaling-batch", type=int, default=512)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "step.json")
+    parser.add_argument("--merge", action="store_true",
+                        help="add to the results already in --output (replacing the same preset and settings)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="mosi", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -693,7 +779,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"done: {preset}, {threads} thread(s)", file=sys.stderr)
     print_table(results)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps({"meta": _metadata(), "results": results}, indent=2) + "\n")
+    meta = _metadata()
+    if args.merge and args.output.exists():  # keep other presets/thread counts from earlier runs
+        previous = json.loads(args.output.read_text())
+        key = lambda r: (r["preset"], r["threads"], r.get("compile"), r.get("straightforward"),  # noqa: E731
+                         r.get("allocator_tuned"))
+        fresh = {key(r) for r in results}
+        results = [r for r in previous.get("results", []) if key(r) not in fresh] + results
+        meta["commands"] = [*previous.get("meta", {}).get("commands", []), meta["command"]]
+    else:
+        meta["commands"] = [meta["command"]]
+    args.output.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(f"\nwrote {args.output}")
     return 0
 

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from decalign.model import DecAlign
 from decalign.model.kernels import (
     attention,
-    attention_reference,
     dropout,
     dropout_add,
     dropout_mask,
@@ -123,6 +122,15 @@ def test_dropout_add_is_residual_plus_dropout() -> None:
 
 
 # ----------------------------------------------------------------------------- attention
+
+
+def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False) -> torch.Tensor:
+    """softmax(q k^T / sqrt(e)) v written out plainly (no dropout)."""
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    if causal:
+        upper = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(upper, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
 
 
 @pytest.mark.parametrize(("batch", "heads", "t_q", "t_k", "head_dim", "causal"), [

@@ -118,10 +118,11 @@ def test_journal_storage_and_direction_mismatch(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_study(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Two workers started at the same moment on a fresh SQLite file: 2 + 1 trials of one study.
+    """Two workers started at the same moment on a fresh SQLite file: 2 + 1 trials of one study,
+    the second worker running its trial as a 2-process torchrun job.
 
     The median pruner needs 5 finished trials before it prunes anything, so with 3 trials every
-    trial completes (and reports its epochs on the way).
+    trial completes (the in-process ones report their epochs on the way).
     """
     import optuna
 
@@ -133,8 +134,9 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path, capsys: pytest.Captu
     common = ["--space", str(space), "--epochs", "2", "--out", str(out), "--study", "tiny", "--no-tensorboard",
               "-q", "--set", *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    workers = [subprocess.Popen([sys.executable, "-m", "decalign", "sweep", "--trials", str(n), *common], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (2, 1)]
+    workers = [subprocess.Popen([sys.executable, "-m", "decalign", "sweep", *extra, *common], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for extra in (["--trials", "2"], ["--trials", "1", "--nproc-per-node", "2", "--device", "cpu"])]
     for w in workers:
         stdout, stderr = w.communicate(timeout=300)
         assert w.returncode == 0, stderr[-4000:]
@@ -144,7 +146,10 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path, capsys: pytest.Captu
     assert len(study.trials) == 3
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials), [t.state for t in study.trials]
     assert sorted(t.number for t in study.trials) == [0, 1, 2]
-    assert all(len(t.intermediate_values) == 2 for t in study.trials)  # one report per epoch
+    launchers = sorted(t.user_attrs["nproc_per_node"] for t in study.trials)
+    assert launchers == [1, 1, 2]
+    for t in study.trials:  # in-process trials report every epoch (for pruning); torchrun trials cannot
+        assert len(t.intermediate_values) == (2 if t.user_attrs["nproc_per_node"] == 1 else 0)
     best = Path(study.best_trial.user_attrs["run_dir"])
     assert best == out / "trials" / f"trial_{study.best_trial.number}"
     for t in study.trials:  # every trial's run directory is kept

@@ -358,6 +358,7 @@ def _make_objective(args: argparse.Namespace, out: Path, dataset: Any, fixed: li
         params = {spec.name: spec.suggest(trial) for spec in space}
         run_dir = out / "trials" / f"trial_{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("nproc_per_node", args.nproc_per_node)
         overrides = [*fixed, *(_override(k, v) for k, v in params.items())]  # the trial's values win
         log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
         if args.nproc_per_node > 1:

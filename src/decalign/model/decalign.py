@@ -23,7 +23,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decalign.config import ModelConfig
@@ -31,6 +30,7 @@ from decalign.model.decoupling import Decoupler, decoupling_loss
 from decalign.model.heads import PredictionHead
 from decalign.model.heterogeneity import PrototypeTransport
 from decalign.model.homogeneity import DistributionMatching
+from decalign.model.kernels import dropout
 from decalign.model.projection import TemporalProjection
 from decalign.model.transformer import CrossModalTransformer
 
@@ -144,7 +144,7 @@ class DecAlign(nn.Module):
         if name == TEXT:
             if self.text_encoder is not None:
                 x = self.text_encoder(x)
-            x = F.dropout(x, self.config.text_dropout, self.training)
+            x = dropout(x, self.config.text_dropout, self.training)
         if x.dim() != 3:
             raise ValueError(f"modality {name!r}: expected a [B, T, D] tensor, found shape {tuple(x.shape)}")
         return self.projection(name, x)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from decalign.model.kernels import dropout
 
 __all__ = ["PredictionHead"]
 
@@ -18,5 +19,5 @@ class PredictionHead(nn.Module):
         self.linear = nn.Linear(in_features, num_outputs)
 
     def forward(self, representation: Tensor) -> Tensor:
-        out = self.linear(F.dropout(representation, self.dropout, self.training))
+        out = self.linear(dropout(representation, self.dropout, self.training))
         return out.squeeze(-1) if self.num_outputs == 1 else out

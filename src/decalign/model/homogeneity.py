@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from decalign.config import HomogeneityConfig
+from decalign.model.kernels import dropout
 from decalign.model.stacked import StackedLinear
 from decalign.ops.mmd import stacked_pairwise_mmd
 from decalign.ops.moments import batch_moments, moment_distance
@@ -46,7 +46,7 @@ class DistributionMatching(nn.Module):
 
     def encode(self, common_pooled: Tensor, index: list[int] | None = None) -> Tensor:
         """``[M', B, d]`` -> ``[M', B, pde_dim]``."""
-        h = F.dropout(torch.relu(self.hidden(common_pooled, index)), self.dropout, self.training)
+        h = dropout(torch.relu(self.hidden(common_pooled, index)), self.dropout, self.training)
         return self.out(h, index)
 
     def forward(self, common_pooled: Tensor, index: list[int] | None = None) -> HomogeneityOutput:

@@ -32,7 +32,6 @@ from torch import Tensor
 __all__ = [
     "SMALL_HEAD_DIM",
     "attention",
-    "attention_reference",
     "dropout",
     "dropout_add",
     "dropout_mask",
@@ -101,6 +100,16 @@ def dropout(x: Tensor, p: float, training: bool, scale: float = 1.0) -> Tensor:
     if p >= 1.0 or not _use_custom(x):
         return F.dropout(x * scale if scale != 1.0 else x, p, True)
     return x * dropout_mask(x.shape, p, x.dtype, x.device, scale)
+
+
+def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool) -> Tensor:
+    """``residual + F.dropout(x, p, training)`` as one ``addcmul`` with the mask of
+    :func:`dropout_mask` on CPU (the transformer's residual connections)."""
+    if not training or p == 0.0:
+        return residual + x
+    if p >= 1.0 or not _use_custom(x):
+        return residual + F.dropout(x, p, True)
+    return torch.addcmul(residual, x, dropout_mask(x.shape, p, x.dtype, x.device))
 
 
 class _SmallHeadAttention(torch.autograd.Function):
@@ -226,22 +235,3 @@ def _sdpa_grouped(q: Tensor, k: Tensor, v: Tensor, probs: list[float], causal: b
         )
         for g, p in enumerate(probs)
     ])
-
-
-def attention_reference(q: Tensor, k: Tensor, v: Tensor, causal: bool = False) -> Tensor:
-    """softmax(q k^T / sqrt(e)) v written out plainly (no dropout), for tests."""
-    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
-    if causal:
-        upper = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).triu(1)
-        scores = scores.masked_fill(upper, float("-inf"))
-    return torch.softmax(scores, dim=-1) @ v
-
-
-def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool) -> Tensor:
-    """``residual + F.dropout(x, p, training)`` as one ``addcmul`` with the mask of
-    :func:`dropout_mask` on CPU (the transformer's residual connections)."""
-    if not training or p == 0.0:
-        return residual + x
-    if p >= 1.0 or not _use_custom(x):
-        return residual + F.dropout(x, p, True)
-    return torch.addcmul(residual, x, dropout_mask(x.shape, p, x.dtype, x.device))

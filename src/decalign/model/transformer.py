@@ -16,7 +16,10 @@ the output.
 
 All modalities' transformers share one set of stacked ``[M, ...]`` weights (see
 :mod:`decalign.model.stacked`), so with equal sequence lengths the M transformers run as batched
-matmuls and one fused attention call (``scaled_dot_product_attention``).
+matmuls and one attention call for all modalities, each with its own attention dropout
+(:func:`decalign.model.kernels.attention`: ``scaled_dot_product_attention`` for inference and on
+CUDA, a small-head kernel for training on CPU). Dropout masks come from
+:func:`decalign.model.kernels.dropout` (same distribution as ``F.dropout``, cheaper on CPU).
 """
 
 from __future__ import annotations
