@@ -98,6 +98,11 @@ class HeterogeneityConfig:
     ot_gradient: Literal["unrolled", "envelope"] = "unrolled"
     """``unrolled`` back-propagates through every Sinkhorn iteration (released behaviour);
     ``envelope`` treats the converged potentials as constants (exact at convergence, cheaper)."""
+    ot_solver: Literal["log", "released"] = "log"
+    """``log``: exact log-domain Sinkhorn (stable for any eps). ``released``: the authors'
+    kernel-domain iterations with their 1e-30 clamp and 1e-8 guards, for bit-level parity with
+    their checkpoints where large prototype costs make the two differ (see
+    :func:`decalign.ops.sinkhorn.released_entropic_ot`)."""
     cost_reduction: Literal["mean", "sum"] = "mean"
     local_normalize: bool = False
     """Divide the sample-to-prototype distance by the prototype variance (off: released)."""
