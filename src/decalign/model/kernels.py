@@ -1,26 +1,30 @@
 r"""Faster CPU building blocks with the same maths: dropout and small-head attention.
 
-Why these exist (measured on a 2-core AMD EPYC, fp32, PyTorch 2.13, MOSI shapes; see
-``benchmarks/bench_step.py``):
+Why these exist (measured on a 2-core AMD EPYC, fp32, PyTorch 2.13, at the presets' shapes; see
+``benchmarks/bench_step.py`` and the README's performance section):
 
 * **Dropout.** ``F.dropout`` on CPU draws its mask with ``bernoulli_`` and then multiplies twice;
   it costs about 6 ns per element, and a MOSI training step drops about 16 million elements.
   :func:`dropout` draws 32 random bits per element (``random_`` on int64, reinterpreted as two
   int32), turns them into a scaled float mask with one comparison, and multiplies once: about
-  2.3 ns per element. Each element is kept independently with probability
-  :math:`1 - \lceil p\, 2^{32} \rfloor / 2^{32}` (``torch.rand(...) < p`` would quantise p to
+  2.3 ns per element. Each element is dropped independently with probability
+  :math:`\mathrm{round}(p\, 2^{32}) / 2^{32}` (``torch.rand(...) < p`` would quantise p to
   :math:`2^{-24}`); only the random stream differs from ``F.dropout``.
 * **Attention with small heads, in training.** DecAlign's transformers use 4-12 dimensions per
   head. For such heads the backward of the CPU flash kernel of ``scaled_dot_product_attention``
   is slow (forward + backward about 11 GFLOP/s on the MOSI shapes), its math path (taken with
-  dropout) materialises extra copies and masks, and neither applies a different attention dropout
-  to each modality in one call. :func:`attention` is the textbook computation (scores, softmax,
-  dropout, weighted sum) as a custom autograd function whose batched matmuls use the operand
-  layouts that MKL runs fastest (up to 2.5x apart for these shapes) and whose backward uses
-  :math:`\mathrm{rowsum}(dP \circ P) = \mathrm{rowsum}(dO \circ O)` instead of a pass over the
-  score matrix: 1.3-2.8x faster than SDPA for forward + backward. For inference (no gradient, no
+  dropout) materialises extra copies and masks over whole score matrices (52 MB per layer for
+  MOSEI's batch of 128), and neither applies a different attention dropout to each modality in
+  one call. :func:`attention` is the textbook computation (scores, softmax, dropout, weighted
+  sum) as a custom autograd function that works through the heads in cache-sized chunks, uses
+  the operand layouts that MKL's batched GEMM runs fastest (up to 2.5x apart for these shapes),
+  and in the backward uses :math:`\mathrm{rowsum}(dP \circ P) = \mathrm{rowsum}(dO \circ O)`:
+  forward + backward 1.3x (MOSI) to 2x (MOSEI) faster than SDPA. For inference (no gradient, no
   dropout), on CUDA, or with large heads it calls ``scaled_dot_product_attention``, whose fused
   kernels are as fast or faster there.
+
+:func:`set_fast_kernels` switches both off: the straightforward path that the equivalence tests
+(``tests/test_perf_equivalence.py``) and ``bench_step.py --ab`` compare against.
 """
 
 from __future__ import annotations
@@ -84,13 +88,14 @@ def dropout_mask(shape: torch.Size | tuple[int, ...], p: float, dtype: torch.dty
                  scale: float = 1.0) -> Tensor:
     r"""A float mask whose entries are independently 0 with probability p and
     :math:`\text{scale} / (1 - p)` otherwise (``0 < p < 1``)."""
-    threshold = round(p * 2**32) - 2**31  # P(int32 bits < threshold) = round(p 2^32) / 2^32
+    # P(int32 bits < threshold) = round(p 2^32) / 2^32 (clamped: int32 holds up to 2^31 - 1)
+    threshold = min(round(p * 2**32) - 2**31, 2**31 - 1)
     mask = torch.ge(_random_int32(shape, device), threshold, out=torch.empty(shape, dtype=dtype, device=device))
     return mask.mul_(scale / (1.0 - p))
 
 
 def dropout(x: Tensor, p: float, training: bool, scale: float = 1.0) -> Tensor:
-    """``F.dropout(x * scale, p, training)`` with the cheaper mask of :func:`dropout_mask` on CPU.
+    """``F.dropout(x * scale, p, training)``, with the cheaper mask of :func:`dropout_mask` on CPU.
 
     ``scale`` folds a constant factor (the transformer's :math:`\\sqrt d`) into the mask, so
     scaling and dropout cost one multiplication. Gradients are those of ``x * mask``.
@@ -112,26 +117,45 @@ def dropout_add(residual: Tensor, x: Tensor, p: float, training: bool) -> Tensor
     return torch.addcmul(residual, x, dropout_mask(x.shape, p, x.dtype, x.device))
 
 
+SCORE_CHUNK_ELEMENTS = 1 << 18
+"""Score-matrix elements (1 MiB of float32) processed at a time by :func:`attention`'s kernel."""
+
+
+def _chunks(n: int, rows_per_group: int, probs: list[float], per_chunk: int) -> list[tuple[slice, float]]:
+    """Consecutive row blocks of at most ``per_chunk`` heads that do not straddle two groups,
+    each with its group's dropout probability."""
+    out = []
+    for g, p in enumerate(probs):
+        for start in range(g * rows_per_group, (g + 1) * rows_per_group, per_chunk):
+            out.append((slice(start, min(start + per_chunk, (g + 1) * rows_per_group)), p))
+    return out
+
+
 class _SmallHeadAttention(torch.autograd.Function):
     r"""softmax(q k^T * scale [+ causal mask]) (dropout) v for heads ``[G, H, T, e]``.
 
     Forward: ``S = (q scale) k^T``; ``P = softmax(S)``; ``P_d = P * mask`` (mask pre-scaled by
-    1/(1-p)) in the groups that have a mask; ``O = P_d v``. Backward with ``dO``:
+    1/(1-p)) where the head's group has dropout; ``O = P_d v``. Backward with ``dO``:
     ``dP_d = dO v^T``; ``dP = dP_d * mask``; ``dS = P (dP - D)`` with
     ``D = rowsum(dP * P) = rowsum(dO * O)``; ``dq = scale dS k``; ``dk = dS^T (q scale)``;
     ``dv = P_d^T dO``.
 
-    Layouts: the inputs may be strided views (heads split out of ``[.., T, H e]``); each is
-    copied once into the layout its matmuls want: ``q scale`` as ``[N, T, e]`` and ``k``, ``v``
-    transposed as ``[N, e, Tk]`` (N = G H). Products whose natural form has a transposed left
-    operand are computed transposed, e.g. ``dk^T = (q scale)^T dS``: MKL's batched GEMM runs these
-    layouts 1.5-2.5x faster for such small matrices. Groups (modalities) are consecutive blocks of
-    heads; a group without dropout uses ``P`` as is.
+    Why it is fast on CPU:
+
+    * Heads are processed in chunks of about 1 MiB of scores (:data:`SCORE_CHUNK_ELEMENTS`), so
+      the score-sized intermediates (``S``, ``P_d``, ``dP``, ``dS``) stay in cache; only ``P``
+      (and the dropout masks) are written once for the backward and read once there. With batch
+      128 (MOSEI) the scores of one layer are 52 MB, beyond the last-level cache.
+    * Layouts: the inputs may be strided views (heads split out of ``[.., T, H e]``); each is
+      copied once into the layout its matmuls want: ``q scale`` as ``[N, T, e]`` and ``k``, ``v``
+      transposed as ``[N, e, Tk]`` (N = G H). Products whose natural form has a transposed left
+      operand are computed transposed, e.g. ``dk^T = (q scale)^T dS``: MKL's batched GEMM runs
+      these layouts 1.5-2.5x faster for such small matrices.
     """
 
     @staticmethod
     def forward(ctx, q: Tensor, k: Tensor, v: Tensor, scale: float,  # type: ignore[override]
-                masks: list[Tensor | None], causal: bool) -> Tensor:
+                chunks: list[tuple[slice, float]], causal: bool) -> Tensor:
         lead, (t_q, e), t_k = q.shape[:-2], q.shape[-2:], k.shape[-2]
         n = q[..., 0, 0].numel()
         qs = q.reshape(n, t_q, e) * scale
@@ -140,53 +164,51 @@ class _SmallHeadAttention(torch.autograd.Function):
         vt = v.new_empty(*lead, e, t_k)
         vt.copy_(v.transpose(-1, -2))
         kt, vt = kt.view(n, e, t_k), vt.view(n, e, t_k)
-        scores = torch.bmm(qs, kt)
-        if causal:
-            upper = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu_(1)
-            scores.masked_fill_(upper, float("-inf"))
-        probs = torch.softmax(scores, dim=-1)
-        del scores
-        if all(m is None for m in masks):
-            out = torch.bmm(probs, vt.transpose(1, 2))
-        else:
-            out = q.new_empty(n, t_q, e)
-            for rows, mask in _groups(masks, n):
-                dropped = probs[rows] if mask is None else probs[rows] * mask
-                torch.bmm(dropped, vt[rows].transpose(1, 2), out=out[rows])
-        ctx.scale, ctx.masks, ctx.lead = scale, masks, lead
+        probs = q.new_empty(n, t_q, t_k)
+        out = q.new_empty(n, t_q, e)
+        upper = torch.ones(t_q, t_k, dtype=torch.bool, device=q.device).triu_(1) if causal else None
+        masks: list[Tensor | None] = []
+        for rows, p in chunks:
+            scores = torch.bmm(qs[rows], kt[rows], out=probs[rows])
+            if upper is not None:
+                scores.masked_fill_(upper, float("-inf"))
+            _softmax_(scores)
+            mask = dropout_mask(scores.shape, p, q.dtype, q.device) if p > 0.0 else None
+            masks.append(mask)
+            torch.bmm(scores if mask is None else scores * mask, vt[rows].transpose(1, 2), out=out[rows])
+        ctx.scale, ctx.chunks, ctx.masks, ctx.lead = scale, chunks, masks, lead
         ctx.save_for_backward(qs, kt, vt, probs, out)
         return out.view(*lead, t_q, e)
 
     @staticmethod
     def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         qs, kt, vt, probs, out = ctx.saved_tensors
-        masks: list[Tensor | None] = ctx.masks
         n, t_q, e = qs.shape
-        lead = ctx.lead
+        t_k = kt.shape[-1]
         grad_out = grad_out.reshape(n, t_q, e)
-        grad_q = grad_k = grad_v = None
-        if ctx.needs_input_grad[2]:  # dv^T = dO^T P_d
-            grad_vt = torch.empty_like(vt)
-            for rows, mask in _groups(masks, n):
-                dropped = probs[rows] if mask is None else probs[rows] * mask
-                torch.bmm(grad_out[rows].transpose(1, 2), dropped, out=grad_vt[rows])
-            grad_v = grad_vt.view(*lead, e, -1).transpose(-1, -2)
-        grad_scores = torch.bmm(grad_out, vt)  # dP_d
-        for rows, mask in _groups(masks, n):
+        row_dot = (grad_out * out).sum(-1, keepdim=True)  # D = rowsum(dP * P)
+        grad_q = torch.empty_like(qs)
+        grad_kt = torch.empty_like(kt)
+        grad_vt = torch.empty_like(vt)
+        for (rows, _), mask in zip(ctx.chunks, ctx.masks):
+            p = probs[rows]
+            torch.bmm(grad_out[rows].transpose(1, 2), p if mask is None else p * mask, out=grad_vt[rows])
+            grad_scores = torch.bmm(grad_out[rows], vt[rows])  # dP_d
             if mask is not None:
-                grad_scores[rows].mul_(mask)
-        row_dot = (grad_out * out).sum(-1, keepdim=True)
-        grad_scores.sub_(row_dot).mul_(probs)  # dS
-        if ctx.needs_input_grad[0]:
-            grad_q = torch.bmm(grad_scores, kt.transpose(1, 2)).mul_(ctx.scale).view(*lead, t_q, e)
-        if ctx.needs_input_grad[1]:
-            grad_k = torch.bmm(qs.transpose(1, 2), grad_scores).view(*lead, e, -1).transpose(-1, -2)
-        return grad_q, grad_k, grad_v, None, None, None
+                grad_scores.mul_(mask)
+            grad_scores.sub_(row_dot[rows]).mul_(p)  # dS
+            torch.bmm(grad_scores, kt[rows].transpose(1, 2), out=grad_q[rows])
+            torch.bmm(qs[rows].transpose(1, 2), grad_scores, out=grad_kt[rows])
+        grad_q.mul_(ctx.scale)
+        lead = ctx.lead
+        return (grad_q.view(*lead, t_q, e), grad_kt.view(*lead, e, t_k).transpose(-1, -2),
+                grad_vt.view(*lead, e, t_k).transpose(-1, -2), None, None, None)
 
 
-def _groups(masks: list[Tensor | None], n: int) -> list[tuple[slice, Tensor | None]]:
-    per = n // len(masks)
-    return [(slice(g * per, (g + 1) * per), m) for g, m in enumerate(masks)]
+def _softmax_(scores: Tensor) -> Tensor:
+    """Row softmax in place (the chunk is in cache, so the separate passes are cheap)."""
+    scores.sub_(scores.amax(-1, keepdim=True)).exp_()
+    return scores.div_(scores.sum(-1, keepdim=True))
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 0.0, causal: bool = False,
@@ -216,11 +238,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 
         # Inference: SDPA's CPU flash kernel is as fast here and, working in cache-sized tiles,
         # much steadier than materialising the scores when other processes share the caches.
         return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
-    if len(set(probs)) == 1:  # one group: the loops over groups run once
-        groups, probs = 1, probs[:1]
-    rows, t_q, t_k = n // groups, q.shape[-2], k.shape[-2]
-    masks = [None if p == 0.0 else dropout_mask((rows, t_q, t_k), p, q.dtype, q.device) for p in probs]
-    return _SmallHeadAttention.apply(q, k, v, q.shape[-1] ** -0.5, masks, causal)
+    t_q, t_k = q.shape[-2], k.shape[-2]
+    per_chunk = max(1, SCORE_CHUNK_ELEMENTS // (t_q * t_k))
+    chunks = _chunks(n, n // groups, probs, per_chunk)
+    return _SmallHeadAttention.apply(q, k, v, q.shape[-1] ** -0.5, chunks, causal)
 
 
 def _sdpa_grouped(q: Tensor, k: Tensor, v: Tensor, probs: list[float], causal: bool) -> Tensor:
