@@ -41,6 +41,11 @@ TERM_KEYS = ("decoupling", "ot", "proto_local", "moments", "mmd")
 TEXT = "text"
 
 
+def _at_least_fp32(x: Tensor) -> Tensor:
+    """Half-precision tensors (from autocast) in float32; float32/float64 unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
 @dataclass
 class DecAlignOutput:
     """What one forward pass returns.
@@ -184,21 +189,11 @@ class DecAlign(nn.Module):
         if self.feature_gather is not None and self.training:
             align_unique = self.feature_gather(unique_pooled, 1)  # [M', B_global, d]
             align_common = self.feature_gather(common_pooled, 1)
-        zero = unique_pooled.new_zeros(())
         if not self.config.decoupling_loss:
-            dec = zero
-        terms = {"decoupling": dec, "ot": zero, "proto_local": zero, "moments": zero, "mmd": zero}
-        hetero = homo = zero
-        plan = None
+            dec = unique_pooled.new_zeros(())
         all_active = len(index) == len(self.modalities) and len(index) >= 2
-        if all_active and self.config.heterogeneity.enabled:
-            out = self.heterogeneity(align_unique)
-            hetero, plan = out.loss, out.plan
-            terms["ot"], terms["proto_local"] = out.ot, out.local
-        if all_active and self.config.homogeneity.enabled:
-            hout = self.homogeneity(align_common, index)
-            homo = hout.loss
-            terms["moments"], terms["mmd"] = hout.moments, hout.mmd
+        hetero, homo, plan, terms = self._alignment(align_unique, align_common, index, all_active)
+        terms = {"decoupling": dec, **terms}
         fused = self.fusion(unique_seq, index)  # [M', B, d]
         n, d = len(self.modalities), self.config.d_model
         if len(index) == n:
@@ -219,6 +214,31 @@ class DecAlign(nn.Module):
             common=common_all,
             plan=plan,
         )
+
+    def _alignment(
+        self, unique_pooled: Tensor, common_pooled: Tensor, index: list[int], all_active: bool
+    ) -> tuple[Tensor, Tensor, Tensor | None, dict[str, Tensor]]:
+        """Heterogeneity and homogeneity losses (0 unless every modality of the model is active).
+
+        They run in float32 with autocast off: EM, Sinkhorn, moments and kernel sums lose too
+        much in bfloat16/float16 (a variance floor of 1e-4 is below bf16's resolution near 1).
+        """
+        zero = _at_least_fp32(unique_pooled).new_zeros(())
+        hetero = homo = zero
+        plan = None
+        terms = {"ot": zero, "proto_local": zero, "moments": zero, "mmd": zero}
+        if not all_active:
+            return hetero, homo, plan, terms
+        with torch.autocast(device_type=unique_pooled.device.type, enabled=False):
+            if self.config.heterogeneity.enabled:
+                out = self.heterogeneity(_at_least_fp32(unique_pooled))
+                hetero, plan = out.loss, out.plan
+                terms["ot"], terms["proto_local"] = out.ot, out.local
+            if self.config.homogeneity.enabled:
+                hout = self.homogeneity(_at_least_fp32(common_pooled), index)
+                homo = hout.loss
+                terms["moments"], terms["mmd"] = hout.moments, hout.mmd
+        return hetero, homo, plan, terms
 
     def _masked_pool(self, unique_seq: Tensor | list[Tensor], names: list[str], lengths: Mapping[str, Tensor]) -> Tensor:
         """Mean over the valid steps of each unique sequence (option ``masked_pooling``)."""
