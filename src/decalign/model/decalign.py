@@ -19,26 +19,24 @@ modality of the model is active (with the three benchmark modalities this is the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from decalign.config import ModelConfig
+from decalign.model.base import MultimodalModel
 from decalign.model.decoupling import Decoupler, decoupling_loss
 from decalign.model.heads import PredictionHead
 from decalign.model.heterogeneity import PrototypeTransport
 from decalign.model.homogeneity import DistributionMatching
-from decalign.model.kernels import dropout
-from decalign.model.projection import TemporalProjection
 from decalign.model.transformer import CrossModalTransformer
 
 __all__ = ["LOSS_KEYS", "TERM_KEYS", "DecAlign", "DecAlignOutput"]
 
 LOSS_KEYS = ("decoupling", "heterogeneity", "homogeneity")
 TERM_KEYS = ("decoupling", "ot", "proto_local", "moments", "mmd")
-TEXT = "text"
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -72,7 +70,7 @@ class DecAlignOutput:
     plan: Tensor | None = None
 
 
-class DecAlign(nn.Module):
+class DecAlign(MultimodalModel):
     """DecAlign for the modalities ``input_dims`` (name -> feature width, in data order).
 
     Args:
@@ -91,68 +89,14 @@ class DecAlign(nn.Module):
         num_outputs: int = 1,
         seq_lens: Mapping[str, int] | None = None,
     ) -> None:
-        super().__init__()
-        if len(input_dims) < 1:
-            raise ValueError("DecAlign needs at least one modality")
-        if num_outputs < 1:
-            raise ValueError(f"num_outputs must be 1 (regression) or >= 2 classes, got {num_outputs}")
-        self.config = config
-        self.modalities: tuple[str, ...] = tuple(input_dims)
-        active = config.modalities if config.modalities is not None else self.modalities
-        unknown = [m for m in active if m not in self.modalities]
-        if unknown:
-            raise ValueError(f"model.modalities names {unknown}, which the data does not have; it has {list(self.modalities)}")
-        self.active: tuple[str, ...] = tuple(m for m in self.modalities if m in active)
-        d = config.d_model
-        dims = dict(input_dims)
-        self.text_encoder: nn.Module | None = None
-        if config.text_encoder.kind == "bert":
-            if TEXT not in dims:
-                raise ValueError(f"the BERT text encoder needs a modality named 'text'; the data has {list(dims)}")
-            from decalign.model.text_encoder import BertTextEncoder
-
-            self.text_encoder = BertTextEncoder(config.text_encoder.path or "")
-            dims[TEXT] = self.text_encoder.hidden_size
-        self.input_dims = dims
-        self.projection = TemporalProjection(dims, d, {m: config.kernel_for(m) for m in dims})
-        if seq_lens is not None:
-            for m, length in seq_lens.items():
-                if m in dims:
-                    self.projection.output_length(m, int(length))
-        n = len(self.modalities)
+        super().__init__(config, input_dims, num_outputs, seq_lens)
+        d, n = config.d_model, len(self.modalities)
+        self.projection = self.make_projection()
         self.decoupler = Decoupler(n, d)
         self.heterogeneity = PrototypeTransport(config.heterogeneity)
         self.homogeneity = DistributionMatching(n, d, config.output_dropout, config.homogeneity)
         self.fusion = CrossModalTransformer(self.modalities, d, config.fusion)
         self.head = PredictionHead(2 * n * d, num_outputs, config.output_dropout)
-        self.feature_gather: Callable[[Tensor, int], Tensor] | None = None
-        """Set by a data-parallel context with ``train.gather_alignment``: ``gather(x, dim)``
-        returns the rows of every process along ``dim`` (with gradients), so that the alignment
-        losses, which are batch statistics, see the global batch. Used in training mode only."""
-
-    @property
-    def num_outputs(self) -> int:
-        return self.head.num_outputs
-
-    def _active_now(self, features: Mapping[str, Tensor]) -> list[int]:
-        extra = [m for m in features if m not in self.modalities]
-        if extra:
-            raise ValueError(f"input has modalities {extra} that the model was not built for ({list(self.modalities)})")
-        index = [i for i, m in enumerate(self.modalities) if m in self.active and m in features]
-        if not index:
-            raise ValueError(
-                f"none of the model's active modalities {list(self.active)} is in the input (got {list(features)})"
-            )
-        return index
-
-    def _project(self, name: str, x: Tensor) -> Tensor:
-        if name == TEXT:
-            if self.text_encoder is not None:
-                x = self.text_encoder(x)
-            x = dropout(x, self.config.text_dropout, self.training)
-        if x.dim() != 3:
-            raise ValueError(f"modality {name!r}: expected a [B, T, D] tensor, found shape {tuple(x.shape)}")
-        return self.projection(name, x)
 
     def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
         """Run the model.
@@ -163,13 +107,8 @@ class DecAlign(nn.Module):
             lengths: optional modality name -> ``[B]`` true lengths; used only by the
                 masked-pooling option (released behaviour pools over padding too).
         """
-        index = self._active_now(features)
+        index, projected = self.project(self.projection, features)
         names = [self.modalities[i] for i in index]
-        projected = [self._project(m, features[m]) for m in names]
-        batch = projected[0].shape[0]
-        for m, p in zip(names, projected):
-            if p.shape[0] != batch:
-                raise ValueError(f"modality {m!r} has batch size {p.shape[0]}, {names[0]!r} has {batch}")
         stacked = len({p.shape[1] for p in projected}) == 1
         if stacked:
             unique, common = self.decoupler(torch.stack(projected), index)
@@ -195,15 +134,8 @@ class DecAlign(nn.Module):
         hetero, homo, plan, terms = self._alignment(align_unique, align_common, index, all_active)
         terms = {"decoupling": dec, **terms}
         fused = self.fusion(unique_seq, index)  # [M', B, d]
-        n, d = len(self.modalities), self.config.d_model
-        if len(index) == n:
-            fused_all, common_all, unique_all = fused, common_pooled, unique_pooled
-        else:  # inactive modalities contribute zeros
-            fused_all = fused.new_zeros(n, batch, d).index_copy(0, torch.tensor(index, device=fused.device), fused)
-            pos = torch.tensor(index, device=fused.device)
-            common_all = common_pooled.new_zeros(n, batch, d).index_copy(0, pos, common_pooled)
-            unique_all = unique_pooled.new_zeros(n, batch, d).index_copy(0, pos, unique_pooled)
-        representation = torch.cat([fused_all, common_all], dim=0).permute(1, 0, 2).reshape(batch, 2 * n * d)
+        common_all, unique_all = self.scatter(common_pooled, index), self.scatter(unique_pooled, index)
+        representation = self.concat(torch.cat([self.scatter(fused, index), common_all], dim=0))
         prediction = self.head(representation)
         return DecAlignOutput(
             prediction=prediction,
