@@ -533,20 +533,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """``decalign bench``: resolve the base configuration as ``decalign train`` does, run the bench."""
-    from decalign.api import load_data, resolve_config
-    from decalign.cli import _data_config
+    from decalign.cli import load_and_resolve, run_overrides
 
-    overrides = list(args.overrides)
-    if args.seeds:
-        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
-    if args.epochs:
-        overrides.append(f"train.num_epochs={args.epochs}")
-    if args.device:
-        overrides.append(f"train.device={args.device}")
+    overrides = run_overrides(args)
     models = parse_models(args.models)  # fail on a typo before loading any data
-    data_cfg = _data_config(args, overrides)
-    dataset = load_data(data_cfg.path, data_cfg)
-    base = resolve_config(dataset, args.preset, overrides, path=args.data)
+    dataset, base = load_and_resolve(args, overrides)
     out = Path(args.out or os.path.join("runs", f"bench-{base.preset}"))
     result = run_bench(dataset, base, out, models, args.ablations, quiet=args.quiet, plots=args.plots,
                        tensorboard=args.tensorboard)

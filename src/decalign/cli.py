@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
+def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
     """Data settings for loading: --dataset/--data plus any ``data.*`` overrides."""
     from decalign.config import DataConfig, RunConfig, apply_overrides
 
@@ -143,19 +143,35 @@ def _data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
     return apply_overrides(base, data_overrides).data
 
 
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set`` plus the shortcut flags ``--seeds``, ``--epochs`` and ``--device`` as overrides."""
+    overrides = list(args.overrides)
+    if getattr(args, "seeds", None):
+        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
+    if getattr(args, "epochs", None):
+        overrides.append(f"train.num_epochs={args.epochs}")
+    if getattr(args, "device", None):
+        overrides.append(f"train.device={args.device}")
+    return overrides
+
+
+def load_and_resolve(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Any, Any]:
+    """The dataset named by --data/--dataset and its preset (or --preset) with ``overrides``,
+    the way ``train``, ``bench`` and ``sweep`` all resolve them."""
+    from decalign.api import load_data, resolve_config
+
+    data_cfg = data_config(args, overrides)
+    dataset = load_data(data_cfg.path, data_cfg)
+    return dataset, resolve_config(dataset, args.preset, overrides, path=args.data)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from decalign.api import load_data, resolve_config, train
+    from decalign.api import load_data, train
     from decalign.config import RunConfig, apply_overrides, config_from_dict
 
-    overrides = list(args.overrides)
-    if args.seeds:
-        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
-    if args.epochs:
-        overrides.append(f"train.num_epochs={args.epochs}")
-    if args.device:
-        overrides.append(f"train.device={args.device}")
+    overrides = run_overrides(args)
     if args.resume and args.out and (Path(args.out) / "config.json").exists():
         saved = config_from_dict(RunConfig, json.loads((Path(args.out) / "config.json").read_text()))
         config = apply_overrides(saved, overrides) if overrides else saved
@@ -164,9 +180,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             data_cfg = dataclasses.replace(data_cfg, path=args.data)
         dataset = load_data(data_cfg.path, data_cfg)
     else:
-        data_cfg = _data_config(args, overrides)
-        dataset = load_data(data_cfg.path, data_cfg)
-        config = resolve_config(dataset, args.preset, overrides, path=args.data)
+        dataset, config = load_and_resolve(args, overrides)
     out = Path(args.out or os.path.join("runs", config.preset))
     from decalign.train.distributed_setup import context_from_environment
 

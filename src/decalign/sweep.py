@@ -395,15 +395,13 @@ def run_worker(args: argparse.Namespace) -> int:
     """Run ``args.trials`` trials of the study as one worker."""
     import optuna
 
-    from decalign.api import load_data, resolve_config
-    from decalign.cli import _data_config
+    from decalign.api import resolve_config
+    from decalign.cli import load_and_resolve
     from decalign.config import metric_mode
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    data_cfg = _data_config(args, args.overrides)
-    dataset = load_data(data_cfg.path, data_cfg)
-    base = resolve_config(dataset, args.preset, args.overrides, path=args.data)
+    dataset, base = load_and_resolve(args, args.overrides)
     fixed = _fixed_overrides(args, base.train.seeds)
     config = resolve_config(dataset, args.preset, fixed, path=args.data)
     space_path = Path(args.space) if args.space else default_space_path(config.preset)
