@@ -170,3 +170,12 @@ def test_train_on_iemocap_layouts(tmp_path: Path, writer: object) -> None:
     assert {"wacc", "waf1", "acc_happy", "f1_frustrated"} <= set(test)
     preds = _read_csv(out / "seed_1" / "test_predictions.csv")
     assert "p_happy" in preds[0] and preds[0]["predicted"] in {"happy", "sad", "neutral", "angry", "excited", "frustrated"}
+
+
+def test_info_lists_class_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_iemocap_dialogue_pickle(tmp_path / "IEMOCAP_features_raw_6way.pkl")
+    assert _run(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "iemocap-dialogue" in out and "6 classes" in out and "frustrated" in out
+    assert _run(["info", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["kind"] == "iemocap"

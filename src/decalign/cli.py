@@ -237,19 +237,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _format_info(info: dict[str, Any]) -> str:
-    lines = [f"{k}: {info[k]}" for k in ("source", "kind", "layout", "task") if k in info]
-    for key, value in info.items():
-        if key in ("source", "kind", "layout", "task"):
-            continue
-        if isinstance(value, dict):
-            lines.append(f"{key}:")
-            for k, v in value.items():
-                lines.append(f"  {k}: {json.dumps(v, default=str) if isinstance(v, (dict, list)) else v}")
-        elif isinstance(value, list):
-            lines.append(f"{key}:" + ("" if value else " none"))
-            lines.extend(f"  - {v}" for v in value)
+    """``decalign info`` as text: header, one row per split, then the notes."""
+    mods = info.get("modalities", {})
+    task = info.get("task", "?")
+    if task == "classification":
+        task += f", {info.get('num_classes')} classes" + (f" ({', '.join(info['class_names'])})" if info.get("class_names") else "")
+    elif info.get("label_range"):
+        lo, hi = info["label_range"]
+        task += f", labels in [{lo:g}, {hi:g}]"
+    lines = [
+        f"file:       {info.get('source')}",
+        f"kind:       {info.get('kind')}    layout: {info.get('layout')}    task: {task}",
+        "modalities: " + ", ".join(f"{m} {v['dim']}-d x {v['seq_len']} steps" for m, v in mods.items())
+        + ("" if info.get("aligned", True) else "  (unaligned)"),
+        "",
+    ]
+    header = ["split", "n", *[f"{m} lengths" for m in mods], "labels"]
+    rows = [header]
+    for name, sp in info.get("splits", {}).items():
+        cells = [name, str(sp["n"])]
+        for m in mods:
+            lengths = sp["modalities"].get(m, {}).get("lengths")
+            cells.append(f"{lengths[0]}-{lengths[1]}" if lengths else "-")
+        lab = sp.get("labels", {})
+        if "class_counts" in lab:
+            cells.append(" ".join(f"{k} {v}" for k, v in lab["class_counts"].items()))
+        elif lab:
+            cells.append(f"{lab['min']:.2f} .. {lab['max']:.2f} (mean {lab['mean']:.2f}, {lab.get('zeros', 0)} zero)")
         else:
-            lines.append(f"{key}: {value}")
+            cells.append("-")
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    notes = info.get("notes") or []
+    lines += ["", "notes:" if notes else "notes: none", *[f"  - {n}" for n in notes]]
     return "\n".join(lines)
 
 
