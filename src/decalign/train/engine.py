@@ -154,6 +154,15 @@ def _autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
+_NONFINITE_HINT = "Lower train.lr or check the data for extreme values (decalign info)"
+
+
+def _check_finite(loss: Tensor, terms: dict[str, Tensor]) -> None:
+    if not torch.isfinite(loss):
+        shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
+        raise FloatingPointError(f"non-finite training loss ({float(loss.detach())}); terms: {shown}. {_NONFINITE_HINT}")
+
+
 def train_epoch(
     model: nn.Module,
     data: SplitTensors,
@@ -171,7 +180,9 @@ def train_epoch(
     model.train()
     tc = config.train
     batches = batch_indices(len(data), tc.batch_size, shuffle=True, generator=generator)
-    sums = dict.fromkeys(LOG_KEYS, 0.0)
+    # Loss terms accumulate on the device: a float() per term per step would make CUDA wait.
+    totals = torch.zeros(len(LOG_KEYS), dtype=torch.float64, device=device)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     preds, labels = [], []
     seen = 0
     bar = None
@@ -192,29 +203,29 @@ def train_epoch(
         with _autocast(device, tc.amp):
             output = model(batch.features, batch.lengths)
         loss, terms = objective(output, batch.labels, config.objective, gather=ctx.feature_gather)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"non-finite training loss ({float(loss)}); terms: "
-                + ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-                + ". Lower train.lr or check the data for extreme values (decalign info)"
-            )
+        if device.type == "cpu":
+            _check_finite(loss, terms)  # at once: free on the CPU, and names the failing terms
+        else:
+            nonfinite |= ~torch.isfinite(loss)
         optimizer.zero_grad(set_to_none=True)
         (loss * ctx.loss_scale(n, len(global_index))).backward()
         if tc.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
         optimizer.step()
         seen += n
-        for k, v in terms.items():
-            sums[k] += float(v) * n
+        totals += torch.stack([terms[k] for k in LOG_KEYS]).to(totals.dtype) * n
         if n:
             preds.append(output.prediction.detach().float().cpu()[:n])
             labels.append(batch.labels.cpu()[:n])
             positions.append(index[:n])
         if bar is not None:
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / max(seen, 1):.4f}")
+            bar.set_postfix(loss=f"{float(totals[0]) / max(seen, 1):.4f}")
     if bar is not None:
         bar.close()
+    if bool(nonfinite):
+        raise FloatingPointError("non-finite training loss in this epoch. " + _NONFINITE_HINT)
+    sums = dict(zip(LOG_KEYS, totals.tolist()))
     if ctx.world_size == 1:
         stats = {k: v / max(seen, 1) for k, v in sums.items()}
         prediction, label = torch.cat(preds), torch.cat(labels)
