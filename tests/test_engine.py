@@ -16,7 +16,7 @@ TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers
         "train.batch_size=16", "train.num_threads=1", "train.seeds=[1]", "train.num_epochs=2"]
 
 
-def _tiny_data():  # noqa: ANN202
+def _tiny_data():
     return load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=48, n_valid=16, n_test=16, dims={"text": 12, "audio": 5, "vision": 6})))
 
