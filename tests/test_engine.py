@@ -25,7 +25,7 @@ def test_overflowing_features_stop_training_with_the_terms(tmp_path: Path) -> No
     data = _tiny_data()
     data.splits["train"].features["audio"][:] = 3e38  # finite float32, but the projection overflows
     config = resolve_config(data, overrides=TINY)
-    with pytest.raises(FloatingPointError, match="non-finite training loss.*task="):
+    with pytest.raises(FloatingPointError, match=r"non-finite training loss.*task="):
         train(config, data, tmp_path / "run", quiet=True, tensorboard=False)
     assert not (tmp_path / "run" / "seed_1" / "model.safetensors").exists()
 
