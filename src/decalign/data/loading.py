@@ -63,7 +63,7 @@ def load_dataset(
         if path is not None:
             ds.notes.append(f"dataset 'synthetic' requested: the path {os.fspath(path)!r} was not read")
     elif path is None:
-        raise DataError(f"dataset {kind!r} needs a path to its data file (data.path)")
+        raise DataError(f"dataset {kind!r} needs its data file: pass --data PATH (or set data.path)")
     else:
         ds = _read(Path(path), None if kind == "auto" else kind, config)
     if ds.kind == "iemocap":
