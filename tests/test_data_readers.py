@@ -298,7 +298,7 @@ def test_load_dataset_without_path_is_synthetic(tmp_path: Path) -> None:
     path = write_mmsa_pickle(tmp_path / "m.pkl", kind="mosi", n=(3, 2, 2))
     forced = load_dataset(path, DataConfig(dataset="synthetic", synthetic=cfg.synthetic))
     assert forced.kind == "synthetic" and any("not read" in n for n in forced.notes)
-    with pytest.raises(DataError, match="needs a path"):
+    with pytest.raises(DataError, match="needs its data file: pass --data"):
         load_dataset(None, DataConfig(dataset="mosi"))
     assert load_dataset(None, DataConfig(path=str(path))).kind == "mosi"
 
