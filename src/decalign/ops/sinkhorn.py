@@ -262,6 +262,22 @@ def _log_plan(log_kernel: Tensor, scalings: list[Tensor]) -> Tensor:
     return out
 
 
+def _solve(
+    cost: Tensor, marginals: tuple[Tensor, ...] | list[Tensor], eps: float, n_iters: int, gradient: Gradient
+) -> tuple[list[Tensor], Tensor]:
+    """Checked arguments -> (log-scalings, log-plan). With ``envelope`` the iterations run without
+    autograd and only the final Gibbs form ``log G + sum a_m`` depends on the cost."""
+    _check(cost, marginals, eps, n_iters, gradient)
+    log_kernel = -cost / eps
+    log_marginals = [_log_marginal(nu) for nu in marginals]
+    if gradient == "envelope":
+        with torch.no_grad():
+            scalings = sinkhorn_log_scalings(log_kernel.detach(), [lm.detach() for lm in log_marginals], n_iters)
+    else:
+        scalings = sinkhorn_log_scalings(log_kernel, log_marginals, n_iters)
+    return scalings, _log_plan(log_kernel, scalings)
+
+
 def multi_marginal_sinkhorn(
     cost: Tensor,
     marginals: tuple[Tensor, ...] | list[Tensor],
@@ -291,15 +307,8 @@ def multi_marginal_sinkhorn(
         Benamou et al., "Iterative Bregman projections for regularized transportation problems",
         SIAM J. Sci. Comput. 2015 (multi-marginal Sinkhorn).
     """
-    _check(cost, marginals, eps, n_iters, gradient)
-    log_kernel = -cost / eps
-    log_marginals = [_log_marginal(nu) for nu in marginals]
-    if gradient == "envelope":
-        with torch.no_grad():
-            scalings = sinkhorn_log_scalings(log_kernel.detach(), [lm.detach() for lm in log_marginals], n_iters)
-    else:
-        scalings = sinkhorn_log_scalings(log_kernel, log_marginals, n_iters)
-    return torch.exp(_log_plan(log_kernel, scalings))
+    _, log_plan = _solve(cost, marginals, eps, n_iters, gradient)
+    return torch.exp(log_plan)
 
 
 def entropic_ot(
@@ -324,22 +333,14 @@ def entropic_ot(
     Returns:
         ``(loss, plan)``: a scalar and the ``[K_1, ..., K_M]`` plan.
     """
-    _check(cost, marginals, eps, n_iters, gradient)
-    log_kernel = -cost / eps
-    log_marginals = [_log_marginal(nu) for nu in marginals]
+    scalings, log_plan = _solve(cost, marginals, eps, n_iters, gradient)
+    plan = torch.exp(log_plan)
     if gradient == "envelope":
-        with torch.no_grad():
-            scalings = sinkhorn_log_scalings(log_kernel.detach(), [lm.detach() for lm in log_marginals], n_iters)
-        log_plan = _log_plan(log_kernel, scalings)
-        plan = torch.exp(log_plan)
         dual = sum(
             (eps * torch.where(nu > 0, a, torch.zeros_like(a)) * nu).sum()
             for a, nu in zip(scalings, marginals)
         )
         return dual - eps * plan.sum(), plan
-    scalings = sinkhorn_log_scalings(log_kernel, log_marginals, n_iters)
-    log_plan = _log_plan(log_kernel, scalings)
-    plan = torch.exp(log_plan)
     loss = (plan * cost).sum() + eps * (plan * (log_plan.clamp_min(_LOG_PLAN_FLOOR) - 1.0)).sum()
     return loss, plan
 
