@@ -331,25 +331,43 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("decalign: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if verbose or not _user_error(err):
+        user_err = _as_user_error(err)
+        if verbose or user_err is None:
             raise
-        print(f"decalign: error: {err}", file=sys.stderr)
-        return 2
+        print(f"decalign: error: {_one_line(str(user_err))}", file=sys.stderr)
+        return user_err.exit_code
 
 
-def _user_error(err: Exception) -> bool:
-    """Errors caused by input a user can fix: shown without a traceback."""
-    from decalign.config import ConfigError
-    from decalign.data import DataError
+def _one_line(message: str) -> str:
+    """A message as one line: a multi-line one (every problem of a state dict) joined by ``; ``."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())
 
-    known: tuple[type[Exception], ...] = (DataError, ConfigError, FileNotFoundError, FileExistsError, ValueError, KeyError)
-    try:
-        from decalign.train.checkpoint import CheckpointError
 
-        known = (*known, CheckpointError)
-    except ImportError:  # pragma: no cover
-        pass
-    return isinstance(err, known)
+def _as_user_error(err: Exception) -> Any:
+    """The :class:`~decalign.errors.DecalignError` for an error a user caused, or ``None`` for our
+    bugs (which keep their traceback).
+
+    Operating-system refusals of a file the user named (permission, missing directory, name too
+    long, full disk) become a :class:`~decalign.errors.FileAccessError`; ``ValueError``/``KeyError``
+    from older code paths are still shown as one line (exit 2).
+    """
+    import errno
+
+    from decalign.errors import DecalignError, UsageError, file_error
+
+    if isinstance(err, DecalignError):
+        return err
+    user_errnos = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENAMETOOLONG,
+                   errno.ENOTDIR, errno.EISDIR, errno.ENOENT, errno.EEXIST}
+    if isinstance(err, OSError) and err.errno in user_errnos:
+        return file_error(err, action="access")
+    if isinstance(err, (FileNotFoundError, FileExistsError)):
+        return UsageError(str(err))
+    if isinstance(err, KeyError):
+        return UsageError(str(err.args[0]) if err.args else "missing key")
+    if isinstance(err, ValueError):
+        return UsageError(str(err))
+    return None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_t
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
+from decalign.errors import ConfigError
+
 __all__ = [
     "ConfigError",
     "DataConfig",
@@ -46,10 +48,6 @@ NonNegInt = Annotated[int, Field(ge=0)]
 Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
 PosFloat = Annotated[float, Field(gt=0.0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
-
-
-class ConfigError(ValueError):
-    """A configuration value or override that cannot be used; the message names the key."""
 
 
 def _per_modality_check(name: str, value: Mapping[str, Any]) -> None:

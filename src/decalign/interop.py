@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from decalign.config import ModelConfig, RunConfig
+from decalign.errors import DecalignError
 from decalign.model import DecAlign
 
 __all__ = [
@@ -93,7 +94,7 @@ _OFFICIAL_LAYER_KEY = re.compile(r"^trans_[a-z]+\.layers\.(\d+)\.")
 Shape = tuple[int | str, ...]
 
 
-class OfficialStateDictError(ValueError):
+class OfficialStateDictError(DecalignError, ValueError):
     """An official state dict does not fit the model it is loaded into.
 
     The message lists every problem at once; the same lists are in ``unknown`` (keys the model

@@ -13,14 +13,12 @@ from typing import Literal
 
 import numpy as np
 
+from decalign.errors import DataError
+
 __all__ = ["SPLITS", "DataError", "MultimodalDataset", "Split", "Task"]
 
 Task = Literal["regression", "classification"]
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
-
-
-class DataError(ValueError):
-    """A data file or array that cannot be used; the message names file, split, key and shapes."""
 
 
 @dataclass

@@ -22,6 +22,7 @@ from torch import nn
 
 from decalign import __version__
 from decalign.config import RunConfig, config_from_dict, config_to_dict
+from decalign.errors import CheckpointError
 from decalign.train.atomic import atomic_write
 
 __all__ = [
@@ -38,10 +39,6 @@ __all__ = [
 
 FORMAT = "decalign-checkpoint-v1"
 _PRE = "preprocess."
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint or training-state file that cannot be used; the message names the file."""
 
 
 @dataclass(frozen=True)
