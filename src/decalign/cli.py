@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "events into --out.")
     _add_data_args(p)
     p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own; see `decalign presets`)")
+    _add_config_file_args(p)
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<preset>)")
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: the preset's)")
     p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (train.num_epochs)")
@@ -133,6 +134,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_config_file_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE", help="settings from a YAML or JSON file (a run's config.json, or "
+                   "only the keys to change), on top of the preset; --set and the flags apply on top of it")
+    p.add_argument("--dump-config", metavar="FILE", help="write the resolved settings to FILE (.yaml/.yml: YAML, "
+                   "else JSON) and exit without training")
+
+
+def config_file_overrides(args: argparse.Namespace) -> list[str]:
+    """The settings of ``--config FILE`` as ``key=value`` overrides (to go before ``--set``).
+
+    The file's ``data.path``/``data.dataset``/``preset`` become the defaults of ``--data``,
+    ``--dataset`` and ``--preset`` (set on ``args``) so that the command line still wins."""
+    from decalign.config import read_config_file
+
+    if not getattr(args, "config", None):
+        return []
+    flat = read_config_file(args.config)
+    path, kind, preset = flat.pop("data.path", None), flat.pop("data.dataset", None), flat.pop("preset", None)
+    if args.data is None and path is not None:
+        args.data = path
+    if args.dataset is None and kind not in (None, "auto"):
+        args.dataset = kind
+    if getattr(args, "preset", None) is None and preset is not None:
+        args.preset = preset
+    return [f"{k}={json.dumps(v)}" for k, v in flat.items()]
+
+
 def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
     """Data settings for loading: --dataset/--data plus any ``data.*`` overrides."""
     from decalign.config import DataConfig, RunConfig, apply_overrides
@@ -171,7 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from decalign.api import load_data, train
     from decalign.config import RunConfig, apply_overrides, config_from_dict
 
-    overrides = run_overrides(args)
+    overrides = config_file_overrides(args) + run_overrides(args)
     if args.resume and args.out and (Path(args.out) / "config.json").exists():
         saved = config_from_dict(RunConfig, json.loads((Path(args.out) / "config.json").read_text()))
         config = apply_overrides(saved, overrides) if overrides else saved
@@ -181,6 +209,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset = load_data(data_cfg.path, data_cfg)
     else:
         dataset, config = load_and_resolve(args, overrides)
+    if args.dump_config:
+        from decalign.config import write_config_file
+
+        print(f"config: {write_config_file(config, args.dump_config)}")
+        return 0
     out = Path(args.out or os.path.join("runs", config.preset))
     from decalign.train.distributed_setup import context_from_environment
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
@@ -39,6 +41,8 @@ __all__ = [
     "config_to_dict",
     "flat_keys",
     "metric_mode",
+    "read_config_file",
+    "write_config_file",
 ]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_assignment=True)
@@ -365,16 +369,45 @@ def flat_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
 
 
 def _parse_value(text: str) -> Any:
-    """JSON where it parses (numbers, booleans, null, lists, objects), else the raw string."""
+    """A ``--set`` value: JSON where it parses (so ``1e-4`` stays a number, which YAML 1.1 reads
+    as a string), else YAML (``[text,audio]``, ``{text: 3}``, ``yes``: what Hydra/OmegaConf users
+    type), else the raw string."""
     low = text.strip().lower()
-    if low in {"none", "null"}:
+    if low in {"none", "null", "~"}:
         return None
     if low in {"true", "false"}:
         return low == "true"
     try:
         return json.loads(text)
     except json.JSONDecodeError:
+        pass
+    import yaml  # a core dependency; imported here so that ``--help`` stays fast
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
         return text
+    # YAML reads "#x" or "" as null and dates as date objects: keep such text as written.
+    return value if isinstance(value, (str, int, float, bool, list, dict)) else text
+
+
+def _suggestions(key: str, valid: list[str]) -> list[str]:
+    """Up to three valid keys closest to a mistyped ``key`` (whole dotted key, then leaf name)."""
+    import difflib
+
+    found = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    leaves = sorted({v.rsplit(".", 1)[-1] for v in valid})
+    for leaf in difflib.get_close_matches(key.rsplit(".", 1)[-1], leaves, n=3, cutoff=0.75):
+        found += [v for v in valid if v.rsplit(".", 1)[-1] == leaf]
+    return list(dict.fromkeys(found))[:3]
+
+
+def _unknown_key(key: str, valid: list[str], where: str = "") -> ConfigError:
+    near = _suggestions(key, valid)
+    if near:
+        return ConfigError(f"unknown setting {key!r}{where}; did you mean {' or '.join(near)}? "
+                           "(`decalign presets --keys` lists every setting)")
+    return ConfigError(f"unknown setting {key!r}{where}; valid settings are:\n  " + "\n  ".join(valid))
 
 
 def _resolve_key(key: str, valid: list[str]) -> tuple[str, str | None]:
@@ -393,8 +426,9 @@ def _resolve_key(key: str, valid: list[str]) -> tuple[str, str | None]:
         matches = [v for v in valid if v.endswith("." + head)]
         if len(matches) == 1:
             return matches[0], last
-    hint = f" (ambiguous: {', '.join(matches)})" if len(matches) > 1 else ""
-    raise ConfigError(f"unknown setting {key!r}{hint}; valid settings are:\n  " + "\n  ".join(valid))
+    if len(matches) > 1:
+        raise ConfigError(f"unknown setting {key!r} (ambiguous: {', '.join(matches)})")
+    raise _unknown_key(key, valid)
 
 
 def apply_overrides(config: RunConfig, overrides: Iterable[str] | Mapping[str, Any]) -> RunConfig:
@@ -438,3 +472,74 @@ def apply_overrides(config: RunConfig, overrides: Iterable[str] | Mapping[str, A
         else:
             node[leaf] = value
     return config_from_dict(RunConfig, data)
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings in a YAML or JSON file (a run's ``config.json``, or a partial file holding
+    only the keys to change), as ``{dotted key: value}`` ready for :func:`apply_overrides`.
+
+    Nested sections map onto the config classes (``model: {fusion: {num_layers: 3}}``); dotted
+    keys at any level (``train.lr: 1e-4``) work too. An unknown key is an error naming the file
+    and the nearest valid keys.
+    """
+    import yaml
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {str(file)!r} does not exist") from None
+    try:
+        data = json.loads(text) if file.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {str(file)!r} is not valid {file.suffix.lstrip('.').upper() or 'YAML'}: "
+                          f"{str(err).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {str(file)!r} must hold a mapping of settings, found {type(data).__name__}")
+    valid = flat_keys(RunConfig)
+    sections = {v.rsplit(".", 1)[0] for v in valid if "." in v}
+    sections |= {s.rsplit(".", 1)[0] for s in list(sections) if "." in s}
+    flat: dict[str, Any] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if key in sections and isinstance(v, Mapping):
+                walk(v, key + ".")
+            elif key in valid or key == "preset":
+                flat[key] = v
+            else:
+                head = key.rpartition(".")[0]
+                if head in valid and _is_mapping_key(head):  # model.conv_kernel.audio: 3
+                    flat[key] = v
+                else:
+                    raise _unknown_key(key, [*valid, *sorted(sections)], f" in {str(file)!r}")
+
+    walk(data, "")
+    return flat
+
+
+def _is_mapping_key(full: str) -> bool:
+    *path, leaf = full.split(".")
+    cls: Any = RunConfig
+    for p in path:
+        cls = _dataclass_of(get_type_hints(cls, include_extras=True)[p])
+    return _is_mapping(get_type_hints(cls, include_extras=True)[leaf])
+
+
+def write_config_file(config: RunConfig, path: str | os.PathLike[str]) -> Path:
+    """Write ``config`` as YAML (``.yaml``/``.yml``) or JSON (anything else); either file is a
+    valid ``decalign train --config`` input that reproduces ``config`` exactly."""
+    import yaml
+
+    file = Path(path)
+    data = config_to_dict(config)
+    if file.suffix.lower() in (".yaml", ".yml"):
+        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    else:
+        text = json.dumps(data, indent=2) + "\n"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text, encoding="utf-8")
+    return file
