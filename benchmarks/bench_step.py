@@ -646,7 +646,9 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
         "infer_first_runs_ms": infer_only["wall_s"] * 1e3,
         "peak_memory_train_mib": peak_train / 2**20,
         "peak_memory_infer_mib": peak_infer / 2**20,
-        "memory_measure": "cuda max_memory_allocated" if device.type == "cuda" else "RSS growth (ru_maxrss - RSS before)",
+        "memory_measure": (
+            "cuda max_memory_allocated" if device.type == "cuda" else "RSS growth (ru_maxrss - RSS before)"
+        ),
         **flops,
         "matmul_gflops": rate["gflops"],
         "matmul_best_shape": rate["best_shape"],
@@ -734,14 +736,17 @@ def print_table(results: list[dict[str, Any]]) -> None:
     print("-" * len(head))
     for r in results:
         share = r.get("alignment_share_at_32")
-        print(f"{r['preset']:16s} {r['threads']:3d} {r['batch']:5d} {r['train_ms']:9.1f} {r['train_samples_per_s']:8.1f} "
+        print(f"{r['preset']:16s} {r['threads']:3d} {r['batch']:5d} {r['train_ms']:9.1f} "
+              f"{r['train_samples_per_s']:8.1f} "
               f"{r['infer_ms']:9.1f} {r['infer_samples_per_s']:8.1f} {r['train_gflop']:6.2f} {r['train_gflops']:8.1f} "
               f"{r['matmul_gflops']:7.1f} {r['train_fraction_of_matmul']:5.2f} {r['peak_memory_train_mib']:8.1f} "
               f"{_fmt(None if share is None else 100 * share, '6.1f')}")
     for r in results:
         if "train_speedup" in r:
-            print(f"{r['preset']} ({r['threads']} thr) straightforward path: train {r['train_straightforward_ms']:.1f} ms "
-                  f"(fraction {r['train_straightforward_fraction_of_matmul']:.2f}), infer {r['infer_straightforward_ms']:.1f} ms; "
+            print(f"{r['preset']} ({r['threads']} thr) straightforward path: "
+                  f"train {r['train_straightforward_ms']:.1f} ms "
+                  f"(fraction {r['train_straightforward_fraction_of_matmul']:.2f}), "
+                  f"infer {r['infer_straightforward_ms']:.1f} ms; "
                   f"speed-up train {r['train_speedup']:.2f}x (CPU time {r['train_speedup_cpu']:.2f}x), "
                   f"infer {r['infer_speedup']:.2f}x (CPU time {r['infer_speedup_cpu']:.2f}x)")
     for r in results:
@@ -751,7 +756,8 @@ def print_table(results: list[dict[str, Any]]) -> None:
         c = r.get("ceiling")
         if c:
             print(f"{r['preset']} ({r['threads']} thr) attention alone: train {c['train_attention_ms']:.1f} ms for "
-                  f"{c['train_attention_gflop']:.2f} GFLOP ({c['train_attention_gflops']:.1f} GFLOP/s); with everything "
+                  f"{c['train_attention_gflop']:.2f} GFLOP ({c['train_attention_gflops']:.1f} GFLOP/s); "
+                  "with everything "
                   f"else at the matmul rate the step would take {c['train_ceiling_ms']:.1f} ms = fraction "
                   f"{c['train_ceiling_fraction']:.2f} (inference: {c['infer_ceiling_fraction']:.2f})")
         if "alignment_scaling" in r:

@@ -155,7 +155,9 @@ def test_early_fusion_resampling() -> None:
 
 def test_early_fusion_checks_the_kernel_against_lengths() -> None:
     with pytest.raises(ValueError, match="conv kernel"):
-        EarlyFusion(_config("early", conv_kernel={"default": 5}), DIMS, 1, seq_lens={"text": 6, "audio": 3, "vision": 6})
+        EarlyFusion(
+            _config("early", conv_kernel={"default": 5}), DIMS, 1, seq_lens={"text": 6, "audio": 3, "vision": 6}
+        )
 
 
 @pytest.mark.parametrize("arch", ["decalign", *ARCHS])

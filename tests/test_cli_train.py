@@ -169,7 +169,8 @@ def test_train_on_iemocap_layouts(tmp_path: Path, writer: object) -> None:
     test = results["seeds"]["1"]["test"]
     assert {"wacc", "waf1", "acc_happy", "f1_frustrated"} <= set(test)
     preds = _read_csv(out / "seed_1" / "test_predictions.csv")
-    assert "p_happy" in preds[0] and preds[0]["predicted"] in {"happy", "sad", "neutral", "angry", "excited", "frustrated"}
+    emotions = {"happy", "sad", "neutral", "angry", "excited", "frustrated"}
+    assert "p_happy" in preds[0] and preds[0]["predicted"] in emotions
 
 
 def test_info_lists_class_counts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,7 +93,8 @@ def test_convert_round_trip(tmp_path: Path, fmt: str) -> None:
     back = load_dataset(out)
     assert_same_dataset(ref, back)  # notes travel in meta.json
     assert back.kind == "mosei"
-    forced = convert(write_mmsa_pickle(tmp_path / "m.pkl", kind="mosi", n=(3, 2, 2)), tmp_path / f"f.{fmt}", kind="custom")
+    pickle_path = write_mmsa_pickle(tmp_path / "m.pkl", kind="mosi", n=(3, 2, 2))
+    forced = convert(pickle_path, tmp_path / f"f.{fmt}", kind="custom")
     assert load_dataset(forced).kind == "custom"
 
 

@@ -66,7 +66,8 @@ def test_chunked_passes_equal_unchunked(monkeypatch: pytest.MonkeyPatch) -> None
 
 
 def test_apply_does_not_mutate_and_standardises() -> None:
-    ds = make_synthetic(SyntheticConfig(n_train=64, n_valid=16, n_test=16, seq_len=6, dims={"text": 8, "audio": 4, "vision": 6}))
+    dims = {"text": 8, "audio": 4, "vision": 6}
+    ds = make_synthetic(SyntheticConfig(n_train=64, n_valid=16, n_test=16, seq_len=6, dims=dims))
     before = {n: {m: x.copy() for m, x in sp.features.items()} for n, sp in ds.splits.items()}
     stats = fit_standardizer(ds.splits["train"], ["audio", "vision"], (0.5, 99.5))
     out = apply_standardizer(ds, stats)
@@ -95,12 +96,14 @@ def test_constant_dimension_and_non_finite_values() -> None:
     stats = fit_standardizer(sp, ["audio"], (0.0, 100.0))
     assert stats["audio"].std[1] == pytest.approx(1e-6)
     assert np.isfinite(np.concatenate(list(stats["audio"]))).all()
-    ds = MultimodalDataset(kind="custom", layout="npz", task="regression", splits={"train": sp, "valid": sp, "test": sp})
+    splits = {"train": sp, "valid": sp, "test": sp}
+    ds = MultimodalDataset(kind="custom", layout="npz", task="regression", splits=splits)
     out = apply_standardizer(ds, stats).splits["train"].features["audio"]
     assert np.isfinite(out).all()
     assert (out[..., 1] == 0).all()
     # Non-finite inputs count as 0 before clipping (the released nan_to_num), like the readers.
-    assert out[0, 0, 0] == pytest.approx((np.clip(0.0, stats["audio"].lo[0], stats["audio"].hi[0]) - stats["audio"].mean[0]) / stats["audio"].std[0], rel=1e-5)
+    a = stats["audio"]
+    assert out[0, 0, 0] == pytest.approx((np.clip(0.0, a.lo[0], a.hi[0]) - a.mean[0]) / a.std[0], rel=1e-5)
 
 
 def test_errors() -> None:
@@ -109,7 +112,8 @@ def test_errors() -> None:
         fit_standardizer(sp, ["audio"], (50.0, 10.0))
     with pytest.raises(DataError, match="'vision'"):
         fit_standardizer(sp, ["vision"], (1.0, 99.0))
-    ds = MultimodalDataset(kind="custom", layout="npz", task="regression", splits={"train": sp, "valid": sp, "test": sp})
+    splits = {"train": sp, "valid": sp, "test": sp}
+    ds = MultimodalDataset(kind="custom", layout="npz", task="regression", splits=splits)
     stats = fit_standardizer(sp, ["audio"], (1.0, 99.0))
     wrong = {"audio": pre.FeatureStats(*(np.zeros(3, np.float32) for _ in range(4)))}
     with pytest.raises(DataError, match=r"\(2,\)"):

@@ -29,7 +29,9 @@ def test_file_error_names_the_file_and_the_reason_in_words() -> None:
     assert isinstance(err, OSError) and err.errno == errno.ENOSPC and err.exit_code == 1
 
 
-def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: Exception, *flags: str) -> tuple[int, str]:
+def _run(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: Exception, *flags: str
+) -> tuple[int, str]:
     def boom(args: object) -> int:
         raise exc
 
@@ -43,7 +45,11 @@ def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], ex
     [
         (DataError("data.pkl: split 'test' is empty"), 2, "data.pkl: split 'test' is empty"),
         (CheckpointError("m.safetensors: truncated"), 2, "m.safetensors: truncated"),
-        (PermissionError(errno.EACCES, "Permission denied", "/ro/out"), 1, "cannot access '/ro/out': permission denied"),
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/ro/out"),
+            1,
+            "cannot access '/ro/out': permission denied",
+        ),
         (OSError(errno.ENOSPC, "No space left on device", "/full/x"), 1, "no space left on device"),
         (OSError(errno.ENAMETOOLONG, "File name too long", "/a" * 200), 1, "file name too long"),
     ],
@@ -57,7 +63,9 @@ def test_cli_prints_a_user_error_as_one_line_without_traceback(
     assert "Traceback" not in err
 
 
-def test_multi_line_messages_are_joined_into_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_multi_line_messages_are_joined_into_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc, err = _run(monkeypatch, capsys, DataError("first problem\n  second problem\n"))
     assert rc == 2 and err == "decalign: error: first problem; second problem\n"
 

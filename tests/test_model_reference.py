@@ -65,7 +65,9 @@ def assert_same_forward_and_backward(reference: ReferenceDecAlign, ours: DecAlig
     torch.testing.assert_close(our_out.prediction.reshape(ref_out["prediction"].shape), ref_out["prediction"],
                                rtol=TOL, atol=TOL)
     for key in LOSS_KEYS:
-        torch.testing.assert_close(our_out.losses[key], ref_out[key], rtol=TOL, atol=TOL, msg=lambda m, k=key: f"{k}: {m}")
+        torch.testing.assert_close(
+            our_out.losses[key], ref_out[key], rtol=TOL, atol=TOL, msg=lambda m, k=key: f"{k}: {m}"
+        )
 
     ref_total = ref_out["prediction"].sum() + sum(ref_out[k] for k in LOSS_KEYS)
     our_total = our_out.prediction.sum() + sum(our_out.losses[k] for k in LOSS_KEYS)

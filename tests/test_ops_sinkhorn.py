@@ -255,7 +255,10 @@ def test_zero_marginal_entries(shape):
     torch.testing.assert_close(g_u[0], g_e[0], rtol=0, atol=1e-8)
     support = [0, 2]
     c = cost[support].clone().requires_grad_(True)
-    nus = [marginals[0][support].clone().requires_grad_(True), *(nu.clone().requires_grad_(True) for nu in marginals[1:])]
+    nus = [
+        marginals[0][support].clone().requires_grad_(True),
+        *(nu.clone().requires_grad_(True) for nu in marginals[1:]),
+    ]
     value, _ = entropic_ot(c, nus, 0.1, 500)
     g_r = torch.autograd.grad(value, [c, *nus])
     torch.testing.assert_close(v_u, value, rtol=0, atol=1e-12)

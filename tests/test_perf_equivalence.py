@@ -246,7 +246,9 @@ def test_stacked_decoupler_equals_per_modality() -> None:
 # ----------------------------------------------------------------------------- whole model
 
 
-def _forward_backward(model: DecAlign, inputs: dict[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _forward_backward(
+    model: DecAlign, inputs: dict[str, torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     out = model(inputs)
     values = [out.prediction, *out.losses.values(), out.representation]
     total = out.prediction.square().sum() + sum(out.losses.values())

@@ -62,7 +62,8 @@ def test_killed_and_resumed_run_equals_straight_run(tmp_path: Path) -> None:
 
     resumed = tmp_path / "resumed"
     _kill_after_epoch(resumed, epoch=2)
-    assert not (resumed / "results.json").exists() or "3" not in json.loads((resumed / "results.json").read_text())["seeds"]
+    results = resumed / "results.json"
+    assert not results.exists() or "3" not in json.loads(results.read_text())["seeds"]
     assert main(["train", "--out", str(resumed), "--resume", *ARGS]) == 0
 
     a = json.loads((straight / "results.json").read_text())["seeds"]["3"]

@@ -123,7 +123,9 @@ def _metric_fn(info: Any) -> Callable[[np.ndarray, np.ndarray], dict[str, float]
 def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None:
     missing = [m for m in info.modalities if m not in dataset.modalities]
     if missing:
-        raise ValueError(f"{where}: the model was trained with modalities {list(info.modalities)}; the data lacks {missing}")
+        raise ValueError(
+            f"{where}: the model was trained with modalities {list(info.modalities)}; the data lacks {missing}"
+        )
     for m in info.modalities:
         found, expected = dataset.input_dims[m], info.input_dims[m]
         if found != expected:
@@ -298,7 +300,8 @@ def _load_for_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[s
     ckpt = load_checkpoint(checkpoint)
     owned = dataset is None
     if dataset is None:
-        data_cfg = dataclasses.replace(ckpt.config.data, dataset="auto" if data is not None else ckpt.config.data.dataset)
+        dataset = "auto" if data is not None else ckpt.config.data.dataset
+        data_cfg = dataclasses.replace(ckpt.config.data, dataset=dataset)
         if data is None and ckpt.config.data.dataset != "synthetic":
             raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
         dataset = load_data(data, data_cfg)

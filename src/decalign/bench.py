@@ -165,7 +165,12 @@ def plan_runs(
     for name, switches in select_ablations(ablations, modalities).items():
         overrides = {"model.architecture": "decalign", **switches}
         zeros = inactive_terms(switches, weights)
-        note = f"the preset already has {' and '.join(zeros)}: differs from DecAlign only through random-number consumption" if zeros else ""
+        note = (
+            f"the preset already has {' and '.join(zeros)}: "
+            "differs from DecAlign only through random-number consumption"
+            if zeros
+            else ""
+        )
         runs.append(BenchRun(name, label(name), "ablation", overrides, apply_overrides(base, overrides),
                              runs_dir / name, note))
     if not runs:
@@ -282,7 +287,8 @@ def run_bench(
     if plots != "none":
         from decalign.plots import plot_run
 
-        plotted = [r for r in done if plots == "all" or r.name == "decalign"] or ([done[0]] if plots == "summary" else [])
+        plotted = [r for r in done if plots == "all" or r.name == "decalign"]
+        plotted = plotted or ([done[0]] if plots == "summary" else [])
         for run in plotted:
             if _stale(run.directory / "plots" / "curves.png", run.directory / "results.json"):
                 plot_run(run.directory)
@@ -429,8 +435,8 @@ def write_report(
         f"# Benchmark: {dataset.kind}",
         "",
         f"Data: {_source(dataset)} ({dataset.kind}, {dataset.layout}, {dataset.task}). Preset `{base.preset}`, "
-        f"{_seed_text(base)}, at most {_plural(tc.num_epochs, 'epoch')} (early stopping after {tc.early_stop_patience} without "
-        f"improvement), "
+        f"{_seed_text(base)}, at most {_plural(tc.num_epochs, 'epoch')} "
+        f"(early stopping after {tc.early_stop_patience} without improvement), "
         f"model selection on validation `{tc.selection_metric}`.",
         "",
         "Test metrics at the best-validation epoch, mean ± sample std over seeds "
@@ -506,7 +512,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "bold, the paper's numbers on its benchmarks, figures), OUT/bench.csv and one run directory per row in "
         "OUT/runs/. Rerunning the same command resumes where it stopped.",
     )
-    p.add_argument("--data", metavar="PATH", help="a benchmark pickle or native data file (default: the built-in dataset)")
+    p.add_argument(
+        "--data", metavar="PATH", help="a benchmark pickle or native data file (default: the built-in dataset)"
+    )
     p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "synthetic", "custom"],
                    default=None, help="force the dataset kind (default: detected; the built-in synthetic "
                    "benchmark without --data)")

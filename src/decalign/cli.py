@@ -40,7 +40,9 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     root.setLevel(level)
     root.propagate = False
 
-    def _show(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    def _show(
+        message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
         root.warning("warning: %s", message)
 
     warnings.showwarning = _show  # type: ignore[assignment]
@@ -248,7 +250,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         checkpoints = sorted(Path(args.run).glob("seed_*/model.safetensors"))
         if not checkpoints:
             raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {args.run!r}")
-        per_seed = {c.parent.name: evaluate_checkpoint(c, args.data, args.split, device=args.device) for c in checkpoints}
+        per_seed = {
+            c.parent.name: evaluate_checkpoint(c, args.data, args.split, device=args.device) for c in checkpoints
+        }
         agg = aggregate(list(per_seed.values()))
         _print_metrics(f"{args.split} ({len(per_seed)} seeds)", agg["mean"], agg["std"])
         payload: dict[str, Any] = {"split": args.split, "seeds": per_seed, "mean": agg["mean"], "std": agg["std"]}
@@ -274,7 +278,8 @@ def _format_info(info: dict[str, Any]) -> str:
     mods = info.get("modalities", {})
     task = info.get("task", "?")
     if task == "classification":
-        task += f", {info.get('num_classes')} classes" + (f" ({', '.join(info['class_names'])})" if info.get("class_names") else "")
+        names = f" ({', '.join(info['class_names'])})" if info.get("class_names") else ""
+        task += f", {info.get('num_classes')} classes" + names
     elif info.get("label_range"):
         lo, hi = info["label_range"]
         task += f", labels in [{lo:g}, {hi:g}]"

@@ -272,8 +272,8 @@ def plot_embeddings(
         sl = slice(offset * k, (offset + n_mod) * k)
         if class_names is not None:
             # tab10 colours by class index (classes beyond ten reuse colours)
-            sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=np.mod(y_all[sl], 10), cmap="tab10", vmin=-0.5, vmax=9.5, s=14,
-                                marker=markers[kind], alpha=0.7, linewidths=0.8)
+            sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=np.mod(y_all[sl], 10), cmap="tab10", vmin=-0.5,
+                                vmax=9.5, s=14, marker=markers[kind], alpha=0.7, linewidths=0.8)
         else:
             sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=y_all[sl], cmap="coolwarm", vmin=float(y.min()),
                                 vmax=float(y.max()), s=14, marker=markers[kind], alpha=0.7, linewidths=0.8)

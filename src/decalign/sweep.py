@@ -109,7 +109,9 @@ def default_space_path(preset: str) -> Path:
     path = Path(str(files("decalign") / "spaces" / f"{preset}.yaml"))
     if not path.is_file():
         shipped = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise FileNotFoundError(f"no search space is shipped for preset {preset!r} (shipped: {shipped}); pass --space FILE")
+        raise FileNotFoundError(
+            f"no search space is shipped for preset {preset!r} (shipped: {shipped}); pass --space FILE"
+        )
     return path
 
 
@@ -288,7 +290,8 @@ def open_study(url: str, study_name: str, direction: str | None, *, sampler: Any
             if not _retryable(err):
                 raise
             last = err
-            delay = min(0.1 * 2**attempt, 5.0) * (0.5 + random.random())  # jitter: workers that collided must not retry in step
+            # jitter: workers that collided must not retry in step
+            delay = min(0.1 * 2**attempt, 5.0) * (0.5 + random.random())
             log.debug("opening study %r failed (%s); retrying in %.2fs", study_name, err, delay)
             time.sleep(delay)
     else:
@@ -518,7 +521,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--storage", metavar="URL", help="Optuna storage: sqlite:///FILE (default OUT/study.db), "
                    "journal:///PATH.log, or an RDB URL such as postgresql://user:pass@host/db")
     p.add_argument("--study", default="decalign", metavar="NAME", help="study name (default: decalign)")
-    p.add_argument("--out", required=True, metavar="DIR", help="sweep directory: trials/trial_<n>/, study.db, importance.png")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="sweep directory: trials/trial_<n>/, study.db, importance.png"
+    )
     p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
                    help="run each trial as `torchrun --standalone --nproc_per_node N` (no pruning then)")
     p.add_argument("--pruner", choices=["median", "none"], default="median",

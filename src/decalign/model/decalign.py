@@ -172,7 +172,9 @@ class DecAlign(MultimodalModel):
                 terms["moments"], terms["mmd"] = hout.moments, hout.mmd
         return hetero, homo, plan, terms
 
-    def _masked_pool(self, unique_seq: Tensor | list[Tensor], names: list[str], lengths: Mapping[str, Tensor]) -> Tensor:
+    def _masked_pool(
+        self, unique_seq: Tensor | list[Tensor], names: list[str], lengths: Mapping[str, Tensor]
+    ) -> Tensor:
         """Mean over the valid steps of each unique sequence (option ``masked_pooling``)."""
         pooled = []
         for i, m in enumerate(names):

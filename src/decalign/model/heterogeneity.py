@@ -83,7 +83,9 @@ class PrototypeTransport(nn.Module):
         else:
             ot, plan = zero, unique_pooled.new_zeros([cfg.num_prototypes] * unique_pooled.shape[0])
         local = (
-            prototype_local_loss(unique_pooled, gamma, gmm.means, gmm.variances, cfg.cost_reduction, cfg.local_normalize)
+            prototype_local_loss(
+                unique_pooled, gamma, gmm.means, gmm.variances, cfg.cost_reduction, cfg.local_normalize
+            )
             if cfg.prototype_local
             else zero
         )

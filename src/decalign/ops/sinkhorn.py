@@ -58,7 +58,10 @@ def _check(
         raise ValueError(f"got {len(marginals)} marginals for a cost of {cost.dim()} dimensions {tuple(cost.shape)}")
     for m, nu in enumerate(marginals):
         if nu.shape != (cost.shape[m],):
-            raise ValueError(f"marginal {m} has shape {tuple(nu.shape)}, expected ({cost.shape[m]},) to match cost {tuple(cost.shape)}")
+            raise ValueError(
+                f"marginal {m} has shape {tuple(nu.shape)}, expected ({cost.shape[m]},) "
+                f"to match cost {tuple(cost.shape)}"
+            )
 
 
 def _broadcast(vec: Tensor, axis: int, ndim: int) -> Tensor:

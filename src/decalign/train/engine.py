@@ -104,7 +104,8 @@ class EarlyStopping:
         return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best, self.best_epoch, self.bad_epochs = float(state["best"]), int(state["best_epoch"]), int(state["bad_epochs"])
+        self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+        self.bad_epochs = int(state["bad_epochs"])
 
 
 @dataclass
@@ -160,7 +161,9 @@ _NONFINITE_HINT = "Lower train.lr or check the data for extreme values (decalign
 def _check_finite(loss: Tensor, terms: dict[str, Tensor]) -> None:
     if not torch.isfinite(loss):
         shown = ", ".join(f"{k}={float(v):.4g}" for k, v in terms.items())
-        raise FloatingPointError(f"non-finite training loss ({float(loss.detach())}); terms: {shown}. {_NONFINITE_HINT}")
+        raise FloatingPointError(
+            f"non-finite training loss ({float(loss.detach())}); terms: {shown}. {_NONFINITE_HINT}"
+        )
 
 
 def train_epoch(
@@ -359,7 +362,10 @@ def fit_seed(
     optimizer = make_optimizer(model, config)
     mode = metric_mode(tc.selection_metric)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode=metric_mode(tc.scheduler_metric_name), factor=tc.scheduler_factor, patience=tc.scheduler_patience
+        optimizer,
+        mode=metric_mode(tc.scheduler_metric_name),
+        factor=tc.scheduler_factor,
+        patience=tc.scheduler_patience,
     )
     stopper = EarlyStopping(mode=mode, patience=tc.early_stop_patience)
     generator = torch.Generator().manual_seed(seed)
