@@ -61,7 +61,7 @@ HERE = Path(__file__).resolve().parent
 
 @dataclass(frozen=True)
 class Shapes:
-    """Input widths and padded lengths of a benchmark's data (spec ``method.md`` section 3)."""
+    """Input widths and padded lengths of a benchmark's data (``docs/method.md`` §12)."""
 
     dims: dict[str, int]
     lengths: dict[str, int]
@@ -710,8 +710,18 @@ def _metadata() -> dict[str, Any]:
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "git_commit": commit,
-        "decalign_path": str(Path(__import__("decalign").__file__).parent),
+        "decalign_path": _package_path(),
     }
+
+
+def _package_path() -> str:
+    """Where the measured decalign came from: relative to the repository when it is this
+    checkout's ``src/`` (so recorded results name no machine-specific path), else absolute."""
+    path = Path(__import__("decalign").__file__).resolve().parent
+    try:
+        return str(path.relative_to(HERE.parent))
+    except ValueError:
+        return str(path)
 
 
 def _child_command(args: argparse.Namespace, preset: str, threads: int) -> list[str]:

@@ -1,9 +1,9 @@
 r"""A plain, independent re-implementation of the authors' released DecAlign forward pass.
 
 This is the yardstick for :class:`decalign.model.DecAlign`: it is written from the behaviour
-spec (``spec/method.md`` section 1), not from our model, and deliberately kept slow and simple:
+description (``docs/method.md`` §1-§8), not from our model, and deliberately kept slow and simple:
 one module per modality with the authors' names (so that ``state_dict()`` has exactly the keys
-and shapes of their checkpoints, ``spec/official_state_dict.md``), sequence-first tensors like
+and shapes of their checkpoints, ``docs/method.md`` §18), sequence-first tensors like
 the release, Python loops over modalities and pairs, ``nn.MultiheadAttention`` for attention,
 and the kernel-domain multi-marginal Sinkhorn exactly as released (not our log-domain solver).
 Every optimisation of our model is checked against it (outputs and gradients).
@@ -16,7 +16,7 @@ Known, intended difference: the released kernel-domain Sinkhorn adds 1e-8 to its
 and clamps ``G = exp(-C / eps)`` at 1e-30. That is harmless while the prototype costs stay far
 below ``eps`` (the released regime, e.g. at initialisation) but biases the plan once ``G``
 approaches 1e-8 (joint costs above about 1 at ``eps = 0.1``). Our model solves the entropic
-problem exactly in the log domain (spec 1.5), so the two agree only in the first regime; the
+problem exactly in the log domain (docs/method.md §4.4): they agree only in the first regime; the
 tests use weights at the scale of the default initialisation (:func:`randomize_`).
 """
 
@@ -303,7 +303,7 @@ class ReferenceDecAlign(nn.Module):
 
 # ----------------------------------------------------------------------------- test helpers
 
-# Input widths and head sizes of the benchmark presets (spec section 3).
+# Input widths and head sizes of the benchmark presets (docs/method.md §12).
 PRESET_SHAPES: dict[str, tuple[dict[str, int], int]] = {
     "mosi": ({"text": 768, "audio": 5, "vision": 20}, 1),
     "mosei": ({"text": 768, "audio": 74, "vision": 35}, 1),

@@ -1,4 +1,4 @@
-"""Per-dimension percentile clip + standardisation (method spec section 2, "Features")."""
+"""Per-dimension percentile clip + standardisation (docs/method.md §11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Import and export of the authors' checkpoint layout (``spec/official_state_dict.md``)."""
+"""Import and export of the authors' checkpoint layout (``docs/method.md`` §18)."""
 
 from __future__ import annotations
 
@@ -21,15 +21,15 @@ from reference_decalign import PRESET_SHAPES, ReferenceDecAlign, randomize_, wit
 
 torch.set_num_threads(1)
 
-# From the spec: parameters and tensors of the authors' checkpoints with precomputed text features.
+# docs/method.md §18: parameters and tensors of the authors' checkpoints (precomputed text).
 SPEC_COUNTS = {"mosi": (842_241, 201), "mosei": (922_177, 165), "sims": (404_673, 165), "iemocap": (487_206, 165)}
-# (d, num_layers, conv kernel, outputs) per preset, to rebuild the spec's key table.
+# (d, num_layers, conv kernel, outputs) per preset, to rebuild the documented key table.
 SPEC_ARCH = {"mosi": (64, 5, 1, 1), "mosei": (64, 4, 5, 1), "sims": (32, 4, 5, 1), "iemocap": (48, 4, 1, 6)}
 
 
 def spec_layout(preset: str) -> dict[str, tuple[int, ...]]:
-    """The key -> shape table of ``official_state_dict.md`` for ``preset``, written out from
-    the spec's pattern (independently of both implementations)."""
+    """The key -> shape table of the authors' checkpoints (docs/method.md §18) for ``preset``, from
+    the documented pattern (independently of both implementations)."""
     d, layers, kernel, outputs = SPEC_ARCH[preset]
     dims, _ = PRESET_SHAPES[preset]
     table: dict[str, tuple[int, ...]] = {}

@@ -1,4 +1,4 @@
-"""Which parameters each loss trains (spec 1.4-1.8).
+"""Which parameters each loss trains (docs/method.md §3-§7).
 
 Gradients are mapped to the official per-modality keys (``proj_l``, ``encoder_uni_a``,
 ``trans_v...``, ``pde_l...``) with :func:`decalign.interop.to_official`, so every modality's
@@ -27,7 +27,7 @@ GROUPS = {
     "distribution": ("pde_",),
     "head": ("out_layer",),
 }
-# Spec: L_dec trains the projections and both encoders; L_hete the projections and the unique
+# L_dec trains the projections and both encoders; L_hete the projections and the unique
 # encoders (through the differentiable GMM and Sinkhorn); L_homo the projections, the common
 # encoder and the distribution encoders (which feed nothing else); the task loss everything on
 # the path to the prediction.

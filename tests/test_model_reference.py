@@ -198,7 +198,7 @@ def test_released_kernel_domain_sinkhorn_is_biased_for_large_costs() -> None:
     """Where the two Sinkhorn solvers part ways, and why ours is the one to trust.
 
     The release iterates ``u = nu / (G v w + 1e-8)`` with ``G = exp(-C / eps)`` clamped at
-    1e-30. For costs far below eps (the released regime at initialisation, spec section 5) that
+    1e-30. For costs far below eps (the released regime at initialisation, docs/method.md §17) that
     equals our log-domain solver. Once ``G`` gets near 1e-8 (costs above about 1 at eps = 0.1)
     the 1e-8 and the clamp change the problem: the released plan misses its marginals and its
     loss is off, while our plan keeps the marginals of the entropic OT problem.

@@ -1,4 +1,4 @@
-"""Shapes and modality handling of :class:`DecAlign` (spec 1 and 1.9): aligned and unaligned
+"""Shapes and modality handling of DecAlign (docs/method.md §1, §8): aligned and unaligned
 inputs, any number of modalities, tiny batches, classification, missing and switched-off
 modalities, and the conv-kernel length check."""
 
@@ -164,7 +164,7 @@ def test_conv_kernel_longer_than_a_sequence_names_the_setting() -> None:
 
 
 def test_projection_is_skipped_when_the_width_is_already_d_model() -> None:
-    """Spec 1.2: with D_m == d the projection is the identity although its weight exists."""
+    """docs/method.md §2: with D_m == d the projection is the identity, its weight unused."""
     dims = {"text": 12, "audio": SMALL.d_model, "vision": 7}
     model = build(dims=dims)
     inputs = random_inputs(dims, dict.fromkeys(dims, 5), batch=8, seed=8, dtype=torch.float32)

@@ -136,7 +136,7 @@ def test_multi_default_base_is_pooled_median():
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_released_bandwidth_saturates(dtype):
-    """Known property of the release (spec 1.6, kept and documented): with bandwidth h = 1 the
+    """Known property of the release (docs/method.md §17, kept): with bandwidth h = 1 the
     kernel is exp(-||a - b||^2 / 2). For unit-variance 64-d features ||a - b||^2 is about 128, so
     every off-diagonal kernel value is about e^-64 ~ 1e-28 (at most ~1e-15 over a batch): the
     estimate is pinned at 2/n and its gradient w.r.t. the inputs is ~1e-18, i.e. no training

@@ -2,7 +2,7 @@
 
 Independent references: a dual solved by ``scipy.optimize`` (tiny problems), POT's log-domain
 Sinkhorn and exact LP (``ot.emd``, ``scipy.optimize.linprog``), and the released kernel-domain
-iteration written out below as the spec (``method.md`` 1.5) describes it.
+iteration written out below as ``docs/method.md`` §4.4 describes it.
 """
 
 from __future__ import annotations
@@ -302,7 +302,7 @@ def test_zero_iterations_return_gibbs_kernel():
 
 
 def released_entropic_ot(cost, nus, eps, n_iters):
-    """The release as the spec states it: G = max(exp(-C / eps), 1e-30), u, v, w = 1, then per
+    """The release (docs/method.md §4.4): G = max(exp(-C / eps), 1e-30), u, v, w = 1, then per
     round u = nu_l / (sum_{q,r} G v_q w_r + 1e-8), then v (new u), then w; P = u v w G;
     L = <P, C> + eps sum P (log max(P, 1e-8) - 1)."""
     g = torch.exp(-cost / eps).clamp_min(1e-30)
@@ -330,7 +330,7 @@ def test_released_parity_at_defaults(dtype, seed):
     loss, plan = entropic_ot(cost, nus, 0.1, 50)
     assert float(loss) == pytest.approx(float(expected_loss), abs=1e-6)
     torch.testing.assert_close(plan, expected_plan, rtol=0, atol=1e-7)
-    assert float(loss) < 0  # spec 5: entropy-dominated, about -eps * (log 343 + 1) + small cost
+    assert float(loss) < 0  # docs/method.md §17: entropy-dominated
 
 
 # ---------------------------------------------------------------------------------------------

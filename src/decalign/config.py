@@ -66,7 +66,7 @@ def per_modality(value: Mapping[str, Any], modality: str) -> Any:
 
 @dataclass(config=_FROZEN)
 class FusionConfig:
-    """Cross-modal transformer over the modality-unique sequences (spec section 1.7)."""
+    """Cross-modal transformer over the modality-unique sequences (docs/method.md §6)."""
 
     num_heads: PosInt = 8
     num_layers: PosInt = 5
@@ -84,7 +84,7 @@ class FusionConfig:
 
 @dataclass(config=_FROZEN)
 class HeterogeneityConfig:
-    """Prototype-guided optimal transport on the modality-unique features (spec 1.5)."""
+    """Prototype-guided optimal transport on the modality-unique features (docs/method.md §4)."""
 
     enabled: bool = True
     """Ablation switch for the whole heterogeneity loss (OT + local prototype term)."""
@@ -114,7 +114,7 @@ class HeterogeneityConfig:
 
 @dataclass(config=_FROZEN)
 class HomogeneityConfig:
-    """Latent distribution matching on the modality-common features (spec 1.6)."""
+    """Latent distribution matching on the modality-common features (docs/method.md §5)."""
 
     enabled: bool = True
     moments: bool = True
@@ -187,7 +187,7 @@ class ModelConfig:
 @dataclass(config=_FROZEN)
 class ObjectiveConfig:
     """Loss terms and weights: L = task + w_dec L_dec + alpha L_hete + beta L_homo + w_ct L_ct
-    (+ w_bin L_bin) (spec section 2)."""
+    (+ w_bin L_bin) (docs/method.md §9)."""
 
     task_loss: Literal["mse", "l1", "ce"] = "mse"
     w_dec: NonNegFloat = 1.0
@@ -205,7 +205,7 @@ def metric_mode(metric: str) -> Literal["min", "max"]:
 
 @dataclass(config=_FROZEN)
 class TrainConfig:
-    """Optimisation and protocol (spec section 2)."""
+    """Optimisation and protocol (docs/method.md §10)."""
 
     batch_size: PosInt = 32
     eval_batch_size: PosInt | None = None

@@ -1,7 +1,7 @@
 """Moving weights between decalign and the authors' released DecAlign code.
 
 The authors' checkpoints are plain ``state_dict()`` files of their model (layout in
-``spec/official_state_dict.md``): one module per modality with the suffixes ``l`` (text),
+``docs/method.md`` §18): one module per modality with the suffixes ``l`` (text),
 ``a`` (audio), ``v`` (vision) -- ``proj_l``, ``encoder_uni_l``, ``trans_l.layers.<i>.self_attn``,
 ``pde_l.net.0`` ... -- plus the shared ``encoder_com`` and the head ``out_layer``. Our model
 stacks the per-modality weights of identical shape along a leading modality axis (so aligned

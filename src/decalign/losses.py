@@ -1,4 +1,4 @@
-r"""The training objective (spec section 2):
+r"""The training objective (docs/method.md §9):
 
 .. math::
     \mathcal{L} = \mathcal{L}_{task} + w_{dec}\mathcal{L}_{dec} + \alpha\,\mathcal{L}_{hete}

@@ -1,4 +1,4 @@
-"""Per-benchmark presets: the authors' released hyper-parameters (spec ``method.md`` section 3).
+"""Per-benchmark presets: the authors' released hyper-parameters (``docs/method.md`` §12).
 
 A preset fixes hyper-parameters, never input shapes: widths and sequence lengths always come from
 the data, so ``mosi`` also runs on a MOSI file with other features. The ``paper_*`` variants are the

@@ -2,7 +2,7 @@
 
 numpy only, so that the CLI can import this for printing without paying for torch or sklearn.
 
-Display conventions (``spec/metrics.md``, "Reporting"): accuracies and F1 scores (``acc*``,
+Display conventions (``docs/method.md`` §14): accuracies and F1 scores (``acc*``,
 ``f1*``, ``wacc``, ``waf1``, per-class ``acc_<class>``/``f1_<class>``) are stored as fractions and
 printed x 100 with two decimals (0.8575 -> ``85.75``); ``mae``, ``mse``, ``corr`` and losses are
 printed with three decimals. :data:`PAPER_RESULTS` holds the paper's numbers in the same units and
@@ -99,7 +99,7 @@ def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
     r"""Mean and **sample** standard deviation over seeds, per metric key.
 
     ``std`` uses ``ddof=1``, :math:`s = \sqrt{\frac{1}{n-1}\sum_i (x_i - \bar x)^2}`, the unbiased
-    estimate of the seed-to-seed spread (the spec asks to say which; with the usual 5 seeds the
+    estimate of the seed-to-seed spread (docs/method.md §14 says which; with the usual 5 seeds the
     population std would be ``sqrt(4/5)`` = 0.894 times this). A single seed has ``std`` 0.0.
 
     Args:
@@ -231,7 +231,7 @@ def format_table(
 
 
 # ---------------------------------------------------------------------------------------------
-# The paper's reported numbers (spec/method.md section 4, from the paper's Tables 1-2 and the
+# The paper's reported numbers (docs/method.md §15, from the paper's Tables 1-2 and the
 # ablations), in our keys and units: the paper's Acc-2/F1 on MOSI and MOSEI are the non-zero
 # variants (acc2_non0, f1_non0); CH-SIMS F1 is `f1`; IEMOCAP WAcc/WAF1 are wacc/waf1. Percentages
 # are stored as fractions so format_value prints them exactly as the paper does.

@@ -1,6 +1,6 @@
 """Per-dimension percentile clipping and standardisation of audio and vision features.
 
-The MOSEI and CH-SIMS presets (method spec, section 2, "Features") standardise every feature
+The MOSEI and CH-SIMS presets (docs/method.md §11) standardise every feature
 dimension ``j`` of audio and vision with statistics of the train split, over all samples and
 time steps, padding included:
 

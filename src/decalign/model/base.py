@@ -81,7 +81,7 @@ class MultimodalModel(nn.Module):
     # -- building blocks -----------------------------------------------------------------------
 
     def make_projection(self) -> TemporalProjection:
-        """DecAlign's per-modality temporal projection (spec 1.2), checked against ``seq_lens``."""
+        """DecAlign's per-modality projection (docs/method.md §2), checked against ``seq_lens``."""
         projection = TemporalProjection(
             self.input_dims, self.config.d_model, {m: self.config.kernel_for(m) for m in self.input_dims}
         )

@@ -1,4 +1,4 @@
-"""The DecAlign model (Qian et al., ICLR 2026), assembled from its parts (spec ``method.md`` 1).
+"""The DecAlign model (Qian et al., ICLR 2026), assembled from its parts (docs/method.md §1).
 
 ::
 

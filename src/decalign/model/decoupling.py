@@ -1,4 +1,4 @@
-r"""Decoupling into modality-unique and modality-common features (spec 1.3-1.4).
+r"""Decoupling into modality-unique and modality-common features (docs/method.md §3).
 
 Each modality m has its own *unique* encoder and all modalities share one *common* encoder, both
 ``Conv1d(d -> d, kernel 1, no bias)``: :math:`s_m = W^{u}_m p_m`, :math:`c_m = W^{c} p_m`. The

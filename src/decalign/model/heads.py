@@ -1,4 +1,4 @@
-"""Prediction head: dropout and one linear layer on the fused representation (spec 1.8)."""
+"""Prediction head: dropout and one linear layer on the fused features (docs/method.md §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-r"""Heterogeneity alignment of the unique features by prototype-guided optimal transport (spec 1.5).
+r"""Heterogeneity alignment of the unique features by prototype-guided OT (docs/method.md §4).
 
 Per modality, a diagonal GMM fitted to the batch of pooled unique features gives K prototypes
 :math:`(\mu_k, \sigma^2_k)` and soft assignments :math:`\gamma`. The prototype marginals

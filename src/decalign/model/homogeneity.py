@@ -1,4 +1,4 @@
-r"""Homogeneity alignment of the common features by latent distribution matching (spec 1.6).
+r"""Homogeneity alignment of the common features by distribution matching (docs/method.md §5).
 
 Each modality's time-pooled common features pass through its own distribution encoder
 (``Linear(d, d) -> ReLU -> Dropout -> Linear(d, pde_dim)``), and the encoded batches of every pair

@@ -1,4 +1,4 @@
-"""Temporal projection: each modality's features to the shared width d (spec 1.2).
+"""Temporal projection: each modality's features to the shared width d (docs/method.md §2).
 
 ``Conv1d(D_m -> d, kernel k_m, padding 0, no bias)`` over time, so the output has
 ``T_m - k_m + 1`` steps. As released, a modality whose width already equals d is passed through

@@ -1,4 +1,4 @@
-"""Optional BERT-family text encoder, fine-tuned end to end (spec 1, "text encoder option").
+"""Optional BERT-family text encoder, fine-tuned end to end (docs/method.md §2).
 
 Loaded with ``transformers`` from a local directory only: nothing can be downloaded from a model
 hub here, and loading by name offline can silently come back with a wrong (tiny) vocabulary or

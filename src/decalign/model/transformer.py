@@ -1,4 +1,4 @@
-r"""Cross-modal transformer fusion of the unique sequences (spec 1.7; MulT-style, post-norm).
+r"""Cross-modal transformer fusion of the unique sequences (docs/method.md §6; MulT-style).
 
 For each modality m, the query is its unique sequence :math:`s_m` and keys/values are the
 concatenation over time of the other modalities' unique sequences. Inputs are scaled by

@@ -1,4 +1,4 @@
-r"""Maximum Mean Discrepancy with Gaussian kernels (DecAlign's homogeneity term, spec 1.6).
+r"""Maximum Mean Discrepancy with Gaussian kernels (homogeneity term, docs/method.md §5.3).
 
 The biased estimate of the squared MMD between samples :math:`x_{1..n}` and :math:`y_{1..m}` is
 

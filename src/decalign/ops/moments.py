@@ -1,4 +1,4 @@
-r"""Moment matching of latent distributions (the paper's semantic term "Sem", spec 1.6).
+r"""Moment matching of latent distributions (the paper's semantic term "Sem", docs/method.md §5.2).
 
 For a batch :math:`z \in \mathbb{R}^{B \times p}` the matched statistics are the mean
 :math:`\mu`, the covariance :math:`\Sigma = (z-\mu)^\top (z-\mu) / \max(B-1, 1)` and the

@@ -1,8 +1,8 @@
 r"""Transport costs between Gaussian prototypes of different modalities.
 
 The cost of moving prototype p of modality i onto prototype q of modality j is the squared
-2-Wasserstein distance between diagonal Gaussians (paper Eq. for the prototype cost; spec
-``method.md`` 1.5), reduced over dimensions by R (mean, as released, or sum):
+2-Wasserstein distance between diagonal Gaussians (paper Eq. for the prototype cost;
+``docs/method.md`` §4.3), reduced over dimensions by R (mean, as released, or sum):
 
 .. math::
     C_{ij}[p, q] = R\big((\mu_{ip} - \mu_{jq})^2\big)

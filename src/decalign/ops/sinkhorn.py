@@ -2,7 +2,7 @@ r"""Entropic multi-marginal optimal transport, solved by Sinkhorn scaling in the
 
 For M probability vectors :math:`\nu_1 \in \Delta^{K_1}, \dots, \nu_M \in \Delta^{K_M}` and a cost
 tensor :math:`C \in \mathbb{R}^{K_1 \times \dots \times K_M}`, the entropic multi-marginal problem of
-DecAlign (paper Eq. for :math:`\mathcal{L}_{OT}`, spec ``method.md`` 1.5) is
+DecAlign (paper Eq. for :math:`\mathcal{L}_{OT}`, ``docs/method.md`` §4.4) is
 
 .. math::
     \mathrm{OT}_\varepsilon(C; \nu) = \min_{P \in \Pi(\nu_1, \dots, \nu_M)}

@@ -1,7 +1,7 @@
 """Small files in exactly the benchmark layouts, for tests, examples and benchmarks.
 
 None of the real benchmark files can be downloaded here, so the readers are built and tested
-against these. Each writer produces the structure described in ``spec/data.md`` (keys, dtypes,
+against these. Each writer produces the structure described in ``docs/data.md`` (keys, dtypes,
 shapes, Python 2 pickling for the dialogue-level IEMOCAP file) with random content, and can add
 the quirks real files have: ``-inf`` in audio, float ``text_bert``, swapped mask/segment rows,
 lists instead of arrays, object-dtype strings.

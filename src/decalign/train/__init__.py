@@ -1,1 +1,1 @@
-"""Training and evaluation: the protocol of spec section 2, checkpoints, history, multi-seed runs."""
+"""Training and evaluation: docs/method.md §10's protocol, checkpoints, history, seeds."""

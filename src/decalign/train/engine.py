@@ -1,4 +1,4 @@
-"""The training protocol of spec section 2 for one seed: epochs, evaluation, model selection,
+"""The training protocol of docs/method.md §10 for one seed: epochs, evaluation, model selection,
 early stopping, best-epoch checkpoint, final test, and exact resume.
 
 One seed's run is :func:`fit_seed`. Its loop is plain functions (:func:`train_epoch`,
@@ -79,7 +79,7 @@ def show_progress(quiet: bool) -> bool:
 
 @dataclass
 class EarlyStopping:
-    """Model selection on one validation metric with patience (spec section 2)."""
+    """Model selection on one validation metric with patience (docs/method.md §10)."""
 
     mode: str
     patience: int

@@ -5,7 +5,7 @@
     x_m --TemporalProjection--> p_m --CrossModalTransformer (query p_m, context the other p_j)--> h_m
     [h_1 .. h_M] --PredictionHead--> prediction
 
-This is DecAlign's fusion stack (spec 1.7) applied to the *projected* sequences instead of the
+DecAlign's fusion stack (docs/method.md §6) applied to the *projected* sequences instead of the
 modality-unique ones, with no common branch, no decoupling loss and no prototype or distribution
 alignment. It isolates what decoupling and alignment add on top of cross-modal attention (Tsai et
 al., "Multimodal Transformer for Unaligned Multimodal Language Sequences", ACL 2019). Unlike the
