@@ -41,6 +41,8 @@ _LAZY = {
     "evaluate_checkpoint": "decalign.api",
     "predict_checkpoint": "decalign.api",
     "load_checkpoint": "decalign.train.checkpoint",
+    "Predictor": "decalign.inference",
+    "Prediction": "decalign.inference",
     "load_official_state_dict": "decalign.interop",
 }
 

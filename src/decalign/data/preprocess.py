@@ -35,6 +35,7 @@ __all__ = [
     "apply_standardizer",
     "apply_standardizer_",
     "fit_standardizer",
+    "standardize_array",
     "standardized_modalities",
 ]
 
@@ -193,3 +194,13 @@ def apply_standardizer_(dataset: MultimodalDataset, stats: Mapping[str, FeatureS
             _transform_into(x, x, FeatureStats(*(np.asarray(a, dtype=np.float32) for a in st)))
     dataset.notes.append(_note(stats))
     return dataset
+
+
+def standardize_array(x: np.ndarray, stats: FeatureStats) -> np.ndarray:
+    """A standardised float32 copy of one modality's ``[..., D]`` features with saved ``stats``:
+    the transform every split of a run went through, for new samples (the predictor)."""
+    st = FeatureStats(*(np.asarray(a, dtype=np.float32) for a in stats))
+    out = np.array(x, dtype=np.float32, copy=True)
+    flat = out.reshape(-1, 1, out.shape[-1]) if out.ndim != 3 else out
+    _transform_into(flat, flat, st)
+    return out

@@ -78,6 +78,12 @@ class MultimodalModel(nn.Module):
     def num_outputs(self) -> int:
         return self.head.num_outputs  # type: ignore[no-any-return, union-attr]
 
+    def predict(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> Tensor:
+        """The prediction alone (``[B]`` or ``[B, C]`` logits): ``forward(...).prediction``.
+        Models with training-only terms in ``forward`` override this to skip them (the
+        predictor and the exported graphs call it)."""
+        return self(features, lengths).prediction  # type: ignore[no-any-return]
+
     # -- building blocks -----------------------------------------------------------------------
 
     def make_projection(self) -> TemporalProjection:

@@ -109,19 +109,11 @@ class DecAlign(MultimodalModel):
         """
         index, projected = self.project(self.projection, features)
         names = [self.modalities[i] for i in index]
-        stacked = len({p.shape[1] for p in projected}) == 1
-        if stacked:
-            unique, common = self.decoupler(torch.stack(projected), index)
-            dec = decoupling_loss(unique, common)
-            unique_seq: Tensor | list[Tensor] = unique
-            common_pooled = common.mean(2)
-            unique_pooled = unique.mean(2)
+        unique_seq, unique_pooled, common_pooled, common_seq = self._decouple(projected, index)
+        if isinstance(unique_seq, Tensor):
+            dec = decoupling_loss(unique_seq, common_seq)  # type: ignore[arg-type]
         else:
-            pairs = [self.decoupler.one(p, i) for p, i in zip(projected, index)]
-            dec = torch.stack([decoupling_loss(u, c) for u, c in pairs]).mean()
-            unique_seq = [u for u, _ in pairs]
-            common_pooled = torch.stack([c.mean(1) for _, c in pairs])
-            unique_pooled = torch.stack([u.mean(1) for u, _ in pairs])
+            dec = torch.stack([decoupling_loss(u, c) for u, c in zip(unique_seq, common_seq)]).mean()
         if self.config.heterogeneity.masked_pooling and lengths is not None:
             unique_pooled = self._masked_pool(unique_seq, names, lengths)
         align_unique, align_common = unique_pooled, common_pooled  # [M', B, d]
@@ -133,10 +125,8 @@ class DecAlign(MultimodalModel):
         all_active = len(index) == len(self.modalities) and len(index) >= 2
         hetero, homo, plan, terms = self._alignment(align_unique, align_common, index, all_active)
         terms = {"decoupling": dec, **terms}
-        fused = self.fusion(unique_seq, index)  # [M', B, d]
+        representation, prediction = self._fuse(unique_seq, common_pooled, index)
         common_all, unique_all = self.scatter(common_pooled, index), self.scatter(unique_pooled, index)
-        representation = self.concat(torch.cat([self.scatter(fused, index), common_all], dim=0))
-        prediction = self.head(representation)
         return DecAlignOutput(
             prediction=prediction,
             losses={"decoupling": dec, "heterogeneity": hetero, "homogeneity": homo},
@@ -146,6 +136,39 @@ class DecAlign(MultimodalModel):
             common=common_all,
             plan=plan,
         )
+
+    def predict(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> Tensor:
+        """``forward(features).prediction`` without the training losses.
+
+        The alignment losses (GMM EM, Sinkhorn, MMD) and the decoupling loss do not touch the
+        prediction, which reads only the fused unique sequences and the pooled common features;
+        they are batch statistics with data-dependent loops that neither ``torch.export`` nor
+        ONNX can capture. This path is what the predictor and the exported graphs run.
+        ``lengths`` is accepted for the common signature and not used (the released model pools
+        over padding).
+        """
+        index, projected = self.project(self.projection, features)
+        unique_seq, _, common_pooled, _ = self._decouple(projected, index)
+        return self._fuse(unique_seq, common_pooled, index)[1]
+
+    def _decouple(
+        self, projected: list[Tensor], index: list[int]
+    ) -> tuple[Tensor | list[Tensor], Tensor, Tensor, Tensor | list[Tensor]]:
+        """Unique sequences (stacked ``[M', B, T, d]`` when the lengths agree, else a list),
+        time-pooled unique and common features ``[M', B, d]``, and the common sequences."""
+        if len({p.shape[1] for p in projected}) == 1:
+            unique, common = self.decoupler(torch.stack(projected), index)
+            return unique, unique.mean(2), common.mean(2), common
+        pairs = [self.decoupler.one(p, i) for p, i in zip(projected, index)]
+        unique_list, common_list = [u for u, _ in pairs], [c for _, c in pairs]
+        unique_pooled = torch.stack([u.mean(1) for u in unique_list])
+        return unique_list, unique_pooled, torch.stack([c.mean(1) for c in common_list]), common_list
+
+    def _fuse(self, unique_seq: Tensor | list[Tensor], common_pooled: Tensor, index: list[int]) -> tuple[Tensor, Tensor]:
+        """Cross-modal fusion and the head: the representation ``[B, 2 M d]`` and the prediction."""
+        fused = self.fusion(unique_seq, index)  # [M', B, d]
+        representation = self.concat(torch.cat([self.scatter(fused, index), self.scatter(common_pooled, index)], dim=0))
+        return representation, self.head(representation)
 
     def _alignment(
         self, unique_pooled: Tensor, common_pooled: Tensor, index: list[int], all_active: bool

@@ -66,8 +66,8 @@ def fast_kernels() -> bool:
 
 def _use_custom(x: Tensor) -> bool:
     """The custom kernels are for eager CPU execution; inside ``torch.compile`` the plain ops let
-    Inductor fuse and generate its own code."""
-    return _FAST and x.device.type == "cpu" and not torch.compiler.is_compiling()
+    Inductor fuse and generate its own code; a TorchScript or ONNX trace records the plain ops."""
+    return _FAST and x.device.type == "cpu" and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
 def _random_int32(shape: torch.Size | tuple[int, ...], device: torch.device) -> Tensor:

@@ -103,6 +103,13 @@ class LoadedCheckpoint:
     """Standardisation statistics per modality (``lo``, ``hi``, ``mean``, ``std``), or empty."""
     metadata: dict[str, str]
 
+    def predictor(self, device: str = "cpu") -> Any:
+        """A :class:`decalign.inference.Predictor`: this model with its preprocessing, for raw
+        features (``ckpt.model`` alone skips the run's standardisation)."""
+        from decalign.inference import Predictor
+
+        return Predictor(self.model, self.config, self.info, self.preprocess, device)
+
 
 def save_checkpoint(
     path: str | os.PathLike[str],

@@ -1,0 +1,293 @@
+"""Using a trained model on new samples: :class:`Predictor`.
+
+A checkpoint's model expects what training fed it: features standardised with the statistics
+fitted on the run's train split (MOSEI and CH-SIMS presets), every modality padded to the length
+the model was built for, and logits that mean the run's classes. A :class:`Predictor` owns all of
+that, so new samples go in exactly as a dataset file carries them::
+
+    predictor = decalign.Predictor.from_checkpoint("runs/synthetic/seed_1/model.safetensors")
+    out = predictor.predict({"text": text, "audio": audio, "vision": vision})   # [T, D] or [N, T, D]
+    out.values, out.class_names, out.probabilities
+
+Modalities may be left out (or named in ``drop``): the model then treats them as inactive, the
+same rule as its modality ablations (their slots of the fused representation are zeros and the
+other modalities do not attend to them).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from decalign.data.types import DataError
+
+__all__ = ["Prediction", "Predictor"]
+
+ArrayLike = Any
+"""A numpy array, a torch tensor, or a list of per-sample ``[T, D]`` arrays."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What :meth:`Predictor.predict` returns for N samples.
+
+    Attributes:
+        task: ``regression`` or ``classification``.
+        values: ``[N]`` float predictions (regression) or int64 predicted class indices.
+        probabilities: ``[N, C]`` softmax of the logits (classification), else ``None``.
+        logits: ``[N, C]`` raw class scores (classification), else ``None``.
+        class_names: the C class names in index order (classification), else ``None``.
+    """
+
+    task: str
+    values: np.ndarray
+    probabilities: np.ndarray | None = None
+    logits: np.ndarray | None = None
+    class_names: tuple[str, ...] | None = None
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def labels(self) -> list[str] | None:
+        """The predicted class name of every sample (classification), else ``None``."""
+        if self.class_names is None:
+            return None
+        return [self.class_names[int(c)] for c in self.values]
+
+
+def _class_names(info: Any) -> tuple[str, ...] | None:
+    if info.task != "classification":
+        return None
+    return tuple(info.class_names) if info.class_names else tuple(f"class_{c}" for c in range(info.num_outputs))
+
+
+class Predictor:
+    """A trained model with everything needed to use it on raw features.
+
+    Args:
+        model: the model (any architecture of :func:`decalign.train.checkpoint.build_model`).
+        config: the run's :class:`~decalign.config.RunConfig` (batch size, text encoder).
+        info: the :class:`~decalign.train.checkpoint.ModelInfo` it was built for (modalities,
+            widths, padded lengths, task, class names).
+        preprocess: per-modality standardisation statistics saved with the checkpoint (``lo``,
+            ``hi``, ``mean``, ``std``), empty when the run did not standardise.
+        device: where the model runs (``cpu``, ``cuda``, ... ; ``auto`` picks as training does).
+    """
+
+    def __init__(self, model: Any, config: Any, info: Any,
+                 preprocess: Mapping[str, Mapping[str, np.ndarray]] | None = None, device: str = "cpu") -> None:
+        from decalign.data.preprocess import FeatureStats
+        from decalign.train.engine import resolve_device
+
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.config = config
+        self.info = info
+        self.stats = {m: FeatureStats(**{k: np.asarray(v) for k, v in s.items()}) for m, s in (preprocess or {}).items()}
+        self.class_names = _class_names(info)
+        self._bert_text = getattr(model, "text_encoder", None) is not None
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], device: str = "cpu") -> Predictor:
+        """The predictor of a ``model.safetensors`` written by training."""
+        from decalign.train.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        return cls(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
+
+    @property
+    def task(self) -> str:
+        return str(self.info.task)
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities the model uses (those switched off at training are not accepted)."""
+        return tuple(getattr(self.model, "active", self.info.modalities))
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        return {m: int(self.info.input_dims[m]) for m in self.modalities}
+
+    @property
+    def seq_lens(self) -> dict[str, int]:
+        """The padded length of each modality: shorter inputs are zero-padded at the end to it."""
+        return {m: int(self.info.seq_lens[m]) for m in self.modalities}
+
+    # -- input checking ------------------------------------------------------------------------
+
+    def _one(self, name: str, value: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
+        """One modality as a padded float32 ``[N, T, D]`` batch, its unpadded lengths, and
+        whether the input was a single sample."""
+        dim, steps = self.info.input_dims[name], self.info.seq_lens[name]
+        if isinstance(value, (list, tuple)):
+            samples = [_as_numpy(v, name) for v in value]
+            bad = [i for i, s in enumerate(samples) if s.ndim != 2]
+            if bad:
+                raise DataError(f"modality {name!r}: a list of samples must hold [T, D] arrays; "
+                                f"sample {bad[0]} has shape {samples[bad[0]].shape}")
+            single = False
+        else:
+            x = _as_numpy(value, name)
+            if x.ndim == 2:
+                samples, single = [x], True
+            elif x.ndim == 3:
+                samples, single = list(x), False
+            else:
+                raise DataError(f"modality {name!r}: expected [T, D] (one sample) or [N, T, D] (a batch), "
+                                f"found shape {x.shape}")
+        if not samples:
+            raise DataError(f"modality {name!r}: no samples")
+        for s in samples:
+            if s.shape[-1] != dim:
+                raise DataError(f"modality {name!r}: feature width {s.shape[-1]} (shape {s.shape}), the model "
+                                f"expects {dim}")
+            if s.shape[0] > steps:
+                raise DataError(f"modality {name!r}: {s.shape[0]} time steps, the model was built for sequences "
+                                f"padded to {steps}; cut the input to at most {steps} steps")
+            if s.shape[0] < 1:
+                raise DataError(f"modality {name!r}: a sample has 0 time steps")
+        batch = np.zeros((len(samples), steps, dim), dtype=np.float32)
+        for i, s in enumerate(samples):
+            batch[i, : s.shape[0]] = s
+        lengths = np.array([s.shape[0] for s in samples], dtype=np.int64)
+        bad = ~np.isfinite(batch)
+        if bad.any():
+            warnings.warn(f"modality {name!r}: {int(bad.sum())} non-finite feature value(s) replaced by 0, "
+                          "as the data readers do", stacklevel=4)
+            batch[bad] = 0.0
+        return batch, lengths, single
+
+    def _text_tokens(self, value: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
+        """BERT text input: ``[3, T]`` or ``[N, 3, T]`` token ids, mask and segments."""
+        x = _as_numpy(value, "text", integer=True)
+        single = x.ndim == 2
+        x = x[None] if single else x
+        if x.ndim != 3 or x.shape[1] != 3:
+            raise DataError(f"modality 'text': the BERT text encoder takes [3, T] or [N, 3, T] token ids "
+                            f"(the data file's text_bert), found shape {x.shape}")
+        return x.astype(np.int64), np.clip(x[:, 1].sum(axis=1), 1, None).astype(np.int64), single
+
+    def prepare(self, features: Mapping[str, ArrayLike], lengths: Mapping[str, ArrayLike] | None = None,
+                drop: Iterable[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
+        """Check, pad and standardise raw inputs: the model-ready ``[N, T, D]`` arrays, their
+        lengths, and whether a single sample was given. See :meth:`predict`."""
+        drop = tuple(drop)
+        unknown = [m for m in (*features, *drop) if m not in self.info.modalities]
+        if unknown:
+            raise DataError(f"unknown modality {unknown[0]!r}: the model was trained on {list(self.info.modalities)}")
+        off = [m for m in features if m not in self.modalities and m not in drop]
+        if off:
+            raise DataError(f"modality {off[0]!r} was switched off when the model was trained "
+                            f"(model.modalities={list(self.modalities)}); leave it out")
+        names = [m for m in self.modalities if m in features and m not in drop]
+        if not names:
+            raise DataError(f"no modality left to predict from: the model uses {list(self.modalities)}, "
+                            f"the input has {list(features)}" + (f" and drops {list(drop)}" if drop else ""))
+        arrays: dict[str, np.ndarray] = {}
+        lens: dict[str, np.ndarray] = {}
+        singles: dict[str, bool] = {}
+        for m in names:
+            if m == "text" and self._bert_text:
+                arrays[m], lens[m], singles[m] = self._text_tokens(features[m])
+            else:
+                arrays[m], lens[m], singles[m] = self._one(m, features[m])
+        sizes = {m: a.shape[0] for m, a in arrays.items()}
+        if len(set(sizes.values())) > 1 or len(set(singles.values())) > 1:
+            raise DataError(f"modalities disagree on the number of samples: {sizes}"
+                            + (" (some given as one [T, D] sample)" if len(set(singles.values())) > 1 else ""))
+        for m in lengths or {}:
+            if m not in arrays:
+                continue
+            given = np.atleast_1d(_as_numpy(lengths[m], f"{m} lengths", integer=True)).astype(np.int64)  # type: ignore[index]
+            if given.shape != lens[m].shape or (given < 1).any() or (given > arrays[m].shape[1]).any():
+                raise DataError(f"lengths of {m!r}: expected {lens[m].shape[0]} value(s) in [1, "
+                                f"{arrays[m].shape[1]}], found {given.tolist()[:8]}")
+            lens[m] = given
+        for m, st in self.stats.items():
+            if m in arrays:
+                from decalign.data.preprocess import standardize_array
+
+                arrays[m] = standardize_array(arrays[m], st)
+        return arrays, lens, next(iter(singles.values()))
+
+    # -- prediction ----------------------------------------------------------------------------
+
+    def predict(self, features: Mapping[str, ArrayLike], lengths: Mapping[str, ArrayLike] | None = None, *,
+                drop: Iterable[str] = (), batch_size: int | None = None) -> Prediction:
+        """Predict from raw features.
+
+        Args:
+            features: modality name -> features exactly as a dataset file carries them, before
+                any standardisation: ``[T, D]`` for one sample, ``[N, T, D]`` for a batch, or a
+                list of ``[T_i, D]`` samples; numpy or torch. Shorter sequences are zero-padded
+                at the end to the model's length (the datasets' padding); longer ones are an
+                error. Modalities left out are inactive (the model's ablation rule).
+            lengths: optional modality name -> ``[N]`` true lengths (default: the unpadded
+                length of each input); only the masked-pooling option reads them.
+            drop: modalities to leave out although present (missing-modality tests).
+            batch_size: samples per forward pass (default: the run's evaluation batch size).
+
+        Returns:
+            A :class:`Prediction` with N values (N = 1 for a single sample).
+
+        Raises:
+            DataError: an unknown or switched-off modality, a wrong feature width, too many time
+                steps, modalities with different sample counts.
+        """
+        import torch
+
+        arrays, lens, _ = self.prepare(features, lengths, drop)
+        n = next(iter(arrays.values())).shape[0]
+        tc = self.config.train
+        step = batch_size or tc.eval_batch_size or tc.batch_size
+        outs = []
+        with torch.no_grad():
+            for start in range(0, n, step):
+                sl = slice(start, start + step)
+                batch = {m: torch.from_numpy(a[sl]).to(self.device) for m, a in arrays.items()}
+                blens = {m: torch.from_numpy(v[sl]).to(self.device) for m, v in lens.items()}
+                outs.append(self.model.predict(batch, blens).float().cpu())
+        raw = torch.cat(outs).numpy()
+        return self._wrap(raw)
+
+    def _wrap(self, raw: np.ndarray) -> Prediction:
+        if self.task != "classification":
+            return Prediction("regression", raw.reshape(-1).astype(np.float64))
+        z = raw - raw.max(axis=1, keepdims=True)
+        probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        return Prediction("classification", raw.argmax(axis=1).astype(np.int64), probs, raw, self.class_names)
+
+    def predict_split(self, split: Any, drop: Sequence[str] = (), batch_size: int | None = None) -> Prediction:
+        """Predictions for a whole split of a dataset read without standardisation (what
+        :func:`decalign.load_data` returns)."""
+        features = dict(split.features)
+        if self._bert_text:
+            if split.text_bert is None:
+                raise DataError("the model's BERT text encoder needs the data file's 'text_bert' token ids, "
+                                "which this file does not have")
+            features["text"] = split.text_bert
+        lengths = {m: v for m, v in split.lengths.items() if m in features}
+        return self.predict({m: features[m] for m in self.modalities if m in features}, lengths,
+                            drop=drop, batch_size=batch_size)
+
+
+def _as_numpy(value: ArrayLike, name: str, integer: bool = False) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().to("cpu").numpy()
+    try:
+        x = np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise DataError(f"modality {name!r}: not an array ({err})") from None
+    if integer:
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{name}: expected integers, found dtype {x.dtype}")
+        return x
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"modality {name!r}: expected float features, found dtype {x.dtype}")
+    return x.astype(np.float32, copy=False)
