@@ -89,7 +89,9 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.config = config
         self.info = info
-        self.stats = {m: FeatureStats(**{k: np.asarray(v) for k, v in s.items()}) for m, s in (preprocess or {}).items()}
+        self.stats = {
+            m: FeatureStats(**{k: np.asarray(v) for k, v in s.items()}) for m, s in (preprocess or {}).items()
+        }
         self.class_names = _class_names(info)
         self._bert_text = getattr(model, "text_encoder", None) is not None
 

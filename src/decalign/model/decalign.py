@@ -164,10 +164,13 @@ class DecAlign(MultimodalModel):
         unique_pooled = torch.stack([u.mean(1) for u in unique_list])
         return unique_list, unique_pooled, torch.stack([c.mean(1) for c in common_list]), common_list
 
-    def _fuse(self, unique_seq: Tensor | list[Tensor], common_pooled: Tensor, index: list[int]) -> tuple[Tensor, Tensor]:
+    def _fuse(
+        self, unique_seq: Tensor | list[Tensor], common_pooled: Tensor, index: list[int]
+    ) -> tuple[Tensor, Tensor]:
         """Cross-modal fusion and the head: the representation ``[B, 2 M d]`` and the prediction."""
         fused = self.fusion(unique_seq, index)  # [M', B, d]
-        representation = self.concat(torch.cat([self.scatter(fused, index), self.scatter(common_pooled, index)], dim=0))
+        scattered = [self.scatter(fused, index), self.scatter(common_pooled, index)]
+        representation = self.concat(torch.cat(scattered, dim=0))
         return representation, self.head(representation)
 
     def _alignment(
