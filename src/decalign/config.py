@@ -225,7 +225,7 @@ class TrainConfig:
     seeds: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     amp: bool = False
-    """bf16/fp16 autocast on CUDA (ignored with a warning elsewhere)."""
+    """bf16 autocast on CUDA (no effect on other devices; docs/method.md §9)."""
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
     num_threads: NonNegInt = 0
