@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# Per-sample layout of CMU-MOSEI unaligned (data.md) and its split proportions.
+# Per-sample layout of CMU-MOSEI unaligned (docs/data.md) and its split proportions.
 T_TEXT, T_AUDIO, T_VISION = 50, 500, 500
 D_TEXT, D_AUDIO, D_VISION = 768, 74, 35
 MOSEI_SPLITS = {"train": 16326, "valid": 1871, "test": 4659}

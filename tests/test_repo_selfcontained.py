@@ -30,6 +30,9 @@ OUTSIDE = [
     ),
     (re.compile(r"\b(?:official_state_dict|metrics)\.md\b"), "a spec file name"),
 ]
+BARE_DOC_NAME = re.compile(r"(?<![\w/.'\"-])(?:data|method)\.md\b")
+"""Outside docs/, ``data.md`` or ``method.md`` without ``docs/`` is ambiguous: it was the name of
+the outside spec files."""
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".yaml", ".yml", ".json", ".txt", ".cfg", ".ini", ".sh", ""}
 CITATION = re.compile(r"docs/method\.md\W{0,4}((?:§\d+(?:\.\d+)?(?:\s*(?:-|–|and|,)\s*)?)+)")
 
@@ -80,7 +83,8 @@ def test_no_file_refers_outside_the_repository() -> None:
         text = _text(path)
         if text is None:
             continue
-        for pattern, what in OUTSIDE:
+        patterns = OUTSIDE if rel.startswith("docs/") else [*OUTSIDE, (BARE_DOC_NAME, "a bare doc name")]
+        for pattern, what in patterns:
             for match in pattern.finditer(text):
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{rel}:{line}: {what}: {match.group(0)!r}")
@@ -112,6 +116,7 @@ def test_the_checks_catch_each_kind_of_outside_reference() -> None:
     ]
     for text in bad:
         assert any(p.search(text) for p, _ in OUTSIDE), text
+    assert BARE_DOC_NAME.search("the layout (``data.md``)") and not BARE_DOC_NAME.search("docs/data.md")
     for text in good:
         assert not any(p.search(text) for p, _ in OUTSIDE), text
 

@@ -1,7 +1,7 @@
 """Which benchmark a file holds, decided from its array shapes (never from its file name).
 
 MMSA names both CMU-MOSI and CMU-MOSEI files ``aligned_50.pkl``; users rename files freely. The
-feature widths, however, identify each benchmark uniquely (``data.md``): MOSI 768/5/20, MOSEI
+feature widths, however, identify each benchmark uniquely (``docs/data.md``): MOSI 768/5/20, MOSEI
 768/74/35, CH-SIMS 768/33/709, the DecAlign authors' IEMOCAP 1024/512/1024 (the dialogue-level
 IEMOCAP features, 100/100/512, count as IEMOCAP too). Padded lengths decide
 nothing (users truncate sequences), but a mismatch with the published lengths is reported.
@@ -29,7 +29,7 @@ IEMOCAP_CLASSES_4: tuple[str, ...] = IEMOCAP_CLASSES_6[:4]
 
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    """Published shapes and task of one benchmark (``data.md``)."""
+    """Published shapes and task of one benchmark (``docs/data.md``)."""
 
     kind: str
     dims: Mapping[str, int]

@@ -1,7 +1,7 @@
 """Reader for the MMSA pickle layout: CMU-MOSI, CMU-MOSEI (aligned and unaligned), CH-SIMS, the
 DecAlign authors' utterance-level IEMOCAP file, and any other file with the same structure.
 
-The layout (``data.md``): a dict ``{"train", "valid", "test"}``, each a dict with features
+The layout (``docs/data.md``): a dict ``{"train", "valid", "test"}``, each a dict with features
 ``text``/``audio``/``vision`` ``[N, T, D]``, optional ``audio_lengths``/``vision_lengths``
 (unaligned files), ``regression_labels`` and/or ``classification_labels``, ``id``, ``raw_text``,
 ``text_bert`` and, for CH-SIMS, unimodal labels ``regression_labels_T/_A/_V``. Extra keys are
