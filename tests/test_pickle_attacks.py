@@ -209,7 +209,8 @@ def test_expansion_bound_scales_with_the_file() -> None:
 
 def test_repeated_calls_on_a_big_list_are_counted_as_work(tmp_path: Path) -> None:
     """``set(L)`` a million times costs a million times len(L): the work counter stops it."""
-    big = pickle.EMPTY_LIST + pickle.MARK + b"".join(const(i) for i in range(3000)) + pickle.APPENDS + pickle.TUPLE1 + put(1)
+    numbers = b"".join(const(i) for i in range(3000))
+    big = pickle.EMPTY_LIST + pickle.MARK + numbers + pickle.APPENDS + pickle.TUPLE1 + put(1)
     # frozenset(L) repeated: the global once (memo 2), then BINGET 2, BINGET 1, REDUCE per copy
     fs = glob("builtins", "frozenset") + put(2) + pickle.POP
     rep = (get(2) + get(1) + pickle.REDUCE) * 200_000
