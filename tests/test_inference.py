@@ -132,3 +132,95 @@ def test_classification_gives_class_names_and_probabilities(tmp_path: Path) -> N
     np.testing.assert_allclose(out.probabilities.sum(1), 1.0, rtol=1e-6)
     np.testing.assert_array_equal(out.values, out.logits.argmax(1))
     assert out.labels == [("neg", "neu", "pos")[c] for c in out.values]
+
+
+# -- unlabelled data, predict and info ---------------------------------------------------------
+
+
+def _unlabelled_files(run: Path, tmp: Path) -> dict[str, Path]:
+    split = _raw_test_split(run)
+    arrays = {m: split.features[m] for m in split.modalities}
+    npz = tmp / "new.npz"
+    np.savez(npz, ids=split.ids, **arrays)
+    from safetensors.numpy import save_file
+
+    st = tmp / "new.safetensors"
+    save_file({m: np.ascontiguousarray(x) for m, x in arrays.items()}, str(st))
+    from decalign.testing.fixtures import write_pickle
+
+    pkl = write_pickle({"test": {**arrays, "id": list(split.ids)}}, tmp / "new.pkl")
+    return {"npz": npz, "safetensors": st, "pickle": pkl}
+
+
+@pytest.mark.parametrize("fmt", ["npz", "safetensors", "pickle"])
+def test_predict_and_info_accept_unlabelled_files(run: Path, tmp_path: Path, fmt: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    path = _unlabelled_files(run, tmp_path)[fmt]
+    assert main(["info", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "unlabelled" in shown and "no labels" in shown
+    out = tmp_path / "preds.csv"
+    assert main(["predict", "--checkpoint", str(run / "seed_3" / "model.safetensors"), "--data", str(path),
+                 "--out", str(out)]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    written = _written(run)
+    assert len(rows) == len(written) and "label" not in rows[0]
+    split = _raw_test_split(run)
+    for row, sample_id in zip(rows, split.ids):
+        expected_id = str(sample_id) if fmt != "safetensors" else row["id"]  # safetensors: ids generated
+        assert row["id"] == expected_id
+        assert float(row["prediction"]) == pytest.approx(written[str(sample_id)], abs=1e-5)
+
+
+def test_eval_on_unlabelled_data_says_labels_are_needed(run: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = _unlabelled_files(run, tmp_path)["pickle"]
+    assert main(["eval", "--checkpoint", str(run / "seed_3" / "model.safetensors"), "--data", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "no labels" in err and "decalign predict" in err and len(err.strip().splitlines()) == 1
+
+
+def test_predict_on_the_full_dataset_keeps_labels_and_drops(run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.csv"
+    ckpt = str(run / "seed_3" / "model.safetensors")
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--split", "valid", "test"]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["split"] for r in rows} == {"valid", "test"} and "label" in rows[0]
+    test_rows = {r["id"]: float(r["prediction"]) for r in rows if r["split"] == "test"}
+    assert test_rows == pytest.approx(_written(run), abs=1e-5)
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--drop", "audio"]) == 0
+    with open(out, newline="") as fh:
+        dropped = {r["id"]: float(r["prediction"]) for r in csv.DictReader(fh)}
+    split = _raw_test_split(run)
+    expected = decalign.Predictor.from_checkpoint(ckpt).predict(split.features, drop=["audio"]).values
+    np.testing.assert_allclose([dropped[str(i)] for i in split.ids], expected, atol=1e-5)
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--drop", "smell"]) == 2
+
+
+# -- missing modalities in eval --------------------------------------------------------------------
+
+
+def test_eval_drop_matches_the_predictor_and_drop_each_writes_the_table(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from decalign.metrics import sentiment_metrics
+
+    ckpt = run / "seed_3" / "model.safetensors"
+    assert main(["eval", "--checkpoint", str(ckpt), "--drop", "vision", "--json", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())["metrics"]
+    split = _raw_test_split(run)
+    values = decalign.Predictor.from_checkpoint(ckpt).predict(split.features, drop=["vision"]).values
+    assert metrics["mae"] == pytest.approx(sentiment_metrics(values, split.labels)["mae"], abs=1e-6)
+    capsys.readouterr()
+    assert main(["eval", "--run", str(run), "--drop-each"]) == 0
+    shown = capsys.readouterr().out
+    for row in ("all", "w/o text", "w/o audio", "w/o vision"):
+        assert row in shown
+    table = json.loads((run / "drop_each_test.json").read_text())
+    assert table["rows"]["w/o vision"]["mean"]["mae"] == pytest.approx(metrics["mae"], abs=1e-9)
+    assert table["rows"]["all"]["mean"]["mae"] != table["rows"]["w/o vision"]["mean"]["mae"]
+    assert "| w/o audio |" in (run / "drop_each_test.md").read_text()

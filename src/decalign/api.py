@@ -32,7 +32,7 @@ from decalign.config import (
     config_from_dict,
     config_to_dict,
 )
-from decalign.data import MultimodalDataset, describe_dataset, load_dataset
+from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
 from decalign.presets import PRESETS, custom_preset, get_preset
 
 __all__ = [
@@ -304,7 +304,12 @@ def _load_for_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[s
         data_cfg = dataclasses.replace(ckpt.config.data, dataset=dataset)
         if data is None and ckpt.config.data.dataset != "synthetic":
             raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
-        dataset = load_data(data, data_cfg)
+        try:
+            dataset = load_data(data, data_cfg)
+        except DataError as err:
+            from decalign.inference import unlabelled_error
+
+            raise unlabelled_error(data, err) from None
     _check_compatible(dataset, ckpt.info, str(data or "data"))
     prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info, in_place=owned)
     return ckpt, dataset, prepared
@@ -316,8 +321,13 @@ def evaluate_checkpoint(
     split: str = "test",
     dataset: MultimodalDataset | None = None,
     device: str = "auto",
+    drop: Sequence[str] = (),
 ) -> dict[str, float]:
-    """Metrics of a saved model on a split of a data file (the model's own preprocessing)."""
+    """Metrics of a saved model on a split of a data file (the model's own preprocessing).
+
+    ``drop`` names modalities to leave out, as missing at test time: the model treats them as
+    inactive, the rule of its modality ablations."""
+    from decalign.inference import drop_modalities
     from decalign.train.distributed import Context
     from decalign.train.engine import evaluate, resolve_device
 
@@ -326,50 +336,20 @@ def evaluate_checkpoint(
         raise ValueError(f"unknown split {split!r}; the data has {sorted(prepared.splits)}")
     dev = resolve_device(device)
     ckpt.model.to(dev)
-    return evaluate(ckpt.model, prepared.splits[split], ckpt.config, dev, Context.single(), prepared.metric_fn).metrics
+    tensors = drop_modalities(prepared.splits[split], drop, ckpt.model)
+    return evaluate(ckpt.model, tensors, ckpt.config, dev, Context.single(), prepared.metric_fn).metrics
 
 
 def predict_checkpoint(
     checkpoint: str | os.PathLike[str],
     data: str | os.PathLike[str] | None,
     out_csv: str | os.PathLike[str],
-    splits: Sequence[str] = ("test",),
+    splits: Sequence[str] | None = None,
     device: str = "auto",
+    drop: Sequence[str] = (),
 ) -> Path:
-    """Write one row per sample (``split,id,label,prediction`` or class probabilities)."""
-    import csv
-    import io
+    """Write one row per sample (``split,id,[label,]prediction`` or class probabilities); the
+    data may be unlabelled and hold any splits (see :func:`decalign.inference.predict_to_csv`)."""
+    from decalign.inference import predict_to_csv
 
-    from decalign.train.atomic import write_text
-    from decalign.train.distributed import Context
-    from decalign.train.engine import predict_split, resolve_device
-
-    ckpt, _, prepared = _load_for_eval(checkpoint, data, None)
-    dev = resolve_device(device)
-    ckpt.model.to(dev)
-    names = list(ckpt.info.class_names) if ckpt.info.class_names else None
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    header_written = False
-    for split in splits:
-        if split not in prepared.splits:
-            raise ValueError(f"unknown split {split!r}; the data has {sorted(prepared.splits)}")
-        data_split = prepared.splits[split]
-        bs = ckpt.config.train.eval_batch_size or ckpt.config.train.batch_size
-        pred, _ = predict_split(ckpt.model, data_split, bs, dev, Context.single())
-        labels = data_split.labels.numpy()
-        if pred.ndim == 1:
-            if not header_written:
-                writer.writerow(["split", "id", "label", "prediction"])
-            for i, y, p in zip(data_split.ids, labels, pred):
-                writer.writerow([split, str(i), float(y), float(p)])
-        else:
-            classes = names or [f"class_{c}" for c in range(pred.shape[1])]
-            z = np.exp(pred - pred.max(1, keepdims=True))
-            probs = z / z.sum(1, keepdims=True)
-            if not header_written:
-                writer.writerow(["split", "id", "label", "predicted", *[f"p_{c}" for c in classes]])
-            for i, y, p in zip(data_split.ids, labels, probs):
-                writer.writerow([split, str(i), classes[int(y)], classes[int(p.argmax())], *[f"{v:.6f}" for v in p]])
-        header_written = True
-    return write_text(out_csv, buf.getvalue())
+    return Path(predict_to_csv(checkpoint, data, out_csv, splits, drop, device))

@@ -62,6 +62,17 @@ def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
                    "the built-in synthetic benchmark without --data)")
 
 
+def _add_drop_args(p: argparse.ArgumentParser, each: bool) -> None:
+    """Missing modalities at test time (``eval``, ``predict``)."""
+    g = p.add_mutually_exclusive_group() if each else p
+    g.add_argument("--drop", nargs="+", default=[], metavar="MODALITY",
+                   help="leave these modalities out, as missing at test time (the model's ablation rule)")
+    if each:
+        g.add_argument("--drop-each", action="store_true",
+                       help="the robustness table: all modalities, then each one left out (also written to "
+                       "DIR/drop_each_<split>.md/.json for --run)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from decalign import __version__
 
@@ -99,14 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "valid", "test"])
     p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_drop_args(p, each=True)
     _add_common(p)
 
-    p = sub.add_parser("predict", help="write one prediction per sample id to a CSV file")
+    p = sub.add_parser("predict", help="write one prediction per sample id to a CSV file (labels optional)")
     p.add_argument("--checkpoint", metavar="FILE", required=True)
-    p.add_argument("--data", metavar="PATH", help="data file (default: the built-in dataset)")
+    p.add_argument("--data", metavar="PATH", help="data file, labelled or not, any splits, or a flat file of "
+                   "named arrays (default: the built-in dataset)")
     p.add_argument("--out", metavar="CSV", required=True)
-    p.add_argument("--split", nargs="+", default=["test"], choices=["train", "valid", "test"])
+    p.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
+                   help="splits to predict (default: test of a full dataset, every set of other files)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    _add_drop_args(p, each=False)
     _add_common(p)
 
     p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems")
@@ -246,18 +261,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from decalign.reporting import aggregate
     from decalign.train.atomic import write_json
 
+    if args.drop_each:
+        from decalign.inference import drop_each_report
+
+        print(drop_each_report(args.run, args.checkpoint, args.data, args.split, args.device, args.json))
+        return 0
+    drop = args.drop
     if args.run:
         checkpoints = sorted(Path(args.run).glob("seed_*/model.safetensors"))
         if not checkpoints:
             raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {args.run!r}")
         per_seed = {
-            c.parent.name: evaluate_checkpoint(c, args.data, args.split, device=args.device) for c in checkpoints
+            c.parent.name: evaluate_checkpoint(c, args.data, args.split, device=args.device, drop=drop)
+            for c in checkpoints
         }
         agg = aggregate(list(per_seed.values()))
         _print_metrics(f"{args.split} ({len(per_seed)} seeds)", agg["mean"], agg["std"])
         payload: dict[str, Any] = {"split": args.split, "seeds": per_seed, "mean": agg["mean"], "std": agg["std"]}
     else:
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device)
+        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device, drop=drop)
         _print_metrics(args.split, metrics)
         payload = {"split": args.split, "metrics": metrics}
     if args.json:
@@ -268,7 +290,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from decalign.api import predict_checkpoint
 
-    path = predict_checkpoint(args.checkpoint, args.data, args.out, splits=args.split, device=args.device)
+    path = predict_checkpoint(args.checkpoint, args.data, args.out, splits=args.split, device=args.device,
+                              drop=args.drop)
     print(f"predictions: {path}")
     return 0
 
@@ -314,11 +337,19 @@ def _format_info(info: dict[str, Any]) -> str:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from decalign.config import DataConfig
-    from decalign.data import describe_dataset, load_dataset
+    from decalign.data import DataError, describe_dataset, load_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # problems are listed in the description's notes
-        info = describe_dataset(load_dataset(args.path, DataConfig(dataset=args.dataset, path=args.path)))
+        try:
+            info = describe_dataset(load_dataset(args.path, DataConfig(dataset=args.dataset, path=args.path)))
+        except DataError as err:  # not a full labelled dataset: samples to predict on, if anything
+            from decalign.data.samples import describe_samples, read_samples
+
+            try:
+                info = describe_samples(read_samples(args.path))
+            except DataError:
+                raise err from None
     print(json.dumps(info, indent=2, default=str) if args.json else _format_info(info))
     return 0
 

@@ -293,3 +293,208 @@ def _as_numpy(value: ArrayLike, name: str, integer: bool = False) -> np.ndarray:
     if x.dtype.kind not in "biuf":
         raise DataError(f"modality {name!r}: expected float features, found dtype {x.dtype}")
     return x.astype(np.float32, copy=False)
+
+
+def load_samples(data: str | os.PathLike[str] | None, config: Any) -> Any:
+    """The sample sets of ``data`` for prediction: a full dataset (read as training reads it,
+    IEMOCAP protocol included), else any splits or a flat file, labels optional
+    (:mod:`decalign.data.samples`). ``None``: the built-in dataset of ``config``."""
+    import dataclasses
+
+    from decalign.api import load_data
+    from decalign.data.samples import read_samples, samples_from_dataset
+
+    if data is None:
+        if config.data.dataset != "synthetic":
+            raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
+        return samples_from_dataset(load_data(None, config.data))
+    try:
+        return samples_from_dataset(load_data(data, dataclasses.replace(config.data, dataset="auto")))
+    except DataError as full_error:
+        try:
+            return read_samples(data)
+        except DataError:
+            raise full_error from None
+
+
+def predict_to_csv(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None,
+    out_csv: str | os.PathLike[str],
+    splits: Sequence[str] | None = None,
+    drop: Sequence[str] = (),
+    device: str = "auto",
+) -> Any:
+    """Write one row per sample of ``data``: ``split, id, [label,] prediction`` (regression) or
+    ``split, id, [label,] predicted, p_<class>...`` (classification). ``splits`` default: ``test``
+    of a full dataset, every set of a file of samples. Returns the written path."""
+    import csv
+    import io
+
+    from decalign.train.atomic import write_text
+
+    predictor = Predictor.from_checkpoint(checkpoint, device)
+    samples = load_samples(data, predictor.config)
+    if splits is None:
+        splits = ["test"] if set(SPLITS_FULL) <= set(samples.sets) else list(samples.sets)
+    unknown = [s for s in splits if s not in samples.sets]
+    if unknown:
+        raise DataError(f"{samples.source}: no split {unknown[0]!r}; it has {list(samples.sets)}")
+    labelled = all(samples.sets[s].labels is not None for s in splits)
+    names = predictor.class_names
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    label_col = ["label"] if labelled else []
+    if names is None:
+        writer.writerow(["split", "id", *label_col, "prediction"])
+    else:
+        writer.writerow(["split", "id", *label_col, "predicted", *[f"p_{c}" for c in names]])
+    for split in splits:
+        sset = samples.sets[split]
+        out = predictor.predict_split(sset, drop=drop)
+        for i in range(len(sset)):
+            label: list[Any] = []
+            if labelled:
+                y = sset.labels[i]  # type: ignore[index]
+                label = [names[int(y)] if names is not None and 0 <= int(y) < len(names) else float(y)]
+            if names is None:
+                writer.writerow([split, str(sset.ids[i]), *label, float(out.values[i])])
+            else:
+                probs = out.probabilities[i]  # type: ignore[index]
+                writer.writerow([split, str(sset.ids[i]), *label, names[int(out.values[i])],
+                                 *[f"{float(v):.6f}" for v in probs]])
+    return write_text(out_csv, buf.getvalue())
+
+
+SPLITS_FULL = ("train", "valid", "test")
+
+
+def check_drop(drop: Iterable[str], modalities: Sequence[str], active: Sequence[str] | None = None) -> tuple[str, ...]:
+    """``drop`` validated against the model's ``modalities``: known names, and at least one of the
+    ``active`` ones (default: all) left."""
+    drop = tuple(dict.fromkeys(drop))
+    unknown = [m for m in drop if m not in modalities]
+    if unknown:
+        raise DataError(f"--drop {unknown[0]!r}: not a modality of the model; it has {list(modalities)}")
+    active = modalities if active is None else active
+    if not [m for m in active if m not in drop]:
+        raise DataError(f"--drop {list(drop)} leaves none of the model's modalities {list(active)} to predict from")
+    return drop
+
+
+def drop_modalities(split: Any, drop: Sequence[str], model: Any) -> Any:
+    """A split's tensors without the modalities in ``drop`` (the model treats absent ones as
+    inactive, the rule of its ablations); the arrays are shared, not copied."""
+    import dataclasses
+
+    if not drop:
+        return split
+    drop = check_drop(drop, model.modalities, getattr(model, "active", None))
+    keep = {m: v for m, v in split.features.items() if m not in drop}
+    return dataclasses.replace(split, features=keep, lengths={m: split.lengths[m] for m in keep})
+
+
+def unlabelled_error(data: Any, err: Exception) -> Exception:
+    """The error for ``eval`` on a file that is not a full labelled dataset: say so when the file
+    holds samples without labels or without all three splits, else ``err`` itself."""
+    from decalign.data.samples import read_samples
+
+    try:
+        samples = read_samples(data)
+    except Exception:
+        return err
+    if not samples.labelled:
+        bare = [s for s, v in samples.sets.items() if v.labels is None]
+        return DataError(f"{data}: {'set' if len(bare) == 1 else 'sets'} {bare} have no labels, and eval needs "
+                         f"labelled train, valid and test splits; score unlabelled samples with "
+                         f"`decalign predict --checkpoint FILE --data {data} --out preds.csv`")
+    return DataError(f"{err}. (eval needs labelled train, valid and test splits; `decalign predict` "
+                     f"scores the sets {list(samples.sets)} of this file and writes their labels beside)")
+
+
+def drop_each(
+    checkpoints: Sequence[str | os.PathLike[str]],
+    data: str | os.PathLike[str] | None,
+    split: str = "test",
+    device: str = "auto",
+) -> dict[str, Any]:
+    """The robustness table: metrics with every modality, then with each one left out.
+
+    Returns ``{"split", "modalities", "rows": {row: {"seeds": {name: metrics}, "mean", "std"}}}``
+    with rows ``all`` and ``w/o <modality>``; each checkpoint is one seed (a run's
+    ``seed_<s>/model.safetensors``). The data is read once.
+    """
+    import dataclasses
+    from pathlib import Path
+
+    from decalign.api import evaluate_checkpoint, load_data
+    from decalign.reporting import aggregate
+    from decalign.train.checkpoint import load_checkpoint
+
+    first = load_checkpoint(checkpoints[0])
+    if data is None and first.config.data.dataset != "synthetic":
+        raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
+    data_cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
+    try:
+        dataset = load_data(data, data_cfg)
+    except DataError as err:
+        raise unlabelled_error(data, err) from None
+    modalities = [m for m in first.info.modalities if m in getattr(first.model, "active", first.info.modalities)]
+    variants: dict[str, tuple[str, ...]] = {"all": ()}
+    if len(modalities) > 1:
+        variants.update({f"w/o {m}": (m,) for m in modalities})
+    rows: dict[str, Any] = {}
+    for row, drop in variants.items():
+        seeds = {Path(c).parent.name if len(checkpoints) > 1 else Path(c).name:
+                 evaluate_checkpoint(c, data, split, dataset=dataset, device=device, drop=drop) for c in checkpoints}
+        agg = aggregate(list(seeds.values()))
+        rows[row] = {"dropped": list(drop), "seeds": seeds, "mean": agg["mean"], "std": agg["std"]}
+    return {"split": split, "modalities": modalities, "kind": dataset.kind, "task": dataset.task, "rows": rows}
+
+
+def drop_each_table(result: Mapping[str, Any], style: str = "text") -> str:
+    """:func:`drop_each`'s rows as a table of the dataset's report columns (``mean ± std``)."""
+    from decalign.bench import table_keys
+    from decalign.reporting import format_table
+
+    rows = result["rows"]
+    keys = table_keys(result["kind"], result["task"], next(iter(rows.values()))["mean"])
+    return format_table({name: {"mean": r["mean"], "std": r["std"]} for name, r in rows.items()}, keys=keys,
+                        style=style, row_header=f"{result['split']} split")  # type: ignore[arg-type]
+
+
+def drop_each_report(
+    run: str | os.PathLike[str] | None,
+    checkpoint: str | os.PathLike[str] | None,
+    data: str | os.PathLike[str] | None,
+    split: str = "test",
+    device: str = "auto",
+    json_path: str | os.PathLike[str] | None = None,
+) -> str:
+    """``decalign eval --drop-each``: :func:`drop_each` over a run's seeds (or one checkpoint),
+    written to ``json_path`` and, for a run, to ``<run>/drop_each_<split>.json`` and ``.md``.
+    Returns the text table."""
+    from pathlib import Path
+
+    from decalign.train.atomic import write_json, write_text
+
+    if run is not None:
+        checkpoints: list[Any] = sorted(Path(run).glob("seed_*/model.safetensors"))
+        if not checkpoints:
+            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
+    else:
+        checkpoints = [checkpoint]
+    result = drop_each(checkpoints, data, split, device)
+    text = drop_each_table(result)
+    if json_path is not None:
+        write_json(json_path, result)
+    if run is not None:
+        seeds = len(checkpoints)
+        md = (f"# Missing modalities at test time ({split} split)\n\n"
+              f"Each row leaves the named modality out of every {split} sample; the model treats it as "
+              f"inactive (its slots of the fused representation are zeros, no other modality attends to it). "
+              f"Mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''}.\n\n"
+              f"{drop_each_table(result, style='markdown')}\n")
+        write_json(Path(run) / f"drop_each_{split}.json", result)
+        write_text(Path(run) / f"drop_each_{split}.md", md)
+    return text
