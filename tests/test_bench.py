@@ -4,6 +4,7 @@ synthetic data (files, table, figures, links), resuming, and the ablation defini
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import re
 import subprocess
@@ -42,6 +43,11 @@ TINY_SYNTHETIC = [
 ARGV = ["bench", "--dataset", "synthetic", "--models", ",".join(MODELS), "--ablations", "all", "--seeds", "3",
         "--epochs", "1", "-q", "--set", *TINY_SYNTHETIC]
 ALL_RUNS = [*MODELS, *ABLATIONS]
+
+needs_plots = pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None or importlib.util.find_spec("sklearn") is None,
+    reason="figures need the plots extra: pip install -e '.[plots]'",
+)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -96,6 +102,7 @@ def test_bench_csv(bench_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_plots
 def test_bench_md_table_and_figures(bench_dir: Path) -> None:
     text = (bench_dir / "bench.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| ")]
@@ -118,6 +125,7 @@ def test_bench_md_table_and_figures(bench_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@needs_plots
 def test_rerun_skips_completed_runs(bench_dir: Path) -> None:
     files = [bench_dir / "runs" / name / f for name in ALL_RUNS for f in ("results.json", "seed_3/model.safetensors")]
     files.append(bench_dir / "runs" / "decalign" / "plots" / "embeddings.png")

@@ -4,6 +4,7 @@ eval/predict consistency with training, error messages for things a user gets wr
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -61,7 +62,8 @@ def test_train_writes_every_file(synthetic_run: Path) -> None:
         assert 1 <= entry["best_epoch"] <= 2
         assert set(SENTIMENT_KEYS) <= set(entry["test"])
         assert (out / f"seed_{seed}" / "model.safetensors").stat().st_size > 0
-        assert list((out / f"seed_{seed}" / "tensorboard").glob("events.out.tfevents.*"))
+        if importlib.util.find_spec("tensorboard") is not None:  # the tb extra; without it a note
+            assert list((out / f"seed_{seed}" / "tensorboard").glob("events.out.tfevents.*"))
         preds = _read_csv(out / f"seed_{seed}" / "test_predictions.csv")
         assert len(preds) == 40 and set(preds[0]) == {"id", "label", "prediction"}
     assert set(SENTIMENT_KEYS) <= set(results["mean"]) and set(results["mean"]) == set(results["std"])

@@ -9,8 +9,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy.stats import pearsonr
-from sklearn.metrics import f1_score
+
+try:
+    from sklearn.metrics import f1_score
+except ImportError:  # the core install: the reference checks skip
+    f1_score = None
 
 from decalign.metrics import (
     SENTIMENT_KEYS,
@@ -22,6 +25,15 @@ from decalign.metrics import (
     sentiment_metrics,
     sims_metrics,
 )
+
+needs_sklearn = pytest.mark.skipif(
+    f1_score is None, reason="scikit-learn is the reference for F1 here: pip install -e '.[test]'"
+)
+
+
+def _pearsonr(a, b) -> tuple[float]:
+    """numpy's correlation matrix as the independent reference for Pearson's r."""
+    return (float(np.corrcoef(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))[0, 1]),)
 
 
 def no_warnings(fn, *args, **kwargs):
@@ -61,7 +73,7 @@ def test_sentiment_hand_computed() -> None:
     assert m["acc5"] == pytest.approx(4 / 6)
     # mae, unclipped: 0.5 + 0.5 + 1 + 0.1 + 0.7 + 0.2 = 3.0 over 6 (clipped it would be 0.4).
     assert m["mae"] == pytest.approx(0.5)
-    assert m["corr"] == pytest.approx(pearsonr(SENT_P, SENT_Y)[0])
+    assert m["corr"] == pytest.approx(_pearsonr(SENT_P, SENT_Y)[0])
 
 
 def test_corr_hand_computed() -> None:
@@ -102,6 +114,7 @@ def test_has0_vs_non0_with_zero_prediction_and_labels() -> None:
     assert m["f1_has0"] == pytest.approx(23 / 30)
 
 
+@needs_sklearn
 def test_sentiment_matches_sklearn_and_scipy_on_random_data() -> None:
     rng = np.random.default_rng(0)
     y = np.round(rng.uniform(-3, 3, 300) * 3) / 3  # MOSI-like thirds, with exact zeros
@@ -112,7 +125,7 @@ def test_sentiment_matches_sklearn_and_scipy_on_random_data() -> None:
     assert m["f1_non0"] == pytest.approx(f1_score(y[nz] > 0, p[nz] > 0, average="weighted"))
     assert m["f1_has0"] == pytest.approx(f1_score(y >= 0, p >= 0, average="weighted"))
     assert m["acc2_non0"] == pytest.approx(np.mean((p[nz] > 0) == (y[nz] > 0)))
-    assert m["corr"] == pytest.approx(pearsonr(p, y)[0])
+    assert m["corr"] == pytest.approx(_pearsonr(p, y)[0])
     assert m["mae"] == pytest.approx(np.mean(np.abs(p - y)))
     expected_acc7 = np.mean([round(min(max(a, -3), 3)) == round(min(max(b, -3), 3)) for a, b in zip(p, y)])
     assert m["acc7"] == pytest.approx(expected_acc7)  # Python's round is also half to even
@@ -148,7 +161,7 @@ def test_sims_hand_computed() -> None:
     assert m["f1"] == pytest.approx(272 / 315)
     # MAE of clipped values: 0.4 + 0.1 + 0.4 + 0.2 + 0.5 + 0.2 + 0.2 = 2.0 (unclipped: 3.0).
     assert m["mae"] == pytest.approx(2 / 7)
-    assert m["corr"] == pytest.approx(pearsonr(np.clip(SIMS_P, -1, 1), SIMS_Y)[0])
+    assert m["corr"] == pytest.approx(_pearsonr(np.clip(SIMS_P, -1, 1), SIMS_Y)[0])
 
 
 def test_sims_corr_and_mae_use_clipped_values() -> None:
@@ -156,7 +169,7 @@ def test_sims_corr_and_mae_use_clipped_values() -> None:
     m = sims_metrics([3.0, -1.0, 0.5], [1.0, -1.0, 0.5])
     assert m["corr"] == pytest.approx(1.0)
     assert m["mae"] == 0.0
-    assert pearsonr([3.0, -1.0, 0.5], [1.0, -1.0, 0.5])[0] < 0.95
+    assert _pearsonr([3.0, -1.0, 0.5], [1.0, -1.0, 0.5])[0] < 0.95
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -203,7 +216,8 @@ def test_emotion_hand_computed() -> None:
     assert m["acc_neutral"] == pytest.approx(5 / 6)
     # waf1 = (2 * 0.5 + 3 * 0.8 + 1 * 2/3) / 6 = 61/90.
     assert m["waf1"] == pytest.approx(61 / 90)
-    assert m["waf1"] == pytest.approx(f1_score(EMO_Y, EMO_PRED, average="weighted"))
+    # weighted by true support (happy 2, sad 3, neutral 1)
+    assert m["waf1"] == pytest.approx((2 * 0.5 + 3 * 0.8 + 1 * 2 / 3) / 6)
 
 
 def test_emotion_accepts_class_indices_and_float_labels_and_default_names() -> None:
@@ -224,6 +238,7 @@ def test_emotion_absent_class_warns_and_has_no_weight() -> None:
     assert m["waf1"] == pytest.approx(61 / 90)
 
 
+@needs_sklearn
 def test_emotion_matches_sklearn_on_random_data() -> None:
     rng = np.random.default_rng(2)
     y = rng.integers(0, 6, 400)
@@ -381,3 +396,17 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_weighted_f1_closed_form_and_degenerate_cases() -> None:
+    from decalign.metrics import _weighted_f1
+
+    # class 0: TP 1 FP 1 FN 1 -> 1/2 (support 2); class 1: TP 2 FP 2 FN 1 -> 4/7 (support 3);
+    # class 2: TP 0 FP 0 FN 1 -> 0 (support 1)
+    true, pred = np.array([0, 0, 1, 1, 1, 2]), np.array([0, 1, 1, 1, 0, 1])
+    assert _weighted_f1(true, pred) == pytest.approx((2 * 0.5 + 3 * 4 / 7 + 0) / 6)
+    assert _weighted_f1(true, true) == 1.0
+    # a class only predicted has no weight; labels restricted to absent classes give 0
+    assert _weighted_f1(np.array([1, 1]), np.array([1, 0])) == pytest.approx(2 / 3)
+    assert _weighted_f1(np.array([1, 1]), np.array([1, 1]), labels=[0, 2]) == 0.0
+    assert _weighted_f1(np.array([True, False]), np.array([True, True])) == pytest.approx(0.5 * 2 / 3)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.mixture import GaussianMixture
 
 from decalign.ops.gmm import (
     DiagonalGMM,
@@ -21,6 +20,12 @@ from decalign.ops.gmm import (
 )
 
 F64 = torch.float64
+
+
+needs_sklearn = pytest.mark.skipif(
+    importlib.util.find_spec("sklearn") is None,
+    reason="scikit-learn's GaussianMixture is the reference here: pip install -e '.[test]'",
+)
 
 
 def blobs(seed, batch=60, dim=3, k=3, spread=4.0):
@@ -43,6 +48,9 @@ def start_params(x, k, seed):
 
 
 def sklearn_fit(x, init, n_iters):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.mixture import GaussianMixture
+
     gm = GaussianMixture(
         n_components=init.weights.shape[0], covariance_type="diag", max_iter=n_iters, tol=0.0,
         reg_covar=0.0, weights_init=init.weights.numpy(), means_init=init.means.numpy(),
@@ -55,6 +63,7 @@ def sklearn_fit(x, init, n_iters):
 
 
 @pytest.mark.parametrize(("seed", "k", "n_iters"), [(0, 3, 1), (1, 3, 5), (2, 4, 10), (3, 2, 25)])
+@needs_sklearn
 def test_em_equals_sklearn_from_same_start(seed, k, n_iters):
     x = blobs(seed, k=3)
     init = start_params(x, k, seed)
@@ -75,6 +84,7 @@ def test_em_equals_sklearn_from_same_start(seed, k, n_iters):
     np.testing.assert_allclose([float(v) for v in expected], gm.lower_bounds_, rtol=1e-11)
 
 
+@needs_sklearn
 def test_log_prob_equals_sklearn_and_scipy():
     from scipy.stats import multivariate_normal
 

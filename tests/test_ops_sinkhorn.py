@@ -7,11 +7,11 @@ iteration written out below as ``docs/method.md`` §4.4 describes it.
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
-import ot
 import pytest
 import torch
-from scipy.optimize import linprog, minimize
 
 from decalign.ops.sinkhorn import (
     entropic_ot,
@@ -21,6 +21,13 @@ from decalign.ops.sinkhorn import (
 )
 
 F64 = torch.float64
+
+needs_scipy = pytest.mark.skipif(
+    importlib.util.find_spec("scipy") is None, reason="scipy solves the reference problem: pip install -e '.[test]'"
+)
+needs_pot = pytest.mark.skipif(
+    importlib.util.find_spec("ot") is None, reason="POT is the reference OT solver: pip install -e '.[test]'"
+)
 
 
 def random_problem(shape, seed, cost_scale=1.0, dtype=F64):
@@ -99,6 +106,8 @@ def brute_force_dual(cost, marginals, eps):
     def neg_hess(x):
         return (a * plan_of(x)) @ a.T / eps
 
+    from scipy.optimize import minimize
+
     res = minimize(neg_dual, np.zeros(int(free.sum())), jac=neg_grad, hess=neg_hess,
                    method="trust-exact", options={"gtol": 1e-14, "maxiter": 1000})
     return torch.from_numpy(plan_of(res.x).reshape(shape)), -res.fun
@@ -106,6 +115,7 @@ def brute_force_dual(cost, marginals, eps):
 
 @pytest.mark.parametrize("shape", [(2, 2), (2, 3), (3, 3), (2, 2, 2), (2, 3, 2), (3, 3, 3)])
 @pytest.mark.parametrize("eps", [1.0, 0.1])
+@needs_scipy
 def test_equals_brute_force_dual(shape, eps):
     cost, marginals = random_problem(shape, seed=sum(shape))
     expected_plan, expected_value = brute_force_dual(cost, marginals, eps)
@@ -123,7 +133,10 @@ def test_equals_brute_force_dual(shape, eps):
 
 
 @pytest.mark.parametrize("eps", [0.5, 0.05])
+@needs_pot
 def test_third_index_independent_cost_factorises(eps):
+    import ot
+
     cost2, (nu1, nu2) = random_problem((4, 5), seed=7)
     _, (nu3,) = random_problem((3,), seed=8)
     cost3 = cost2.unsqueeze(-1).expand(4, 5, 3).contiguous()
@@ -149,7 +162,10 @@ def test_third_index_independent_cost_factorises(eps):
 # one to show that it stays finite and that the stall is Sinkhorn's, not our early stop's.
 
 
+@needs_pot
 def test_small_eps_two_marginals_approaches_emd():
+    import ot
+
     cost, marginals = random_problem((5, 6), seed=2)
     eps = 1e-3
     plan = multi_marginal_sinkhorn(cost, marginals, eps, n_iters=2000)
@@ -173,6 +189,8 @@ def multi_marginal_lp(cost, marginals):
         for k in range(shape[m]):
             rows.append((index == k).astype(float))
             rhs.append(float(nu[k]))
+    from scipy.optimize import linprog
+
     lp = linprog(cost.numpy().ravel(), A_eq=np.array(rows), b_eq=np.array(rhs), bounds=(0, None),
                  method="highs")
     assert lp.status == 0
@@ -180,6 +198,7 @@ def multi_marginal_lp(cost, marginals):
 
 
 @pytest.mark.parametrize(("shape", "seed"), [((3, 3, 4), 2), ((3, 3, 3, 3), 0)])
+@needs_scipy
 def test_small_eps_multi_marginal_approaches_linprog(shape, seed):
     cost, marginals = random_problem(shape, seed=seed)
     eps = 1e-3

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("matplotlib", reason="figures need the plots extra: pip install -e '.[plots]'")
+pytest.importorskip("sklearn", reason="the t-SNE figure needs the plots extra: pip install -e '.[plots]'")
+
 from decalign.plots import (
     plot_ablation_bars,
     plot_embeddings,

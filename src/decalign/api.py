@@ -284,9 +284,13 @@ def train(
         write_json(out / "results.json", payload)
         write_history(out / "history.csv", histories)
         if plots:
-            from decalign.plots import plot_run
+            from decalign.plots import plot_run, plots_unavailable
 
-            plot_run(out)
+            note = plots_unavailable()
+            if note:
+                log.warning("%s", note)
+            else:
+                plot_run(out)
         if not quiet:
             log.info("test metrics of the best-validation epoch over %d seed(s) (mean ± sample std):\n%s",
                      len(seeds), metrics_table(config.preset, payload["mean"], payload["std"]))

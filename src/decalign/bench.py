@@ -285,6 +285,13 @@ def run_bench(
         raise next(iter(errors.values()))  # every run failed: the first error is the one to fix
     results = {run.name: _read_results(run.directory) for run in done}
     if plots != "none":
+        from decalign.plots import plots_unavailable
+
+        note = plots_unavailable()
+        if note:
+            log.warning("bench: %s", note)
+            plots = "none"
+    if plots != "none":
         from decalign.plots import plot_run
 
         plotted = [r for r in done if plots == "all" or r.name == "decalign"]

@@ -46,7 +46,21 @@ SPLIT_COLORS = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green"}
 DPI = 120
 
 
+def plots_unavailable() -> str | None:
+    """Why this install cannot draw figures (a note for the log), or ``None`` when it can: the
+    figures need the ``plots`` extra (matplotlib, and scikit-learn for t-SNE)."""
+    from decalign._optional import available
+
+    missing = [m for m in ("matplotlib", "sklearn") if not available(m)]
+    if not missing:
+        return None
+    return f"figures skipped: {' and '.join(missing)} not installed (pip install 'decalign[plots]')"
+
+
 def _figure(width: float, height: float) -> Any:
+    from decalign._optional import require
+
+    require("matplotlib", feature="drawing figures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -187,7 +201,9 @@ def plot_training_curves(
 
 
 def _tsne(points: np.ndarray, random_state: int) -> np.ndarray:
-    from sklearn.manifold import TSNE
+    from decalign._optional import require
+
+    TSNE = require("sklearn.manifold", extra="plots", feature="the t-SNE embedding figure").TSNE
 
     n = points.shape[0]
     if n < 4:  # t-SNE needs perplexity < n; show the first two principal directions instead

@@ -472,6 +472,11 @@ def report(args: argparse.Namespace) -> int:
     if len(complete) < 2:
         print("importance: needs at least 2 completed trials")
         return 0
+    from decalign._optional import available
+
+    if not available("matplotlib"):
+        print("importance: not drawn: matplotlib is not installed (pip install 'decalign[plots]')")
+        return 0
     import matplotlib
 
     matplotlib.use("Agg")
@@ -543,7 +548,9 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import optuna
+    from decalign._optional import require
+
+    optuna = require("optuna", extra="sweep", feature="decalign sweep")
 
     optuna.logging.set_verbosity(optuna.logging.DEBUG if args.verbose else optuna.logging.WARNING)
     if args.report:

@@ -29,10 +29,9 @@ class BertTextEncoder(nn.Module):
             )
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{str(directory)!r} is not a HuggingFace model directory: no config.json in it")
-        try:
-            from transformers import AutoModel
-        except ImportError as err:  # pragma: no cover - depends on the environment
-            raise ImportError("the BERT text encoder needs `transformers`: pip install 'decalign[bert]'") from err
+        from decalign._optional import require
+
+        AutoModel = require("transformers", extra="bert", feature="model.text_encoder.kind=bert").AutoModel
         self.model = AutoModel.from_pretrained(str(directory), local_files_only=True)
         self.vocab_size = int(self.model.config.vocab_size)
         self.hidden_size = int(self.model.config.hidden_size)

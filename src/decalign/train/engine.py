@@ -313,7 +313,8 @@ def _tensorboard(directory: Path, enabled: bool) -> Iterator[Any]:
 
             writer = SummaryWriter(log_dir=str(directory))
         except ImportError as err:
-            warnings.warn(f"TensorBoard event files are not written: {err} (pip install tensorboard)", stacklevel=2)
+            warnings.warn(f"TensorBoard event files are not written: {err} (pip install 'decalign[tb]', "
+                          "or --no-tensorboard)", stacklevel=2)
     try:
         yield writer
     finally:
