@@ -138,6 +138,12 @@ class TextEncoderConfig:
     path: str | None = None
     """Local directory of a HuggingFace BERT-family model (no hub downloads)."""
     max_length: PosInt | None = None
+    train_layers: NonNegInt | None = None
+    """Fine-tune only the top ``k`` transformer layers; the embeddings and lower layers are frozen
+    and run in eval mode. ``None``: fine-tune everything (released)."""
+    cache_frozen: bool = True
+    """With ``train_layers``: compute the frozen layers' output once per sample and reuse it, so
+    an epoch runs only the trainable layers (exact: the frozen part has no dropout)."""
 
     def __post_init__(self) -> None:
         if self.kind == "bert" and not self.path:
@@ -145,6 +151,8 @@ class TextEncoderConfig:
                 "model.text_encoder.path must name a local model directory when kind='bert' "
                 "(nothing can be downloaded from a model hub)"
             )
+        if self.kind != "bert" and self.train_layers is not None:
+            raise ValueError("model.text_encoder.train_layers needs model.text_encoder.kind='bert'")
 
 
 @dataclass(config=_FROZEN)
@@ -212,6 +220,11 @@ class TrainConfig:
     lr: PosFloat = 6e-5
     bert_lr: PosFloat | None = None
     """Learning rate of the BERT parameters; ``None``: same as ``lr``."""
+    bert_warmup_steps: NonNegInt = 0
+    """Linear warm-up of the BERT learning rate over this many optimizer steps (0: off)."""
+    grad_accumulation: PosInt = 1
+    """Sum the gradients of this many consecutive batches before each optimizer step (1: off).
+    The batch-level alignment losses still see one batch at a time (see docs/finetune.md)."""
     weight_decay: NonNegFloat = 0.005
     num_epochs: PosInt = 18
     early_stop_patience: PosInt = 6
@@ -302,6 +315,8 @@ class RunConfig:
     def _check_task_consistency(self) -> RunConfig:
         if self.objective.w_bin > 0 and self.objective.task_loss == "ce":
             raise ValueError("objective.w_bin > 0 needs a regression task loss, not 'ce'")
+        if self.train.bert_warmup_steps and self.model.text_encoder.kind != "bert":
+            raise ValueError("train.bert_warmup_steps > 0 needs model.text_encoder.kind='bert'")
         return self
 
 

@@ -64,7 +64,8 @@ class MultimodalModel(nn.Module):
                 raise ValueError(f"the BERT text encoder needs a modality named 'text'; the data has {list(dims)}")
             from decalign.model.text_encoder import BertTextEncoder
 
-            self.text_encoder = BertTextEncoder(config.text_encoder.path or "")
+            tec = config.text_encoder
+            self.text_encoder = BertTextEncoder(tec.path or "", tec.train_layers, tec.cache_frozen)
             dims[TEXT] = self.text_encoder.hidden_size
         self.input_dims: dict[str, int] = dims
         self.seq_lens: dict[str, int] = {m: int(t) for m, t in (seq_lens or {}).items() if m in dims}

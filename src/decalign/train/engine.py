@@ -48,6 +48,7 @@ __all__ = [
     "evaluate",
     "fit_seed",
     "make_optimizer",
+    "optimizer_step",
     "resolve_device",
     "train_epoch",
 ]
@@ -140,13 +141,36 @@ def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer
             (bert if name.startswith("text_encoder.") else other).append(p)
     groups: list[dict[str, Any]] = [{"params": other, "lr": tc.lr}]
     if bert:
-        groups.append({"params": bert, "lr": tc.bert_lr or tc.lr})
+        group: dict[str, Any] = {"params": bert, "lr": tc.bert_lr or tc.lr}
+        if tc.bert_warmup_steps:
+            # Kept in the group so that it is saved with the optimizer state and resumes exactly.
+            group.update(warmup_steps=tc.bert_warmup_steps, warmup_done=0)
+        groups.append(group)
     try:
         # One fused kernel for all parameters (same update rule): about 4x cheaper than the
         # per-tensor path on CPU for DecAlign's ~200 small tensors.
         return torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay, fused=True)
     except (RuntimeError, TypeError, ValueError):  # older torch, or a device without the kernel
         return torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` with the linear warm-up of groups that have ``warmup_steps``.
+
+    During warm-up step ``s`` (1-based) a group's learning rate is ``lr * s / warmup_steps`` for this
+    step only; ``lr`` itself is put back afterwards, so ReduceLROnPlateau (which rescales ``lr``
+    between epochs) and the warm-up compose instead of overwriting each other.
+    """
+    saved: list[tuple[dict[str, Any], float]] = []
+    for group in optimizer.param_groups:
+        total, done = int(group.get("warmup_steps", 0)), int(group.get("warmup_done", 0))
+        if done < total:
+            saved.append((group, group["lr"]))
+            group["lr"] = group["lr"] * (done + 1) / total
+            group["warmup_done"] = done + 1
+    optimizer.step()
+    for group, lr in saved:
+        group["lr"] = lr
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -179,7 +203,12 @@ def train_epoch(
     description: str = "train",
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns mean loss terms and the metrics of the
-    training predictions (made with dropout on, as they were trained)."""
+    training predictions (made with dropout on, as they were trained).
+
+    With ``train.grad_accumulation = a`` the gradients of ``a`` consecutive batches, each weighted
+    by its share of their samples, are summed before one optimizer step: for per-sample losses
+    that is the gradient of one batch ``a`` times as large. DecAlign's alignment losses are batch
+    statistics (GMM, OT, moments, MMD, contrastive) and are still computed per batch."""
     model.train()
     tc = config.train
     batches = batch_indices(len(data), tc.batch_size, shuffle=True, generator=generator)
@@ -195,7 +224,10 @@ def train_epoch(
         bar = tqdm(total=len(batches), desc=description, leave=False, dynamic_ncols=True)
     params = [p for p in model.parameters() if p.requires_grad]
     positions: list[Tensor] = []
-    for global_index in batches:
+    accumulate = tc.grad_accumulation
+    for position, global_index in enumerate(batches):
+        first = position - position % accumulate
+        last_of_group = position % accumulate == accumulate - 1 or position == len(batches) - 1
         index = ctx.shard(global_index)
         n = len(index)
         if n == 0:
@@ -210,11 +242,16 @@ def train_epoch(
             _check_finite(loss, terms)  # at once: free on the CPU, and names the failing terms
         else:
             nonfinite |= ~torch.isfinite(loss)
-        optimizer.zero_grad(set_to_none=True)
-        (loss * ctx.loss_scale(n, len(global_index))).backward()
-        if tc.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
-        optimizer.step()
+        scale = ctx.loss_scale(n, len(global_index))
+        if accumulate > 1:
+            scale = scale * len(global_index) / sum(len(b) for b in batches[first:first + accumulate])
+        if position == first:
+            optimizer.zero_grad(set_to_none=True)
+        (loss * scale).backward()
+        if last_of_group:
+            if tc.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
+            optimizer_step(optimizer)
         seen += n
         totals += torch.stack([terms[k] for k in LOG_KEYS]).to(totals.dtype) * n
         if n:
