@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -27,6 +28,8 @@ __all__ = [
     "DESCRIPTIONS",
     "LABELS",
     "SWITCH_ABLATIONS",
+    "SWITCH_TABLE",
+    "Ablation",
     "ablations_for",
     "inactive_terms",
     "label",
@@ -36,56 +39,58 @@ __all__ = [
 
 BENCHMARK_MODALITIES: tuple[str, ...] = ("text", "audio", "vision")
 
-SWITCH_ABLATIONS: dict[str, dict[str, Any]] = {
+@dataclass(frozen=True)
+class Ablation:
+    """One switch ablation: DecAlign with some settings changed."""
+
+    name: str
+    """File-system safe name (a run directory of ``decalign bench``)."""
+    overrides: Mapping[str, Any]
+    """``--set``-style settings it changes."""
+    label: str
+    """Display label: the paper's row name in ``PAPER_RESULTS`` where the paper reports it."""
+    description: str
+    """One line saying what it switches off."""
+
+
+SWITCH_TABLE: tuple[Ablation, ...] = (
     # the paper's Table of hierarchical-alignment ablations (MAE / F1 on MOSI and MOSEI)
-    "no_homogeneity": {"model.homogeneity.enabled": False},
-    "no_heterogeneity": {"model.heterogeneity.enabled": False},
-    "decoupling_only": {"model.heterogeneity.enabled": False, "model.homogeneity.enabled": False},
-    "no_decoupling_and_alignment": {
-        "model.decoupling_loss": False,
-        "model.heterogeneity.enabled": False,
-        "model.homogeneity.enabled": False,
-    },
+    Ablation("no_homogeneity", {"model.homogeneity.enabled": False}, "w/o homogeneity",
+             "no homogeneity alignment (moment matching + MMD on the common features)"),
+    Ablation("no_heterogeneity", {"model.heterogeneity.enabled": False}, "w/o heterogeneity",
+             "no heterogeneity alignment (prototype OT + local prototype term on the unique features)"),
+    Ablation("decoupling_only", {"model.heterogeneity.enabled": False, "model.homogeneity.enabled": False},
+             "decoupling only", "decoupling loss only: neither alignment"),
+    Ablation("no_decoupling_and_alignment",
+             {"model.decoupling_loss": False, "model.heterogeneity.enabled": False,
+              "model.homogeneity.enabled": False},
+             "w/o decoupling and alignment",
+             "no decoupling loss and no alignment (the paper's \"none\"; the decoupled architecture is kept)"),
     # the paper's component ablations
-    "no_mmd": {"model.homogeneity.mmd": False},
-    "no_moments": {"model.homogeneity.moments": False},
-    "no_contrastive": {"objective.w_ct": 0.0},
-    "no_prototype_ot": {"model.heterogeneity.prototype_ot": False},
+    Ablation("no_mmd", {"model.homogeneity.mmd": False}, "w/o MMD", "homogeneity without the MMD term"),
+    Ablation("no_moments", {"model.homogeneity.moments": False}, "w/o moment matching (Sem)",
+             "homogeneity without moment matching (mean, covariance, skewness)"),
+    Ablation("no_contrastive", {"objective.w_ct": 0.0}, "w/o contrastive (CT)",
+             "no supervised contrastive term (objective.w_ct = 0)"),
+    Ablation("no_prototype_ot", {"model.heterogeneity.prototype_ot": False}, "w/o prototype OT",
+             "heterogeneity without the multi-marginal prototype OT term"),
     # further switches of the method, not in the paper's tables
-    "no_decoupling_loss": {"model.decoupling_loss": False},
-    "no_prototype_local": {"model.heterogeneity.prototype_local": False},
-    "no_cross_modal": {"model.fusion.cross_modal": False},
-}
-"""Ablations that flip loss or architecture switches (independent of the modality names)."""
+    Ablation("no_decoupling_loss", {"model.decoupling_loss": False}, "w/o decoupling loss",
+             "no decoupling (orthogonality) loss; both alignments kept"),
+    Ablation("no_prototype_local", {"model.heterogeneity.prototype_local": False}, "w/o local prototype term",
+             "heterogeneity without the sample-to-prototype term"),
+    Ablation("no_cross_modal", {"model.fusion.cross_modal": False}, "w/o cross-modal attention",
+             "self-attention instead of cross-modal attention in the fusion transformers"),
+)
+"""Ablations that flip loss or architecture switches (independent of the modality names): the one
+table of switch ablations. A new one is one row here."""
 
-_SWITCH_LABELS = {
-    "no_homogeneity": "w/o homogeneity",
-    "no_heterogeneity": "w/o heterogeneity",
-    "decoupling_only": "decoupling only",
-    "no_decoupling_and_alignment": "w/o decoupling and alignment",
-    "no_mmd": "w/o MMD",
-    "no_moments": "w/o moment matching (Sem)",
-    "no_contrastive": "w/o contrastive (CT)",
-    "no_prototype_ot": "w/o prototype OT",
-    "no_decoupling_loss": "w/o decoupling loss",
-    "no_prototype_local": "w/o local prototype term",
-    "no_cross_modal": "w/o cross-modal attention",
-}
+SWITCH_ABLATIONS: dict[str, dict[str, Any]] = {a.name: dict(a.overrides) for a in SWITCH_TABLE}
+"""Switch ablation name -> ``--set``-style overrides."""
 
-DESCRIPTIONS: dict[str, str] = {
-    "no_homogeneity": "no homogeneity alignment (moment matching + MMD on the common features)",
-    "no_heterogeneity": "no heterogeneity alignment (prototype OT + local prototype term on the unique features)",
-    "decoupling_only": "decoupling loss only: neither alignment",
-    "no_decoupling_and_alignment": "no decoupling loss and no alignment (the paper's \"none\"; the decoupled "
-                                   "architecture is kept)",
-    "no_mmd": "homogeneity without the MMD term",
-    "no_moments": "homogeneity without moment matching (mean, covariance, skewness)",
-    "no_contrastive": "no supervised contrastive term (objective.w_ct = 0)",
-    "no_prototype_ot": "heterogeneity without the multi-marginal prototype OT term",
-    "no_decoupling_loss": "no decoupling (orthogonality) loss; both alignments kept",
-    "no_prototype_local": "heterogeneity without the sample-to-prototype term",
-    "no_cross_modal": "self-attention instead of cross-modal attention in the fusion transformers",
-}
+_SWITCH_LABELS = {a.name: a.label for a in SWITCH_TABLE}
+
+DESCRIPTIONS: dict[str, str] = {a.name: a.description for a in SWITCH_TABLE}
 """Ablation name -> one line saying what it switches off (unimodal/bimodal: see :func:`label`)."""
 
 

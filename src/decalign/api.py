@@ -154,8 +154,8 @@ def prepare(
         fit_standardizer,
         standardized_modalities,
     )
+    from decalign.model.factory import ModelInfo
     from decalign.train.batches import SplitTensors
-    from decalign.train.checkpoint import ModelInfo
 
     stats: dict[str, FeatureStats] = {}
     if preprocess:

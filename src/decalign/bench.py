@@ -38,6 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from decalign.cli_common import add_data_flags, add_run_flags, add_set_flag, add_verbosity_flags
+from decalign.data.detect import DATASET_KINDS, report_columns
+from decalign.model.factory import ARCHITECTURES
+
 __all__ = [
     "MODELS",
     "MODEL_LABELS",
@@ -54,27 +58,15 @@ __all__ = [
 
 log = logging.getLogger("decalign")
 
-MODELS: tuple[str, ...] = ("decalign", "mult", "tfn", "late", "early")
-"""Every ``model.architecture``, in report order."""
+MODELS: tuple[str, ...] = tuple(ARCHITECTURES)
+"""Every ``model.architecture``, in report order (from :data:`decalign.model.factory.ARCHITECTURES`)."""
 
-MODEL_LABELS: dict[str, str] = {
-    "decalign": "DecAlign",
-    "mult": "MulT",
-    "tfn": "TFN",
-    "late": "late fusion",
-    "early": "early fusion",
-}
+MODEL_LABELS: dict[str, str] = {name: a.label for name, a in ARCHITECTURES.items()}
 """Architecture -> display label (the paper's row name in ``PAPER_RESULTS`` where it has one)."""
 
-PAPER_KINDS = ("mosi", "mosei", "sims", "iemocap")
+PAPER_KINDS: tuple[str, ...] = tuple(k for k, v in DATASET_KINDS.items() if v.paper)
 """Dataset kinds for which the paper reports numbers (:data:`decalign.reporting.PAPER_RESULTS`)."""
 
-_TABLE_COLUMNS = {
-    "sentiment": ("mae", "corr", "acc2_non0", "acc7", "f1_non0"),
-    "sims": ("mae", "corr", "acc2", "acc3", "acc5", "f1"),
-    "classification": ("wacc", "waf1"),
-    "regression": ("mae", "mse", "corr"),
-}
 _BAR_METRICS = ("mae", "f1_non0", "f1", "waf1", "wacc", "corr")
 """The paper reports ablations as MAE and F1 (WAcc/WAF1 for emotions): bars for the first two."""
 
@@ -320,15 +312,7 @@ def table_keys(kind: str, task: str, available: Iterable[str]) -> list[str]:
     from decalign.losses import LOG_KEYS
 
     have = list(dict.fromkeys(available))
-    if task == "classification":
-        family = "classification"
-    elif kind == "sims":
-        family = "sims"
-    elif "acc2_non0" in have:
-        family = "sentiment"
-    else:
-        family = "regression"
-    keys = [k for k in _TABLE_COLUMNS[family] if k in have]
+    keys = report_columns(kind, task, have)
     return keys or [k for k in have if k not in LOG_KEYS]
 
 
@@ -519,36 +503,28 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "bold, the paper's numbers on its benchmarks, figures), OUT/bench.csv and one run directory per row in "
         "OUT/runs/. Rerunning the same command resumes where it stopped.",
     )
-    p.add_argument(
-        "--data", metavar="PATH", help="a benchmark pickle or native data file (default: the built-in dataset)"
-    )
-    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "synthetic", "custom"],
-                   default=None, help="force the dataset kind (default: detected; the built-in synthetic "
-                   "benchmark without --data)")
+    add_data_flags(p, data_help="a benchmark pickle or native data file (default: the built-in dataset)",
+                   dataset_help="force the dataset kind (default: detected; the built-in synthetic benchmark "
+                   "without --data)")
     p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own)")
     p.add_argument("--models", default=",".join(MODELS), metavar="LIST",
                    help=f"comma list of architectures, 'all' or 'none' (default: {','.join(MODELS)})")
     p.add_argument("--ablations", default="all", metavar="LIST",
                    help="'all', 'none' or a comma list of ablation names (see docs/ablations.md; e.g. "
                    "no_homogeneity,no_mmd,text_only)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: the preset's)")
-    p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs per run (train.num_epochs)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="settings applied to every run, e.g. --set model.d_model=32 train.lr=1e-4")
+    add_run_flags(p, epochs_help="maximum epochs per run (train.num_epochs)")
+    add_set_flag(p, help="settings applied to every run, e.g. --set model.d_model=32 train.lr=1e-4")
     p.add_argument("--out", metavar="DIR", help="bench directory (default: runs/bench-<preset>)")
     p.add_argument("--plots", choices=["summary", "all", "none"], default="summary",
                    help="summary: bar charts + the DecAlign run's figures (default); all: every run's figures too")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events in every run")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the final table")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+    add_verbosity_flags(p, quiet_help="only warnings, errors and the final table")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     """``decalign bench``: resolve the base configuration as ``decalign train`` does, run the bench."""
-    from decalign.cli import load_and_resolve, run_overrides
+    from decalign.cli_common import load_and_resolve, run_overrides
 
     overrides = run_overrides(args)
     models = parse_models(args.models)  # fail on a typo before loading any data

@@ -15,20 +15,35 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_parser", "main"]
+from decalign.cli_common import (  # noqa: F401 - config_file_overrides, data_config, ...: their former home
+    add_data_flags,
+    add_device_flag,
+    add_file_kind_flag,
+    add_run_flags,
+    add_set_flag,
+    add_split_flag,
+    add_verbosity_flags,
+    config_file_overrides,
+    data_config,
+    load_and_resolve,
+    run_overrides,
+)
+
+__all__ = ["COMMANDS", "EXTRA_COMMANDS", "build_parser", "main"]
 
 log = logging.getLogger("decalign")
 
-EXTRA_COMMANDS = {
+EXTRA_COMMANDS: dict[str, str] = {
     "bench": "decalign.bench",
     "sweep": "decalign.sweep",
 }
-"""Commands implemented in their own modules; each exposes ``add_parser(subparsers)`` and
-``run(args) -> int`` and must import nothing heavy at module level."""
+"""Commands implemented in their own modules: a new command is its module plus one entry here.
+The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
+the helpers of :mod:`decalign.cli_common`, and imports nothing heavy at module level."""
 
 
 def _setup_logging(quiet: bool, verbose: bool) -> None:
@@ -46,20 +61,6 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
         root.warning("warning: %s", message)
 
     warnings.showwarning = _show  # type: ignore[assignment]
-
-
-def _add_common(p: argparse.ArgumentParser) -> None:
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
-
-
-def _add_data_args(p: argparse.ArgumentParser, required: bool = False) -> None:
-    p.add_argument("--data", metavar="PATH", required=required,
-                   help="a benchmark pickle (MMSA layout, IEMOCAP) or a native .npz/.safetensors file or directory")
-    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "synthetic", "custom"],
-                   default=None, help="force the dataset kind (default: detected from the file's shapes; "
-                   "the built-in synthetic benchmark without --data)")
 
 
 def _add_drop_args(p: argparse.ArgumentParser, each: bool) -> None:
@@ -87,31 +88,27 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train DecAlign with the preset of the data's benchmark over one or more seeds. "
                        "Writes config.json, results.json, history.csv, one checkpoint per seed and TensorBoard "
                        "events into --out.")
-    _add_data_args(p)
+    add_data_flags(p)
     p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own; see `decalign presets`)")
     _add_config_file_args(p)
     p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<preset>)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="seeds (default: the preset's)")
-    p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs (train.num_epochs)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="override settings, e.g. --set train.lr=1e-4 model.fusion.num_layers=3 "
-                   "(`decalign presets --keys` lists them)")
+    add_run_flags(p)
+    add_set_flag(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
-    _add_common(p)
+    add_verbosity_flags(p)
 
     p = sub.add_parser("eval", help="metrics of a saved model on a data file")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--run", metavar="DIR", help="a run directory: every seed's checkpoint, then mean ± std")
     src.add_argument("--checkpoint", metavar="FILE", help="a model.safetensors file")
     p.add_argument("--data", metavar="PATH", help="data file (default: the built-in dataset, for models trained on it)")
-    p.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    add_split_flag(p)
     p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_flag(p, default="auto", help="device to evaluate on")
     _add_drop_args(p, each=True)
-    _add_common(p)
+    add_verbosity_flags(p)
 
     p = sub.add_parser("predict", help="write one prediction per sample id to a CSV file (labels optional)")
     p.add_argument("--checkpoint", metavar="FILE", required=True)
@@ -120,27 +117,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="CSV", required=True)
     p.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
                    help="splits to predict (default: test of a full dataset, every set of other files)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    add_device_flag(p, default="auto", help="device to predict on")
     _add_drop_args(p, each=False)
-    _add_common(p)
+    add_verbosity_flags(p)
 
     p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems")
     p.add_argument("path", metavar="PATH")
-    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "custom"], default="auto")
+    add_file_kind_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _add_common(p)
+    add_verbosity_flags(p)
 
     p = sub.add_parser("convert", help="convert a benchmark pickle into decalign's pickle-free format")
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT", help="output directory (or .npz file)")
     p.add_argument("--format", choices=["npz", "safetensors"], default="npz")
-    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "custom"], default="auto")
-    _add_common(p)
+    add_file_kind_flag(p)
+    add_verbosity_flags(p)
 
     p = sub.add_parser("presets", help="list presets, or show one preset's settings")
     p.add_argument("name", nargs="?", help="a preset to show as JSON")
     p.add_argument("--keys", action="store_true", help="list every key --set accepts")
-    _add_common(p)
+    add_verbosity_flags(p)
 
     for module in EXTRA_COMMANDS.values():
         try:
@@ -156,58 +153,6 @@ def _add_config_file_args(p: argparse.ArgumentParser) -> None:
                    "only the keys to change), on top of the preset; --set and the flags apply on top of it")
     p.add_argument("--dump-config", metavar="FILE", help="write the resolved settings to FILE (.yaml/.yml: YAML, "
                    "else JSON) and exit without training")
-
-
-def config_file_overrides(args: argparse.Namespace) -> list[str]:
-    """The settings of ``--config FILE`` as ``key=value`` overrides (to go before ``--set``).
-
-    The file's ``data.path``/``data.dataset``/``preset`` become the defaults of ``--data``,
-    ``--dataset`` and ``--preset`` (set on ``args``) so that the command line still wins."""
-    from decalign.config import read_config_file
-
-    if not getattr(args, "config", None):
-        return []
-    flat = read_config_file(args.config)
-    path, kind, preset = flat.pop("data.path", None), flat.pop("data.dataset", None), flat.pop("preset", None)
-    if args.data is None and path is not None:
-        args.data = path
-    if args.dataset is None and kind not in (None, "auto"):
-        args.dataset = kind
-    if getattr(args, "preset", None) is None and preset is not None:
-        args.preset = preset
-    return [f"{k}={json.dumps(v)}" for k, v in flat.items()]
-
-
-def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
-    """Data settings for loading: --dataset/--data plus any ``data.*`` overrides."""
-    from decalign.config import DataConfig, RunConfig, apply_overrides
-
-    kind = args.dataset or ("auto" if args.data else "synthetic")
-    base = RunConfig(data=DataConfig(dataset=kind, path=args.data))
-    data_overrides = [o for o in overrides if o.split("=", 1)[0].startswith(("data.", "synthetic."))]
-    return apply_overrides(base, data_overrides).data
-
-
-def run_overrides(args: argparse.Namespace) -> list[str]:
-    """``--set`` plus the shortcut flags ``--seeds``, ``--epochs`` and ``--device`` as overrides."""
-    overrides = list(args.overrides)
-    if getattr(args, "seeds", None):
-        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
-    if getattr(args, "epochs", None):
-        overrides.append(f"train.num_epochs={args.epochs}")
-    if getattr(args, "device", None):
-        overrides.append(f"train.device={args.device}")
-    return overrides
-
-
-def load_and_resolve(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Any, Any]:
-    """The dataset named by --data/--dataset and its preset (or --preset) with ``overrides``,
-    the way ``train``, ``bench`` and ``sweep`` all resolve them."""
-    from decalign.api import load_data, resolve_config
-
-    data_cfg = data_config(args, overrides)
-    dataset = load_data(data_cfg.path, data_cfg)
-    return dataset, resolve_config(dataset, args.preset, overrides, path=args.data)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -375,14 +320,16 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int] | str] = {
     "train": cmd_train,
     "eval": cmd_eval,
     "predict": cmd_predict,
     "info": cmd_info,
     "convert": cmd_convert,
     "presets": cmd_presets,
+    **EXTRA_COMMANDS,
 }
+"""Every command: its handler here, or the module (:data:`EXTRA_COMMANDS`) whose ``run`` it is."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -390,10 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
     _setup_logging(quiet, verbose)
-    if args.command in COMMANDS:
-        handler = COMMANDS[args.command]
-    else:
-        handler = importlib.import_module(EXTRA_COMMANDS[args.command]).run
+    entry = COMMANDS[args.command]
+    handler = importlib.import_module(entry).run if isinstance(entry, str) else entry
     try:
         return int(handler(args) or 0)
     except KeyboardInterrupt:

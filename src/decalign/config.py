@@ -22,7 +22,11 @@ from typing import Annotated, Any, Literal, TypeVar, get_args, get_origin, get_t
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 from pydantic.dataclasses import dataclass
 
+from decalign.data.detect import DATASET_KINDS
 from decalign.errors import ConfigError
+from decalign.metrics import metric_mode  # re-exported: the one definition of metric direction
+from decalign.model.factory import ARCHITECTURES
+from decalign.train.devices import DEVICES
 
 __all__ = [
     "ConfigError",
@@ -162,9 +166,9 @@ class ModelConfig:
     Input widths and sequence lengths are *not* here: they always come from the data.
     """
 
-    architecture: Literal["decalign", "mult", "tfn", "late", "early"] = "decalign"
+    architecture: Literal[tuple(ARCHITECTURES)] = "decalign"  # type: ignore[valid-type]
     """``decalign``, or a baseline of :mod:`decalign.model.baselines` trained by the same engine
-    and protocol (MulT-style cross-modal transformer, tensor fusion, late or early fusion)."""
+    and protocol (the registry :data:`decalign.model.factory.ARCHITECTURES`)."""
     d_model: PosInt = 64
     conv_kernel: dict[str, PosInt] = Field(default_factory=lambda: {"default": 1})
     text_dropout: Prob = 0.0
@@ -206,11 +210,6 @@ class ObjectiveConfig:
     w_bin: NonNegFloat = 0.0
 
 
-def metric_mode(metric: str) -> Literal["min", "max"]:
-    """Whether a smaller (losses, errors) or larger (accuracies, F1, corr) value is better."""
-    return "min" if metric == "loss" or metric.endswith("loss") or metric in {"mae", "mse"} else "max"
-
-
 @dataclass(config=_FROZEN)
 class TrainConfig:
     """Optimisation and protocol (docs/method.md §10)."""
@@ -236,7 +235,7 @@ class TrainConfig:
     scheduler_metric: str | None = None
     """Validation metric for ReduceLROnPlateau; ``None``: the selection metric."""
     seeds: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
     amp: bool = False
     """bf16 autocast on CUDA (no effect on other devices; docs/method.md §9)."""
     compile: bool = False
@@ -283,7 +282,8 @@ class SyntheticConfig:
 class DataConfig:
     """Which data and how it is prepared."""
 
-    dataset: Literal["mosi", "mosei", "sims", "iemocap", "synthetic", "custom", "auto"] = "auto"
+    dataset: Literal[(*DATASET_KINDS, "auto")] = "auto"  # type: ignore[valid-type]
+    """A kind of the registry :data:`decalign.data.detect.DATASET_KINDS`, or ``auto`` (detected)."""
     path: str | None = None
     standardize: tuple[float, float] | None = None
     """Percentiles (lo, hi) for per-dimension clip + standardisation of audio and vision, fitted

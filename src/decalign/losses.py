@@ -16,19 +16,67 @@ terms on the gathered global batch (see ``docs/scaling.md``).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from decalign.config import ObjectiveConfig
-from decalign.model.decalign import DecAlignOutput
 from decalign.ops.contrastive import sentiment_classes, supervised_contrastive_loss
 
-__all__ = ["LOG_KEYS", "objective", "task_loss"]
+if TYPE_CHECKING:
+    from decalign.model.decalign import DecAlignOutput
 
-LOG_KEYS = ("loss", "task", "decoupling", "heterogeneity", "ot", "proto_local", "homogeneity", "moments",
-            "mmd", "contrastive", "binary")
+__all__ = ["LOG_KEYS", "LOSS_TERMS", "MODEL_LOSSES", "MODEL_TERMS", "WEIGHTED_TERMS", "LossTerm", "objective",
+           "task_loss"]
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of the objective as it is computed, weighted and logged."""
+
+    name: str
+    """Key in the model output, the history, TensorBoard and the logs."""
+    weight: str | None
+    """The :class:`~decalign.config.ObjectiveConfig` field that weights it in the total;
+    ``None`` for the total, the task loss and the parts of a weighted term."""
+    part_of: str | None
+    """The weighted term this one is a part of (reported, never added on its own)."""
+    from_model: bool
+    """Computed by the model's forward (``DecAlignOutput.losses``/``.terms``); otherwise by
+    :func:`objective` from the prediction and the representation."""
+    description: str
+
+
+LOSS_TERMS: tuple[LossTerm, ...] = (
+    LossTerm("loss", None, None, False, "the total objective"),
+    LossTerm("task", None, None, False, "task loss (objective.task_loss: mse, l1 or ce)"),
+    LossTerm("decoupling", "w_dec", None, True, "squared cosine of unique and common features"),
+    LossTerm("heterogeneity", "alpha", None, True, "prototype-guided optimal transport on the unique features"),
+    LossTerm("ot", None, "heterogeneity", True, "multi-marginal OT between the modalities' prototypes"),
+    LossTerm("proto_local", None, "heterogeneity", True, "sample-to-prototype cost"),
+    LossTerm("homogeneity", "beta", None, True, "latent distribution matching on the common features"),
+    LossTerm("moments", None, "homogeneity", True, "mean, covariance and skewness matching"),
+    LossTerm("mmd", None, "homogeneity", True, "maximum mean discrepancy"),
+    LossTerm("contrastive", "w_ct", None, False, "supervised contrastive term on the fused representation"),
+    LossTerm("binary", "w_bin", None, False, "BCE on the sign of non-zero labels (CH-SIMS)"),
+)
+"""Every loss term, in the order the history lists them: the one source of loss names (the
+model output, :func:`objective`, the engine's logging, the plots). A new term is one entry here
+plus its computation (in the model, or in :func:`objective`) and its weight in the config."""
+
+LOG_KEYS: tuple[str, ...] = tuple(t.name for t in LOSS_TERMS)
 """Every term :func:`objective` reports, in the order the history lists them."""
+MODEL_LOSSES: tuple[str, ...] = tuple(t.name for t in LOSS_TERMS if t.from_model and t.part_of is None)
+"""The weighted losses a model's forward returns (``DecAlignOutput.losses``)."""
+MODEL_TERMS: tuple[str, ...] = tuple(
+    t.name for t in LOSS_TERMS if t.from_model and not any(p.part_of == t.name for p in LOSS_TERMS)
+)
+"""The finest terms a model's forward reports (``DecAlignOutput.terms``)."""
+WEIGHTED_TERMS: tuple[str, ...] = tuple(t.name for t in LOSS_TERMS if t.weight is not None)
+"""The auxiliary terms added to the task loss, each with its weight."""
+_WEIGHT = {t.name: t.weight for t in LOSS_TERMS}
 
 
 def task_loss(prediction: Tensor, labels: Tensor, kind: str) -> Tensor:
@@ -70,9 +118,8 @@ def objective(
     task = task_loss(prediction, targets, config.task_loss)
     zero = task.new_zeros(())
     total = task
-    total = total + config.w_dec * output.losses["decoupling"]
-    total = total + config.alpha * output.losses["heterogeneity"]
-    total = total + config.beta * output.losses["homogeneity"]
+    for name in MODEL_LOSSES:
+        total = total + getattr(config, _WEIGHT[name]) * output.losses[name]
     contrastive = zero
     if config.w_ct > 0 and representation is not None:
         classes = targets.long() if config.task_loss == "ce" else sentiment_classes(targets.float())
@@ -86,17 +133,6 @@ def objective(
                 prediction[nonzero].float(), (targets[nonzero] > 0).float()
             )
             total = total + config.w_bin * binary
-    terms = {
-        "loss": total,
-        "task": task,
-        "decoupling": output.losses["decoupling"],
-        "heterogeneity": output.losses["heterogeneity"],
-        "ot": output.terms.get("ot", zero),
-        "proto_local": output.terms.get("proto_local", zero),
-        "homogeneity": output.losses["homogeneity"],
-        "moments": output.terms.get("moments", zero),
-        "mmd": output.terms.get("mmd", zero),
-        "contrastive": contrastive,
-        "binary": binary,
-    }
+    computed = {"loss": total, "task": task, "contrastive": contrastive, "binary": binary, **output.losses}
+    terms = {k: computed[k] if k in computed else output.terms.get(k, zero) for k in LOG_KEYS}
     return total, {k: v.detach() for k, v in terms.items()}

@@ -23,17 +23,20 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 __all__ = [
     "EMOTION_KEYS",
+    "LOWER_IS_BETTER",
     "REGRESSION_KEYS",
     "SENTIMENT_KEYS",
     "SIMS_KEYS",
     "MetricWarning",
     "emotion_metrics",
+    "higher_is_better",
+    "metric_mode",
     "metrics_for",
     "regression_metrics",
     "sentiment_metrics",
@@ -439,10 +442,33 @@ def emotion_metrics(
 
 
 # ---------------------------------------------------------------------------------------------
+# direction
+
+LOWER_IS_BETTER: tuple[str, ...] = ("mae", "mse", "rmse")
+"""Error metrics; every name containing ``loss`` is lower-is-better too."""
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """The one definition of a metric's direction (model selection, learning-rate schedule,
+    sweeps, the bold best value of a report): ``False`` for errors and losses (``mae``, ``mse``,
+    ``*loss*``), ``True`` for accuracies, F1 and ``corr``, ``None`` for a key without a known
+    direction."""
+    if metric in LOWER_IS_BETTER or "loss" in metric:
+        return False
+    if metric in ("wacc", "waf1", "corr") or metric.startswith(("acc", "f1")):
+        return True
+    return None
+
+
+def metric_mode(metric: str) -> Literal["min", "max"]:
+    """``min`` when a smaller value is better (errors, losses), else ``max``."""
+    return "min" if higher_is_better(metric) is False else "max"
+
+
+# ---------------------------------------------------------------------------------------------
 # dispatch
 
-SENTIMENT_KINDS = ("mosi", "mosei", "synthetic")
-KNOWN_KINDS = (*SENTIMENT_KINDS, "sims", "iemocap", "custom")
+_FAMILIES: dict[str, MetricFn] = {}  # filled below, once the functions exist
 
 
 def metrics_for(
@@ -467,23 +493,29 @@ def metrics_for(
         ValueError: an unknown ``kind`` or ``task``, IEMOCAP with a regression task, or a malformed
             ``label_range``.
     """
+    from decalign.data.detect import DATASET_KINDS
+
     kind = kind.lower()
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
-    if kind not in KNOWN_KINDS:
-        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {list(KNOWN_KINDS)}")
+    if kind not in DATASET_KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {list(DATASET_KINDS)}")
+    spec = DATASET_KINDS[kind]
     if task == "classification":
         names = None if class_names is None else tuple(class_names)
         return functools.partial(emotion_metrics, class_names=names)
-    if kind == "iemocap":
-        raise ValueError("dataset kind 'iemocap' is a classification task, got task='regression'")
-    if kind in SENTIMENT_KINDS:
-        return sentiment_metrics
-    if kind == "sims":
-        return sims_metrics
+    if spec.task == "classification":
+        raise ValueError(f"dataset kind {kind!r} is a classification task, got task='regression'")
+    if spec.metrics != "auto":
+        return _FAMILIES[spec.metrics]
     if label_range is None:
         return regression_metrics
     if len(label_range) != 2 or not label_range[0] <= label_range[1]:
         raise ValueError(f"label_range must be (min, max) with min <= max, got {label_range!r}")
     lo, hi = float(label_range[0]), float(label_range[1])
     return sentiment_metrics if lo >= -3.0 and hi <= 3.0 else regression_metrics
+
+
+_FAMILIES.update(sentiment=sentiment_metrics, sims=sims_metrics, regression=regression_metrics)
+"""Metric family of :data:`decalign.data.detect.METRIC_FAMILIES` -> regression metric function
+(``emotion`` is :func:`emotion_metrics` with the class names)."""

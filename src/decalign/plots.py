@@ -41,7 +41,6 @@ METRIC_PREFERENCE = ("mae", "f1_non0", "f1", "waf1", "wacc", "acc2_non0", "acc2"
 """Metrics shown in the training curves: the first two a history has (the paper's ablation
 metrics first: MAE and F1 for sentiment, WAF1 and WAcc for emotions)."""
 
-AUX_LOSSES = ("decoupling", "heterogeneity", "homogeneity", "contrastive", "binary")
 SPLIT_COLORS = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green"}
 DPI = 120
 
@@ -165,7 +164,9 @@ def plot_training_curves(
     draw(axes[0], {"train": "task", "valid": "loss", "test": "loss"}, "task loss")
     axes[0].set_title("Task loss")
     ax = axes[1]
-    aux = [k for k in AUX_LOSSES if any(abs(float(r.get(k, 0) or 0)) > 0 for r in rows if r["split"] == "train"
+    from decalign.losses import WEIGHTED_TERMS
+
+    aux = [k for k in WEIGHTED_TERMS if any(abs(float(r.get(k, 0) or 0)) > 0 for r in rows if r["split"] == "train"
                                          and math.isfinite(float(r.get(k, 0) or 0)))]
     colors = ["tab:purple", "tab:red", "tab:cyan", "tab:olive", "tab:brown"]
     for s_i, seed in enumerate(seeds):

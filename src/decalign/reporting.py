@@ -30,7 +30,6 @@ __all__ = [
 
 _SPLIT_PREFIXES = ("train_", "valid_", "val_", "test_")
 _THREE_DECIMALS = {"mae", "mse", "rmse", "corr"}
-_LOWER_IS_BETTER = {"mae", "mse", "rmse"}
 MISSING = "–"
 """Printed where a row has no value for a column."""
 
@@ -59,12 +58,9 @@ def _is_three_decimals(key: str) -> bool:
 def higher_is_better(key: str) -> bool | None:
     """Direction of a metric: ``False`` for errors and losses (``mae``, ``mse``, ``*loss*``),
     ``True`` for accuracies, F1 and ``corr``, ``None`` for keys without a known direction."""
-    base = _base_key(key)
-    if base in _LOWER_IS_BETTER or "loss" in base:
-        return False
-    if is_percentage(key) or base == "corr":
-        return True
-    return None
+    from decalign.metrics import higher_is_better as direction
+
+    return direction(_base_key(key))
 
 
 def _decimals_and_scale(key: str) -> tuple[int, float] | None:

@@ -5,7 +5,7 @@ Every ``decalign sweep`` command is one *worker* of a study kept in Optuna stora
 Each trial is an ordinary training run (:func:`decalign.api.train`, or ``decalign train`` under
 ``torchrun`` with ``--nproc-per-node``) written to ``OUT/trials/trial_<number>/`` and kept; its
 value is the validation selection metric (``train.selection_metric``) of the best epoch, averaged
-over the trial's seeds, minimised or maximised as :func:`decalign.config.metric_mode` says.
+over the trial's seeds, minimised or maximised as :func:`decalign.metrics.metric_mode` says.
 
 Storage (``--storage``):
 
@@ -49,6 +49,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from decalign.cli_common import add_data_flags, add_run_flags, add_set_flag, add_verbosity_flags
 
 __all__ = [
     "ParamSpec",
@@ -399,8 +401,8 @@ def run_worker(args: argparse.Namespace) -> int:
     import optuna
 
     from decalign.api import resolve_config
-    from decalign.cli import load_and_resolve
-    from decalign.config import metric_mode
+    from decalign.cli_common import load_and_resolve
+    from decalign.metrics import metric_mode
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -510,19 +512,15 @@ def add_parser(subparsers: Any) -> None:
         "`decalign sweep` commands with the same --storage and --study are workers of one study. "
         "With --report, print the best trials and write OUT/importance.png.",
     )
-    p.add_argument("--data", metavar="PATH", help="data file (default: the built-in synthetic dataset)")
-    p.add_argument("--dataset", choices=["auto", "mosi", "mosei", "sims", "iemocap", "synthetic", "custom"],
-                   default=None, help="force the dataset kind (default: detected)")
+    add_data_flags(p, data_help="data file (default: the built-in synthetic dataset)",
+                   dataset_help="force the dataset kind (default: detected)")
     p.add_argument("--preset", help="preset the trials start from (default: the dataset's own)")
     p.add_argument("--space", metavar="YAML", help="search space (default: the one shipped for the preset)")
     p.add_argument("--trials", type=int, default=10, metavar="N",
                    help="trials THIS worker runs (several workers add up; default 10)")
-    p.add_argument("--epochs", type=int, metavar="N", help="maximum epochs per trial (train.num_epochs)")
-    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
-                   help="seeds of every trial; the value is their mean (default: the preset's first seed)")
-    p.add_argument("--set", dest="overrides", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="fixed settings for every trial (a searched key takes the trial's value)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="train.device")
+    add_run_flags(p, seeds_help="seeds of every trial; the value is their mean (default: the preset's first seed)",
+                  epochs_help="maximum epochs per trial (train.num_epochs)")
+    add_set_flag(p, help="fixed settings for every trial (a searched key takes the trial's value)")
     p.add_argument("--storage", metavar="URL", help="Optuna storage: sqlite:///FILE (default OUT/study.db), "
                    "journal:///PATH.log, or an RDB URL such as postgresql://user:pass@host/db")
     p.add_argument("--study", default="decalign", metavar="NAME", help="study name (default: decalign)")
@@ -542,9 +540,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard files in the trial directories")
     p.add_argument("--report", action="store_true", help="print the best trials and write OUT/importance.png")
     p.add_argument("--top", type=int, default=5, metavar="K", help="trials --report lists (default 5)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+    add_verbosity_flags(p)
 
 
 def run(args: argparse.Namespace) -> int:

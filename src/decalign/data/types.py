@@ -13,12 +13,12 @@ from typing import Literal
 
 import numpy as np
 
+from decalign.data.detect import SPLITS
 from decalign.errors import DataError
 
 __all__ = ["SPLITS", "DataError", "MultimodalDataset", "Split", "Task"]
 
 Task = Literal["regression", "classification"]
-SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
 
 @dataclass

@@ -1,5 +1,35 @@
-"""DecAlign's parts, one module per box of the paper's Figure 1, and the assembled model."""
+"""DecAlign's parts, one module per box of the paper's Figure 1, and the assembled model.
 
-from decalign.model.decalign import LOSS_KEYS, TERM_KEYS, DecAlign, DecAlignOutput
+The architectures (DecAlign and the baselines), :class:`ModelInfo` and :func:`build_model` are in
+:mod:`decalign.model.factory`. Importing this package is cheap: each name loads its module on
+first use, so configuration and the command line read the architecture registry without torch.
+"""
 
-__all__ = ["LOSS_KEYS", "TERM_KEYS", "DecAlign", "DecAlignOutput"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "LOSS_KEYS": "decalign.model.decalign",
+    "TERM_KEYS": "decalign.model.decalign",
+    "DecAlign": "decalign.model.decalign",
+    "DecAlignOutput": "decalign.model.decalign",
+    "ARCHITECTURES": "decalign.model.factory",
+    "Architecture": "decalign.model.factory",
+    "ModelInfo": "decalign.model.factory",
+    "build_model": "decalign.model.factory",
+}
+
+__all__ = ["ARCHITECTURES", "LOSS_KEYS", "TERM_KEYS", "Architecture", "DecAlign", "DecAlignOutput", "ModelInfo",
+           "build_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'decalign.model' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

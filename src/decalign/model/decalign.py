@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from decalign.config import ModelConfig
+from decalign.losses import MODEL_LOSSES, MODEL_TERMS
 from decalign.model.base import MultimodalModel
 from decalign.model.decoupling import Decoupler, decoupling_loss
 from decalign.model.heads import PredictionHead
@@ -35,8 +36,10 @@ from decalign.model.transformer import CrossModalTransformer
 
 __all__ = ["LOSS_KEYS", "TERM_KEYS", "DecAlign", "DecAlignOutput"]
 
-LOSS_KEYS = ("decoupling", "heterogeneity", "homogeneity")
-TERM_KEYS = ("decoupling", "ot", "proto_local", "moments", "mmd")
+LOSS_KEYS = MODEL_LOSSES
+"""The weighted losses of :attr:`DecAlignOutput.losses` (from :data:`decalign.losses.LOSS_TERMS`)."""
+TERM_KEYS = MODEL_TERMS
+"""The finest terms of :attr:`DecAlignOutput.terms` (from :data:`decalign.losses.LOSS_TERMS`)."""
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
@@ -129,7 +132,7 @@ class DecAlign(MultimodalModel):
         common_all, unique_all = self.scatter(common_pooled, index), self.scatter(unique_pooled, index)
         return DecAlignOutput(
             prediction=prediction,
-            losses={"decoupling": dec, "heterogeneity": hetero, "homogeneity": homo},
+            losses=dict(zip(LOSS_KEYS, (dec, hetero, homo))),  # decoupling, heterogeneity, homogeneity
             terms=terms,
             representation=representation,
             unique=unique_all,
@@ -184,7 +187,7 @@ class DecAlign(MultimodalModel):
         zero = _at_least_fp32(unique_pooled).new_zeros(())
         hetero = homo = zero
         plan = None
-        terms = {"ot": zero, "proto_local": zero, "moments": zero, "mmd": zero}
+        terms = {k: zero for k in TERM_KEYS if k not in LOSS_KEYS}  # ot, proto_local, moments, mmd
         if not all_active:
             return hetero, homo, plan, terms
         with torch.autocast(device_type=unique_pooled.device.type, enabled=False):

@@ -23,6 +23,7 @@ from torch import nn
 from decalign import __version__
 from decalign.config import RunConfig, config_from_dict, config_to_dict
 from decalign.errors import CheckpointError
+from decalign.model.factory import ModelInfo, build_model  # re-exported: their former home
 from decalign.train.atomic import atomic_write
 
 __all__ = [
@@ -39,59 +40,6 @@ __all__ = [
 
 FORMAT = "decalign-checkpoint-v1"
 _PRE = "preprocess."
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a model was built for: enough to rebuild it and to check new data against it."""
-
-    kind: str
-    task: str
-    modalities: tuple[str, ...]
-    input_dims: dict[str, int]
-    seq_lens: dict[str, int]
-    num_outputs: int
-    class_names: tuple[str, ...] | None = None
-    label_range: tuple[float, float] | None = None
-
-    @classmethod
-    def from_dataset(cls, dataset: Any) -> ModelInfo:
-        return cls(
-            kind=dataset.kind,
-            task=dataset.task,
-            modalities=tuple(dataset.modalities),
-            input_dims=dict(dataset.input_dims),
-            seq_lens=dict(dataset.seq_lens),
-            num_outputs=1 if dataset.task == "regression" else int(dataset.num_classes),
-            class_names=tuple(dataset.class_names) if dataset.class_names is not None else None,
-            label_range=tuple(dataset.label_range) if dataset.label_range is not None else None,
-        )
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelInfo:
-        return cls(
-            kind=data["kind"],
-            task=data["task"],
-            modalities=tuple(data["modalities"]),
-            input_dims={k: int(v) for k, v in data["input_dims"].items()},
-            seq_lens={k: int(v) for k, v in data["seq_lens"].items()},
-            num_outputs=int(data["num_outputs"]),
-            class_names=tuple(data["class_names"]) if data.get("class_names") is not None else None,
-            label_range=tuple(data["label_range"]) if data.get("label_range") is not None else None,
-        )
-
-
-def build_model(config: RunConfig, info: ModelInfo) -> nn.Module:
-    """The model of ``config.model.architecture`` (DecAlign or a baseline) for the data described
-    by ``info``. Every architecture has the same constructor and forward contract, so training,
-    checkpoints, evaluation, prediction and resume need no other dispatch."""
-    if config.model.architecture != "decalign":
-        from decalign.model.baselines import build_baseline
-
-        return build_baseline(config.model, info.input_dims, info.num_outputs, seq_lens=info.seq_lens)
-    from decalign.model import DecAlign
-
-    return DecAlign(config.model, info.input_dims, info.num_outputs, seq_lens=info.seq_lens)
 
 
 @dataclass

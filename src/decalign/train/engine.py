@@ -26,12 +26,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from decalign.config import RunConfig, metric_mode
-from decalign.losses import LOG_KEYS, objective, task_loss
+from decalign.config import RunConfig
+from decalign.data.detect import METRIC_FAMILIES
+from decalign.losses import LOG_KEYS, MODEL_LOSSES, objective, task_loss
+from decalign.metrics import metric_mode
+from decalign.model.factory import ModelInfo, build_model
 from decalign.train.batches import SplitTensors, batch_indices
 from decalign.train.checkpoint import (
-    ModelInfo,
-    build_model,
     load_training_state,
     load_weights,
     save_checkpoint,
@@ -293,7 +294,7 @@ def predict_split(model: nn.Module, data: SplitTensors, batch_size: int, device:
     model.eval()
     outs: list[Tensor] = []
     positions: list[Tensor] = []
-    sums = {"decoupling": 0.0, "heterogeneity": 0.0, "homogeneity": 0.0}
+    sums = dict.fromkeys(MODEL_LOSSES, 0.0)
     for global_index in batch_indices(len(data), batch_size, shuffle=False):
         index = ctx.shard_eval(global_index)
         if len(index) == 0:
@@ -432,7 +433,7 @@ def fit_seed(
             ctx.seed_process(seed + start_epoch)
         log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, start_epoch - 1, stopper.best_epoch)
     progress = show_progress(quiet)
-    show_keys = ["mae", "corr", "acc2_non0", "f1_non0", "acc7", "acc2", "f1", "wacc", "waf1"]
+    show_keys = list(dict.fromkeys(k for columns in METRIC_FAMILIES.values() for k in columns))
     epochs_run = start_epoch - 1
     with _tensorboard(seed_dir / "tensorboard", tensorboard and ctx.is_main) as tb:
         for epoch in range(start_epoch, tc.num_epochs + 1):

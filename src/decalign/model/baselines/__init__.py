@@ -13,7 +13,7 @@ All share DecAlign's constructor ``(config, input_dims, num_outputs, seq_lens)``
 alignment losses), and reuse its building blocks (:class:`TemporalProjection`,
 :class:`CrossModalTransformer`, :class:`PredictionHead`) with the sizes and dropouts of the
 config, so a preset sizes a baseline like DecAlign. Build one with :func:`build_baseline`, or any
-architecture with :func:`decalign.train.checkpoint.build_model`.
+architecture with :func:`decalign.model.factory.build_model`.
 """
 
 from __future__ import annotations
@@ -26,16 +26,14 @@ from decalign.model.baselines.early_fusion import EarlyFusion
 from decalign.model.baselines.late_fusion import LateFusion
 from decalign.model.baselines.mult import MulT
 from decalign.model.baselines.tensor_fusion import TensorFusion
+from decalign.model.factory import ARCHITECTURES, architecture_class
 
 __all__ = ["BASELINES", "BaselineModel", "EarlyFusion", "LateFusion", "MulT", "TensorFusion", "build_baseline"]
 
 BASELINES: dict[str, type[BaselineModel]] = {
-    "mult": MulT,
-    "tfn": TensorFusion,
-    "late": LateFusion,
-    "early": EarlyFusion,
+    name: architecture_class(name) for name in ARCHITECTURES if name != "decalign"
 }
-"""``model.architecture`` value -> baseline class."""
+"""``model.architecture`` value -> baseline class (from :data:`decalign.model.factory.ARCHITECTURES`)."""
 
 
 def build_baseline(
