@@ -121,6 +121,13 @@ def _metric_fn(info: Any) -> Callable[[np.ndarray, np.ndarray], dict[str, float]
 
 
 def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None:
+    trained_on = getattr(info, "provenance", None)
+    if trained_on and dataset.provenance:
+        from decalign.extract.provenance import compare
+
+        problems = compare(trained_on, dataset.provenance)
+        if problems:
+            raise ValueError(f"{where}: features from another extractor than the model's; " + "; ".join(problems))
     missing = [m for m in info.modalities if m not in dataset.modalities]
     if missing:
         raise ValueError(
@@ -129,7 +136,10 @@ def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None
     for m in info.modalities:
         found, expected = dataset.input_dims[m], info.input_dims[m]
         if found != expected:
-            raise ValueError(f"{where}: modality {m!r} has feature width {found}, the model expects {expected}")
+            from decalign.extract.provenance import describe_modality
+
+            raise ValueError(f"{where}: modality {m!r} has feature width {found}{describe_modality(dataset.provenance, m)}, "
+                             f"the model expects {expected}{describe_modality(trained_on, m)}")
     if dataset.task != info.task:
         raise ValueError(f"{where}: the data is a {dataset.task} task, the model was trained for {info.task}")
 

@@ -186,4 +186,22 @@ def read_mmsa(obj: Any, source: str, kind: str | None, log: ReadLog) -> Multimod
         class_names=spec.class_names if spec is not None else None,
         label_range=spec.label_range if spec is not None else None,
         source=source,
+        provenance=_extraction_record(obj, source),
     )
+
+
+def _extraction_record(obj: Mapping[str, Any], source: str) -> dict[str, Any] | None:
+    """The ``extraction`` entry that ``decalign extract`` writes next to the splits (a JSON
+    string, so the pickle stays plain data), or ``None``."""
+    import json
+
+    text = obj.get("extraction")
+    if text is None:
+        return None
+    try:
+        record = json.loads(str(text))
+    except ValueError as err:
+        raise DataError(f"{source}, key 'extraction': not a JSON extraction record ({err})") from None
+    if not isinstance(record, dict):
+        raise DataError(f"{source}, key 'extraction': expected a JSON object, found {type(record).__name__}")
+    return record

@@ -111,6 +111,7 @@ def _meta(dataset: MultimodalDataset) -> dict[str, Any]:
         "class_names": list(dataset.class_names) if dataset.class_names is not None else None,
         "label_range": list(dataset.label_range) if dataset.label_range is not None else None,
         "notes": list(dataset.notes),
+        **({"extraction": dataset.provenance} if dataset.provenance else {}),
     }
 
 
@@ -420,6 +421,7 @@ def _build(
         label_range=(float(label_range[0]), float(label_range[1])) if label_range is not None else None,
         source=origin,
         notes=notes,
+        provenance=meta["extraction"] if isinstance(meta.get("extraction"), dict) else None,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -132,6 +132,9 @@ class MultimodalDataset:
         source: the file it came from (``None`` for generated data).
         notes: what the reader fixed or noticed (non-finite values replaced, rows swapped, ...),
             shown by ``decalign info`` and logged at training start.
+        provenance: how the features were made, for files written by ``decalign extract``
+            (:meth:`decalign.extract.provenance.Provenance.to_dict`); carried into checkpoints so
+            that prediction can refuse features from another extractor. ``None`` otherwise.
     """
 
     kind: str
@@ -142,6 +145,7 @@ class MultimodalDataset:
     label_range: tuple[float, float] | None = None
     source: str | None = None
     notes: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.validate()

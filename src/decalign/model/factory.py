@@ -77,6 +77,8 @@ class ModelInfo:
     num_outputs: int
     class_names: tuple[str, ...] | None = None
     label_range: tuple[float, float] | None = None
+    provenance: dict[str, Any] | None = None
+    """The extraction record of the training data (``decalign extract``), or ``None``."""
 
     @classmethod
     def from_dataset(cls, dataset: Any) -> ModelInfo:
@@ -89,6 +91,7 @@ class ModelInfo:
             num_outputs=1 if dataset.task == "regression" else int(dataset.num_classes),
             class_names=tuple(dataset.class_names) if dataset.class_names is not None else None,
             label_range=tuple(dataset.label_range) if dataset.label_range is not None else None,
+            provenance=getattr(dataset, "provenance", None),
         )
 
     @classmethod
@@ -102,6 +105,7 @@ class ModelInfo:
             num_outputs=int(data["num_outputs"]),
             class_names=tuple(data["class_names"]) if data.get("class_names") is not None else None,
             label_range=tuple(data["label_range"]) if data.get("label_range") is not None else None,
+            provenance=data.get("provenance"),
         )
 
 

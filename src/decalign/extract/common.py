@@ -1,0 +1,68 @@
+"""Small helpers shared by the extractors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from decalign.extract.errors import ExtractError
+
+__all__ = ["directory_fingerprint", "package_version", "resample_steps"]
+
+
+def package_version(dist: str) -> str:
+    """The installed version of distribution ``dist`` (``"unknown"`` if it has no metadata)."""
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def directory_fingerprint(path: str | os.PathLike[str], what: str) -> str:
+    """A short hash of a model directory's configuration and weight files (names, sizes, and the
+    bytes of every small file), so a model is recognised wherever it is installed, and a
+    different model in the same place is not.
+
+    Weight files are hashed by name and size only: reading gigabytes on every run to detect an
+    edit that keeps the size is not worth it.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise ExtractError(f"{what} {os.fspath(path)!r} is not a directory (a local HuggingFace model folder)")
+    digest = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        rel = file.relative_to(root).as_posix()
+        size = file.stat().st_size
+        digest.update(f"{rel}\0{size}\0".encode())
+        if size <= 4 * 1024 * 1024:
+            digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def resample_steps(values: np.ndarray, times: np.ndarray, rate: float, duration: float) -> np.ndarray:
+    """Average frame-level ``values`` ``[n, D]`` (frame centres ``times`` in seconds) into bins of
+    ``1/rate`` seconds covering ``[0, duration)``; bins without a frame take the nearest
+    frame's values. Returns ``[max(1, round(duration * rate)), D]`` float32.
+
+    openSMILE's low-level descriptors come at a fixed 100 Hz; averaging (not picking) keeps every
+    frame's information at a lower rate.
+    """
+    n_out = max(1, round(duration * rate))
+    if len(values) == 0:
+        return np.zeros((n_out, values.shape[1] if values.ndim == 2 else 0), np.float32)
+    idx = np.clip(np.floor(times * rate).astype(np.int64), 0, n_out - 1)
+    sums = np.zeros((n_out, values.shape[1]), np.float64)
+    np.add.at(sums, idx, values)
+    counts = np.bincount(idx, minlength=n_out)
+    out = np.empty_like(sums)
+    has = counts > 0
+    out[has] = sums[has] / counts[has, None]
+    if not has.all():
+        centres = (np.arange(n_out) + 0.5) / rate
+        nearest = np.abs(times[None, :] - centres[~has, None]).argmin(axis=1)
+        out[~has] = values[nearest]
+    return out.astype(np.float32)

@@ -1,0 +1,453 @@
+"""The extraction run: clips -> per-clip features (cached) -> report -> dataset file.
+
+:class:`ExtractConfig` holds every setting (validated once); :class:`Extractors` builds the
+extractors it names and turns one :class:`~decalign.extract.inputs.Clip` into arrays and a
+:class:`~decalign.extract.report.ClipOutcome`; :func:`run_extraction` does that for every clip
+(in ``workers`` processes, with a progress bar and the cache), writes ``extract_report.csv``,
+stops with the list of failed clips unless ``skip_failed``, and writes the dataset.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decalign.extract.errors import ExtractError, MediaError
+from decalign.extract.inputs import Clip
+from decalign.extract.provenance import ExtractorRecord, Provenance
+from decalign.extract.report import ClipOutcome, write_report
+
+__all__ = ["ExtractConfig", "ExtractResult", "Extractors", "build_dataset", "run_extraction"]
+
+log = logging.getLogger("decalign")
+
+OUTPUT_FORMATS = ("mmsa", "npz", "safetensors")
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """Settings of one extraction (all of them end up in the dataset's extraction record).
+
+    Attributes:
+        text_model: a local HuggingFace encoder directory, or ``None`` for no text modality.
+        audio: ``egemaps``, ``compare``, ``librosa`` or ``none``.
+        vision: ``hog``, ``image-model``, ``openface`` or ``none``.
+        vision_model: the image model directory (``vision="image-model"``).
+        openface_dir: directory of OpenFace 2.0 CSVs (``vision="openface"``).
+        text_max_length: tokens per transcript (``text_bert`` width); longer ones are truncated.
+        audio_rate: audio feature steps per second.
+        fps: video frames sampled per second for face detection.
+        sample_rate: audio is decoded and resampled to this rate (Hz).
+        max_audio_len / max_vision_len: cap on the padded length (longer sequences are cut;
+            the report and the log say how many).
+    """
+
+    text_model: str | None
+    audio: str = "egemaps"
+    vision: str = "hog"
+    vision_model: str | None = None
+    openface_dir: str | None = None
+    text_max_length: int = 50
+    audio_rate: float = 50.0
+    fps: float = 10.0
+    sample_rate: int = 16000
+    max_audio_len: int | None = None
+    max_vision_len: int | None = None
+
+    def __post_init__(self) -> None:
+        from decalign.extract.audio import AUDIO_EXTRACTORS
+        from decalign.extract.vision import VISION_EXTRACTORS
+
+        if self.audio not in (*AUDIO_EXTRACTORS, "none"):
+            raise ExtractError(f"audio: unknown extractor {self.audio!r}; choose from {[*AUDIO_EXTRACTORS, 'none']}")
+        if self.vision not in (*VISION_EXTRACTORS, "none"):
+            raise ExtractError(f"vision: unknown extractor {self.vision!r}; choose from {[*VISION_EXTRACTORS, 'none']}")
+        if self.vision == "image-model" and not self.vision_model:
+            raise ExtractError("vision 'image-model' needs --vision-model DIR (a local HuggingFace image model)")
+        if self.vision == "openface" and not self.openface_dir:
+            raise ExtractError("vision 'openface' needs --openface-dir DIR (OpenFace FeatureExtraction CSVs)")
+        for name in ("audio_rate", "fps", "sample_rate", "text_max_length"):
+            if getattr(self, name) <= 0:
+                raise ExtractError(f"{name} must be > 0, found {getattr(self, name)}")
+        for name in ("max_audio_len", "max_vision_len"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ExtractError(f"{name} must be >= 1, found {value}")
+        if sum(x is not None and x != "none" for x in (self.text_model, self.audio, self.vision)) < 2:
+            raise ExtractError("extract at least two modalities (text, audio, vision): DecAlign aligns modalities")
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(m for m, on in (("text", self.text_model is not None), ("audio", self.audio != "none"),
+                                     ("vision", self.vision != "none")) if on)
+
+    @classmethod
+    def from_provenance(cls, prov: Provenance) -> ExtractConfig:
+        """The settings that reproduce a dataset's features (for ``predict --media``)."""
+        ex = prov.extractors
+        text = ex.get("text")
+        audio = ex.get("audio")
+        vision = ex.get("vision")
+        vision_name = {"opencv-hog": "hog", "hf-image": "image-model", "openface": "openface"}
+        if vision is not None and vision.name not in vision_name:
+            raise ExtractError(f"unknown vision extractor {vision.name!r} in the extraction record")
+        return cls(
+            text_model=text.settings["model_dir"] if text else None,
+            audio=audio.name.removeprefix("opensmile-") if audio else "none",
+            vision=vision_name[vision.name] if vision else "none",
+            vision_model=vision.settings.get("model_dir") if vision else None,
+            openface_dir=vision.settings.get("openface_dir") if vision else None,
+            text_max_length=int(text.settings.get("max_length", 50)) if text else 50,
+            audio_rate=float(prov.media.get("audio_rate", 50.0)),
+            fps=float(prov.media.get("fps", 10.0)),
+            sample_rate=int(prov.media.get("sample_rate", 16000)),
+        )
+
+
+class Extractors:
+    """The extractors of a config, built once (per worker process) and applied clip by clip."""
+
+    def __init__(self, config: ExtractConfig) -> None:
+        from decalign.extract.audio import make_audio_extractor
+
+        self.config = config
+        self.text = None
+        if config.text_model is not None:
+            from decalign.extract.text import HFTextExtractor
+
+            self.text = HFTextExtractor(config.text_model, config.text_max_length)
+        self.audio = None if config.audio == "none" else make_audio_extractor(
+            config.audio, config.audio_rate, config.sample_rate)
+        self.vision: Any = None
+        if config.vision == "hog":
+            from decalign.extract.vision import HogExtractor
+
+            self.vision = HogExtractor(config.fps)
+        elif config.vision == "image-model":
+            from decalign.extract.vision import HFImageExtractor
+
+            self.vision = HFImageExtractor(config.vision_model or "", config.fps)
+        elif config.vision == "openface":
+            from decalign.extract.vision import OpenFaceImporter
+
+            self.vision = OpenFaceImporter(config.openface_dir or "")
+
+    def provenance(self) -> Provenance:
+        from decalign import __version__
+
+        records: dict[str, ExtractorRecord] = {}
+        for m, ex in (("text", self.text), ("audio", self.audio), ("vision", self.vision)):
+            if ex is not None:
+                records[m] = ex.record()
+        media = {"sample_rate": self.config.sample_rate, "audio_rate": self.config.audio_rate,
+                 "fps": self.config.fps, "decoder": "av (PyAV)"}
+        from decalign.extract.common import package_version
+
+        media["decoder_version"] = package_version("av")
+        return Provenance(records, media, __version__)
+
+    def extract(self, clip: Clip) -> tuple[dict[str, np.ndarray], ClipOutcome]:
+        """Features of one clip, and what happened. Problems with the clip's input are statuses;
+        anything else (a bug) propagates."""
+        from decalign.extract.media import probe, read_audio, read_frames
+
+        began = time.perf_counter()
+        out = ClipOutcome(clip.sample_id, "" if clip.media is None else str(clip.media), clip.mode)
+        arrays: dict[str, np.ndarray] = {}
+        details: list[str] = []
+        if self.text is not None:
+            if not clip.text.strip():
+                out.statuses.append("empty transcript")
+            else:
+                states, bert = self.text(clip.text)
+                arrays["text"], arrays["text_bert"] = states, bert
+                out.lengths["text"] = int(states.shape[0])
+        needs_media = self.audio is not None or (self.vision is not None and self.config.vision != "openface")
+        info = None
+        if needs_media:
+            if clip.media is None:
+                out.statuses.append("media not found")
+            else:
+                try:
+                    info = probe(clip.media)
+                except MediaError as err:
+                    out.statuses.append("decode error")
+                    details.append(str(err))
+        if self.audio is not None and info is not None:
+            try:
+                signal = read_audio(clip.media or "", self.config.sample_rate, clip.start, clip.end)
+            except MediaError as err:
+                out.statuses.append("decode error")
+                details.append(str(err))
+            else:
+                if signal is None or len(signal) == 0:
+                    out.statuses.append("no audio")
+                else:
+                    arrays["audio"] = self.audio(signal)
+                    out.lengths["audio"] = int(arrays["audio"].shape[0])
+        if self.vision is not None:
+            result = None
+            if self.config.vision == "openface":
+                csv_file = self.vision.find(clip.clip_id, clip.video_id)
+                if csv_file is None:
+                    out.statuses.append("no OpenFace CSV")
+                    details.append(f"no {clip.clip_id}.csv in {self.vision.directory}")
+                else:
+                    result = self.vision(csv_file, clip.start, clip.end)
+            elif info is not None:
+                if not info.has_video:
+                    out.statuses.append("no video")
+                else:
+                    try:
+                        frames, _ = read_frames(clip.media or "", self.config.fps, clip.start, clip.end)
+                    except MediaError as err:
+                        out.statuses.append("decode error")
+                        details.append(str(err))
+                    else:
+                        if not frames:
+                            out.statuses.append("no video")
+                        else:
+                            result = self.vision(frames)
+            if result is not None:
+                out.sampled_frames, out.face_frames = result.frames, result.face_frames
+                missing = result.frames - result.face_frames
+                if result.frames and missing:
+                    out.statuses.append(f"no face in {round(100 * missing / result.frames)}% of frames")
+                if result.face_frames:
+                    arrays["vision"] = result.features
+                    out.lengths["vision"] = int(result.features.shape[0])
+                elif result.frames == 0:
+                    out.statuses.append("no video")
+        out.statuses = list(dict.fromkeys(out.statuses))
+        out.detail = " | ".join(details)
+        out.seconds = time.perf_counter() - began
+        return arrays, out
+
+
+@dataclass
+class ExtractResult:
+    """What :func:`run_extraction` produced."""
+
+    dataset: Path | None
+    report: Path
+    outcomes: list[ClipOutcome]
+    included: list[str]
+    provenance: Provenance
+    notes: list[str] = field(default_factory=list)
+
+
+_WORKER: dict[str, Extractors] = {}
+"""Per-process extractors of a worker pool (set by :func:`_init_worker`; empty in the parent).
+Models are loaded once per process, not once per clip."""
+
+
+def _init_worker(config: ExtractConfig) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # N processes x 1 thread, not N x all cores
+    except ImportError:  # pragma: no cover - torch is a core dependency
+        pass
+    _WORKER["extractors"] = Extractors(config)
+
+
+def _work(clip: Clip) -> tuple[dict[str, np.ndarray], ClipOutcome]:
+    return _WORKER["extractors"].extract(clip)
+
+
+def _pad(seqs: Sequence[np.ndarray], length: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    out = np.zeros((len(seqs), length, width), np.float32)
+    lengths = np.zeros(len(seqs), np.int64)
+    for i, s in enumerate(seqs):
+        n = min(len(s), length)
+        out[i, :n] = s[:n]
+        lengths[i] = max(n, 1)
+    return out, lengths
+
+
+def build_dataset(
+    clips: Sequence[Clip], arrays: Sequence[dict[str, np.ndarray]], config: ExtractConfig, prov: Provenance
+) -> tuple[dict[str, Any], list[str]]:
+    """The MMSA unaligned-layout dict (``{'train'|'valid'|'test': {...}, 'extraction': json}``)
+    of the included clips, and notes on what was cut.
+
+    Text is padded to ``text_max_length`` tokens (as MMSA's ``text_bert``); audio and vision to
+    the longest clip (or ``max_*_len``).
+    """
+    notes: list[str] = []
+    unlabelled = [c.sample_id for c in clips if c.label is None]
+    if unlabelled:
+        raise ExtractError(
+            f"no label for {len(unlabelled)} clip(s) (e.g. {unlabelled[:5]}): a dataset needs a numeric 'label' "
+            "column (in the transcripts or --labels CSV); to predict one video use decalign predict --media"
+        )
+    widths = {m: r.width for m, r in prov.extractors.items()}
+    lengths = {}
+    for m in config.modalities:
+        if m == "text":
+            lengths[m] = config.text_max_length
+            continue
+        longest = max((len(a[m]) for a in arrays), default=1)
+        cap = config.max_audio_len if m == "audio" else config.max_vision_len
+        if cap is not None and longest > cap:
+            cut = sum(len(a[m]) > cap for a in arrays)
+            notes.append(f"{m}: {cut} clip(s) longer than {cap} steps were cut to {cap}")
+            longest = cap
+        lengths[m] = max(1, longest)
+    data: dict[str, Any] = {}
+    for split in ("train", "valid", "test"):
+        idx = [i for i, c in enumerate(clips) if c.mode == split]
+        sp: dict[str, Any] = {
+            "id": np.array([clips[i].sample_id for i in idx], dtype=np.str_),
+            "raw_text": np.array([clips[i].text for i in idx], dtype=np.str_),
+            "regression_labels": np.array([clips[i].label for i in idx], dtype=np.float32),
+        }
+        for m in config.modalities:
+            feats, lens = _pad([arrays[i][m] for i in idx], lengths[m], widths[m])
+            sp[m], sp[f"{m}_lengths"] = feats, lens
+        if "text" in config.modalities:
+            sp["text_bert"] = np.stack([arrays[i]["text_bert"] for i in idx]).astype(np.int64) if idx else \
+                np.zeros((0, 3, config.text_max_length), np.int64)
+        data[split] = sp
+    data["extraction"] = prov.to_json()
+    return data, notes
+
+
+def _write(data: dict[str, Any], out: Path, fmt: str) -> Path:
+    from decalign.train.atomic import atomic_write
+
+    if fmt == "mmsa":
+        def dump(tmp: str) -> None:
+            with open(tmp, "wb") as fh:
+                pickle.dump(data, fh, protocol=4)
+
+        return atomic_write(out, dump)
+    from decalign.data.arrays import ReadLog
+    from decalign.data.mmsa import read_mmsa
+    from decalign.data.native import save_native
+
+    ds = read_mmsa(dict(data), str(out), "custom", ReadLog())
+    return save_native(ds, out, fmt)
+
+
+def output_format(out: Path, fmt: str | None) -> str:
+    """``fmt``, or from the name: ``.pkl`` -> MMSA pickle, ``.npz``/``.safetensors`` -> native
+    file, anything else -> native directory (npz)."""
+    if fmt is not None:
+        if fmt not in OUTPUT_FORMATS:
+            raise ExtractError(f"unknown output format {fmt!r}; choose from {list(OUTPUT_FORMATS)}")
+        return fmt
+    suffix = out.suffix.lower()
+    return {".pkl": "mmsa", ".pickle": "mmsa", ".safetensors": "safetensors"}.get(suffix, "npz")
+
+
+def run_extraction(
+    clips: Sequence[Clip],
+    config: ExtractConfig,
+    out: str | os.PathLike[str] | None,
+    *,
+    report: str | os.PathLike[str] | None = None,
+    fmt: str | None = None,
+    workers: int = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    skip_failed: bool = False,
+    progress: bool = True,
+    on_clip: Callable[[ClipOutcome], None] | None = None,
+) -> ExtractResult:
+    """Extract every clip, write the report, then (unless a clip failed and ``skip_failed`` is
+    off) the dataset ``out``.
+
+    Raises:
+        ExtractError: listing the failed clips and naming the report, when clips failed and
+            ``skip_failed`` is off (the report and the cache are written first, so fixing the
+            inputs and rerunning only redoes the failed clips).
+    """
+    from tqdm.auto import tqdm
+
+    from decalign.extract.cache import ClipCache
+
+    if not clips:
+        raise ExtractError("no clips to extract (the transcripts CSV lists none)")
+    ids = [c.sample_id for c in clips]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ExtractError(f"sample ids appear more than once: {dupes[:5]}")
+    out_path = Path(out) if out is not None else None
+    report_path = Path(report) if report is not None else (
+        (out_path.parent if out_path is not None else Path.cwd()) / "extract_report.csv")
+    main = Extractors(config)  # in this process too: the record, and the work when workers == 1
+    prov = main.provenance()
+    cache = ClipCache(cache_dir, prov.to_json()) if cache_dir is not None else None
+
+    results: dict[int, tuple[dict[str, np.ndarray], ClipOutcome]] = {}
+    todo: list[int] = []
+    for i, clip in enumerate(clips):
+        hit = cache.load(clip) if cache is not None else None
+        if hit is not None:
+            results[i] = hit
+        else:
+            todo.append(i)
+    if results:
+        log.info("extract: %d of %d clip(s) from the cache %s", len(results), len(clips), cache_dir)
+
+    def done(i: int, res: tuple[dict[str, np.ndarray], ClipOutcome]) -> None:
+        results[i] = res
+        if cache is not None:
+            cache.save(clips[i], *res)
+        if on_clip is not None:
+            on_clip(res[1])
+
+    bar = tqdm(total=len(clips), initial=len(results), unit="clip", desc="extract", disable=not progress)
+    try:
+        if workers <= 1 or len(todo) <= 1:
+            for i in todo:
+                done(i, main.extract(clips[i]))
+                bar.update()
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor, as_completed
+
+            # spawn, not fork: the parent has torch (and maybe a model) loaded and threads running.
+            ctx = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config,)) as pool:
+                futures = {pool.submit(_work, clips[i]): i for i in todo}
+                for fut in as_completed(futures):
+                    done(futures[fut], fut.result())
+                    bar.update()
+    finally:
+        bar.close()
+
+    outcomes = [results[i][1] for i in range(len(clips))]
+    failed = [o for o in outcomes if o.failed]
+    keep = [i for i in range(len(clips)) if not outcomes[i].failed]
+    included = {clips[i].sample_id for i in keep} if (skip_failed or not failed) else set()
+    write_report(report_path, outcomes, included)
+    result = ExtractResult(None, report_path, outcomes, sorted(included), prov)
+    if failed and not skip_failed:
+        listing = "; ".join(f"{o.sample_id}: {o.status}" for o in failed[:10])
+        more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
+        raise ExtractError(
+            f"{len(failed)} of {len(clips)} clip(s) failed: {listing}{more}. Every clip is in {report_path}; "
+            "fix them, or pass --skip-failed to leave them out"
+        )
+    if failed:
+        log.warning("extract: %d clip(s) left out (--skip-failed); see %s", len(failed), report_path)
+    if not keep:
+        raise ExtractError(f"no clip could be extracted; see {report_path}")
+    if out_path is None:
+        return result
+    data, notes = build_dataset([clips[i] for i in keep], [results[i][0] for i in keep], config, prov)
+    result.notes = notes
+    for note in notes:
+        log.warning("extract: %s", note)
+    result.dataset = _write(data, out_path, output_format(out_path, fmt))
+    return result
