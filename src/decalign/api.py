@@ -138,7 +138,8 @@ def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None
         if found != expected:
             from decalign.extract.provenance import describe_modality
 
-            raise ValueError(f"{where}: modality {m!r} has feature width {found}{describe_modality(dataset.provenance, m)}, "
+            found_from = describe_modality(dataset.provenance, m)
+            raise ValueError(f"{where}: modality {m!r} has feature width {found}{found_from}, "
                              f"the model expects {expected}{describe_modality(trained_on, m)}")
     if dataset.task != info.task:
         raise ValueError(f"{where}: the data is a {dataset.task} task, the model was trained for {info.task}")

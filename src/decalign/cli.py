@@ -40,6 +40,7 @@ log = logging.getLogger("decalign")
 EXTRA_COMMANDS: dict[str, str] = {
     "bench": "decalign.bench",
     "sweep": "decalign.sweep",
+    "extract": "decalign.extract.command",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
@@ -114,11 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE", required=True)
     p.add_argument("--data", metavar="PATH", help="data file, labelled or not, any splits, or a flat file of "
                    "named arrays (default: the built-in dataset)")
-    p.add_argument("--out", metavar="CSV", required=True)
+    p.add_argument("--out", metavar="CSV", help="predictions file (required unless --media)")
     p.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
                    help="splits to predict (default: test of a full dataset, every set of other files)")
     add_device_flag(p, default="auto", help="device to predict on")
     _add_drop_args(p, each=False)
+    _add_media_args(p)
     add_verbosity_flags(p)
 
     p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems")
@@ -232,9 +234,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_media_args(p: argparse.ArgumentParser) -> None:
+    """``predict --media``: one new clip through the checkpoint's own extractors (docs/extract.md)."""
+    p.add_argument("--media", metavar="FILE", help="a video or audio file to predict (runs the extractors the "
+                   "checkpoint's training data was made with)")
+    p.add_argument("--transcript", metavar="TEXT", help="what is said in --media")
+    p.add_argument("--start", type=float, metavar="SEC", help="clip start in --media (seconds)")
+    p.add_argument("--end", type=float, metavar="SEC", help="clip end in --media (seconds)")
+    p.add_argument("--json", action="store_true", help="with --media: print the prediction as JSON")
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from decalign.api import predict_checkpoint
+    from decalign.errors import UsageError
 
+    if args.media:
+        from decalign.extract.predict import predict_media
+
+        if args.transcript is None:
+            raise UsageError("--media needs --transcript TEXT (what is said in the clip)")
+        result = predict_media(args.checkpoint, args.media, args.transcript, start=args.start, end=args.end,
+                               device=args.device)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            value = result.get("prediction", result.get("predicted"))
+            print(f"prediction: {value:.4f}" if isinstance(value, float) else f"prediction: {value}")
+            if result["status"] != "ok":
+                print(f"note: {result['status']}")
+        return 0
+    if args.out is None:
+        raise UsageError("predict needs --out CSV (or --media FILE --transcript TEXT for one new clip)")
     path = predict_checkpoint(args.checkpoint, args.data, args.out, splits=args.split, device=args.device,
                               drop=args.drop)
     print(f"predictions: {path}")

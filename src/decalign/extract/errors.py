@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from decalign.data.types import DataError
+from decalign.errors import DataError, DecalignError
 
 __all__ = ["ExtractError", "MediaError", "MissingExtraError", "require"]
 
@@ -19,7 +19,7 @@ class MediaError(ExtractError):
     """A media file that cannot be decoded (corrupt, truncated, not a media file)."""
 
 
-class MissingExtraError(ExtractError, ImportError):
+class MissingExtraError(DecalignError, ImportError):
     """A package of the ``extract`` extra is not installed."""
 
 

@@ -193,7 +193,9 @@ def discover_clips(
     return clips
 
 
-def assign_splits(clips: list[Clip], fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0) -> list[Clip]:
+def assign_splits(
+    clips: list[Clip], fractions: tuple[float, float, float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> list[Clip]:
     """Clips without a ``mode`` get one, by video (all clips of a video in one split, so no
     speaker is in two splits), in the proportions ``fractions`` with a fixed shuffle."""
     from dataclasses import replace

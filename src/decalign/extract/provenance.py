@@ -113,10 +113,13 @@ def compare(model: Mapping[str, Any] | None, data: Mapping[str, Any] | None) -> 
         if other is None:
             problems.append(f"{m}: the model was trained on {rec.describe()}, the data has no {m} features")
         elif rec.identity() != other.identity():
-            problems.append(f"{m}: the model was trained on {rec.describe()}, the data comes from {other.describe()}")
+            problems.append(
+                f"{m}: the model was trained on {rec.describe()}, the data comes from {other.describe()}"
+            )
     for key in ("sample_rate",):
-        if key in trained.media and key in given.media and trained.media[key] != given.media[key]:
-            problems.append(f"media {key}: the model's features used {trained.media[key]}, the data's {given.media[key]}")
+        ours, theirs = trained.media.get(key), given.media.get(key)
+        if ours is not None and theirs is not None and ours != theirs:
+            problems.append(f"media {key}: the model's features used {ours}, the data's {theirs}")
     return problems
 
 

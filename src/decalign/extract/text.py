@@ -34,6 +34,7 @@ class HFTextExtractor:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never trigger a download
         transformers = require("transformers")
         torch = require("torch")
+        transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per worker and run
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
             self.model = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()

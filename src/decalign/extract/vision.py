@@ -118,7 +118,8 @@ class HogExtractor:
 
     def record(self) -> ExtractorRecord:
         settings = {**self.detector.settings(), "crop": 64, "hog": "64x64/16/16/8/9", "box": "cx,cy,w,h"}
-        return ExtractorRecord(self.name, "opencv-python-headless", self.detector.version, settings, self.width, self.fps)
+        return ExtractorRecord(self.name, "opencv-python-headless", self.detector.version, settings, self.width,
+                               self.fps)
 
     def __call__(self, frames: list[np.ndarray]) -> VisionOutput:
         rows = []
@@ -159,7 +160,8 @@ class HFImageExtractor:
     def record(self) -> ExtractorRecord:
         settings = {**self.detector.settings(), "model_dir": str(self.model_dir), "fingerprint": self.fingerprint,
                     "model_type": str(self.model.config.model_type), "crop": self.crop_size}
-        return ExtractorRecord(self.name, "transformers", package_version("transformers"), settings, self.width, self.fps)
+        version = package_version("transformers")
+        return ExtractorRecord(self.name, "transformers", version, settings, self.width, self.fps)
 
     def _embed(self, crops: list[np.ndarray]) -> np.ndarray:
         out = []

@@ -1,0 +1,103 @@
+"""``decalign predict --media``: one new video (or audio file) and its transcript to a prediction,
+with the extractors recorded in the checkpoint (its training data's extraction record).
+
+The features are made exactly as the training data's were (same extractors, settings, rates),
+padded or cut to the lengths the model was built for, standardised with the model's own
+statistics, and run through the model. A checkpoint without an extraction record (trained on
+benchmark feature files) cannot be used this way: nothing says how its features were made.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decalign.extract.errors import ExtractError
+
+__all__ = ["predict_media"]
+
+
+def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
+    if x.shape[1] >= length:
+        return np.ascontiguousarray(x[:, :length])
+    return np.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0)))
+
+
+def predict_media(
+    checkpoint: str | os.PathLike[str],
+    media: str | os.PathLike[str],
+    transcript: str,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Prediction for one clip: ``{"prediction": float}`` (regression) or ``{"predicted": class,
+    "probabilities": {...}}``, plus the clip's status, feature lengths and the extractors used.
+
+    Raises:
+        ExtractError: the checkpoint has no extraction record, its extractors cannot be rebuilt
+            as recorded (a model directory that moved or changed), or the clip fails (decode
+            error, no audio, no face, empty transcript).
+    """
+    from decalign.api import prepare
+    from decalign.data.arrays import ReadLog
+    from decalign.data.mmsa import read_mmsa
+    from decalign.extract.inputs import Clip
+    from decalign.extract.pipeline import ExtractConfig, Extractors, build_dataset
+    from decalign.extract.provenance import Provenance, compare
+    from decalign.train.checkpoint import load_checkpoint
+    from decalign.train.distributed import Context
+    from decalign.train.engine import predict_split, resolve_device
+
+    ckpt = load_checkpoint(checkpoint)
+    record = ckpt.info.provenance
+    if not record:
+        raise ExtractError(
+            f"{os.fspath(checkpoint)}: the checkpoint carries no extraction record (it was not trained on data "
+            "from decalign extract), so there is no way to make features it understands from media"
+        )
+    prov = Provenance.from_dict(record)
+    config = ExtractConfig.from_provenance(prov)
+    extractors = Extractors(config)
+    rebuilt = extractors.provenance()
+    problems = compare(record, rebuilt.to_dict())
+    if problems:
+        raise ExtractError(
+            f"{os.fspath(checkpoint)}: its extractors cannot be rebuilt as recorded: " + "; ".join(problems)
+        )
+    clip = Clip("media", Path(media).stem, None, Path(media), start, end, transcript, 0.0, "test")
+    arrays, outcome = extractors.extract(clip)
+    if outcome.failed:
+        raise ExtractError(f"{os.fspath(media)}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else ""))
+    data, _ = build_dataset([clip], [arrays], config, prov)
+    for name in ("train", "valid", "test"):
+        sp = data[name]
+        for m, length in ckpt.info.seq_lens.items():
+            if m in sp:
+                sp[m] = _fit_length(sp[m], length)
+                sp[f"{m}_lengths"] = np.minimum(sp[f"{m}_lengths"], length)
+    dataset = read_mmsa(data, os.fspath(media), "custom", ReadLog())
+    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info)
+    dev = resolve_device(device)
+    ckpt.model.to(dev)
+    pred, _ = predict_split(ckpt.model, prepared.splits["test"], 1, dev, Context.single())
+    result: dict[str, Any] = {
+        "media": os.fspath(media),
+        "transcript": transcript,
+        "status": outcome.status,
+        "lengths": dict(outcome.lengths),
+        "extractors": {m: r.describe() for m, r in prov.extractors.items()},
+    }
+    if pred.ndim == 1:
+        result["prediction"] = float(pred[0])
+    else:
+        z = np.exp(pred[0] - pred[0].max())
+        probs = z / z.sum()
+        names = list(ckpt.info.class_names or [f"class_{c}" for c in range(len(probs))])
+        result["predicted"] = names[int(probs.argmax())]
+        result["probabilities"] = {n: float(p) for n, p in zip(names, probs)}
+    return result
