@@ -141,6 +141,7 @@ class HFImageExtractor:
     def __init__(self, model_dir: str | os.PathLike[str], fps: float, batch_size: int = 16) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         transformers = require("transformers")
+        transformers.utils.logging.disable_progress_bar()
         self._torch = require("torch")
         self.fps = float(fps)
         self.model_dir = Path(model_dir)
@@ -152,8 +153,11 @@ class HFImageExtractor:
             self.model = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
         except (OSError, ValueError) as err:
             raise ExtractError(f"image model {os.fspath(model_dir)!r} cannot be loaded: {err}") from None
-        size = getattr(self.processor, "size", None) or {}
-        self.crop_size = int(size.get("height") or size.get("shortest_edge") or 224) if isinstance(size, dict) else 224
+        size = getattr(self.processor, "size", None)
+        side = None
+        for key in ("height", "shortest_edge"):
+            side = side or (size.get(key) if isinstance(size, dict) else getattr(size, key, None))
+        self.crop_size = int(side or 224)
         probe = self._embed([np.zeros((self.crop_size, self.crop_size, 3), np.uint8)])
         self.width = int(probe.shape[1])
 

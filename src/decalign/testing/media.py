@@ -46,8 +46,8 @@ def speech_like(seconds: float, sample_rate: int = 16000, f0: float = 140.0, see
         theta = 2 * np.pi * formant / sample_rate
         y = lfilter([1 - r], [1, -2 * r * np.cos(theta), r * r], y)
     syllables = 0.5 * (1 + np.sign(np.sin(2 * np.pi * 4.0 * t + rng.uniform(0, 6))))
-    y = y * syllables + 0.003 * rng.standard_normal(n)
-    return (0.5 * y / (np.abs(y).max() + 1e-9)).astype(np.float32)
+    y = y / (np.abs(y).max() + 1e-12) * syllables + 0.003 * rng.standard_normal(n)
+    return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
 def write_media(
