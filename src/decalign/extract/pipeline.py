@@ -251,12 +251,10 @@ Models are loaded once per process, not once per clip."""
 
 def _init_worker(config: ExtractConfig) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
+    if config.text_model is not None or config.vision == "image-model":  # only then is torch needed
         import torch
 
         torch.set_num_threads(1)  # N processes x 1 thread, not N x all cores
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
     _WORKER["extractors"] = Extractors(config)
 
 
