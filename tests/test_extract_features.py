@@ -11,10 +11,10 @@ import pytest
 pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from decalign.extract.errors import ExtractError  # noqa: E402
-from decalign.extract.media import read_frames  # noqa: E402
-from decalign.extract.vision import OPENFACE_COLUMNS, HogExtractor, OpenFaceImporter  # noqa: E402
-from decalign.testing.media import speech_like, write_media  # noqa: E402
+from decalign.extract.errors import ExtractError
+from decalign.extract.media import read_frames
+from decalign.extract.vision import OPENFACE_COLUMNS, HogExtractor, OpenFaceImporter
+from decalign.testing.media import speech_like, write_media
 
 
 def minilm_dir() -> str:
@@ -89,7 +89,7 @@ def test_openface_csv_is_imported_as_is(tmp_path: Path) -> None:
     assert (out.frames, out.face_frames, imp.width) == (4, 3, 49)
     np.testing.assert_allclose(out.features, values[[0, 1, 3]].astype(np.float32))
     (tmp_path / "bad.csv").write_text("frame, timestamp, AU01_r\n1, 0.0, 0.5\n")
-    with pytest.raises(ExtractError, match="bad.csv: not an OpenFace 2.0"):
+    with pytest.raises(ExtractError, match=r"bad\.csv: not an OpenFace 2\.0"):
         imp(tmp_path / "bad.csv")
 
 

@@ -187,8 +187,9 @@ def test_one_video_with_start_end_times(tmp_path: Path) -> None:
     (tmp_path / "t.csv").write_text("video_id,clip_id,start,end,text,label,mode\n"
                                     "talk,1,0.0,1.0,first half,1,train\ntalk,2,1.0,2.0,second half,-1,test\n")
     clips = discover_clips(tmp_path / "media", tmp_path / "t.csv")
+    video = tmp_path / "media" / "talk.mp4"
     assert [(c.sample_id, c.media, c.start, c.end) for c in clips] == [
-        ("talk$_$1", tmp_path / "media" / "talk.mp4", 0.0, 1.0), ("talk$_$2", tmp_path / "media" / "talk.mp4", 1.0, 2.0)]
+        ("talk$_$1", video, 0.0, 1.0), ("talk$_$2", video, 1.0, 2.0)]
     config = ExtractConfig(text_model=None, audio="egemaps", vision="hog", audio_rate=25, fps=5)
     result = run_extraction(clips, config, None, progress=False)
     assert [o.lengths for o in result.outcomes] == [{"audio": 25, "vision": 5}] * 2

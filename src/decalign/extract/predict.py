@@ -20,12 +20,6 @@ from decalign.extract.errors import ExtractError
 __all__ = ["predict_media"]
 
 
-def _fit_length(x: np.ndarray, length: int) -> np.ndarray:
-    if x.shape[1] >= length:
-        return np.ascontiguousarray(x[:, :length])
-    return np.pad(x, ((0, 0), (0, length - x.shape[1]), (0, 0)))
-
-
 def predict_media(
     checkpoint: str | os.PathLike[str],
     media: str | os.PathLike[str],
@@ -43,15 +37,13 @@ def predict_media(
             as recorded (a model directory that moved or changed), or the clip fails (decode
             error, no audio, no face, empty transcript).
     """
-    from decalign.api import prepare
     from decalign.data.arrays import ReadLog
     from decalign.data.mmsa import read_mmsa
     from decalign.extract.inputs import Clip
     from decalign.extract.pipeline import ExtractConfig, Extractors, build_dataset
     from decalign.extract.provenance import Provenance, compare
+    from decalign.inference import Predictor
     from decalign.train.checkpoint import load_checkpoint
-    from decalign.train.distributed import Context
-    from decalign.train.engine import predict_split, resolve_device
 
     ckpt = load_checkpoint(checkpoint)
     record = ckpt.info.provenance
@@ -74,17 +66,16 @@ def predict_media(
     if outcome.failed:
         raise ExtractError(f"{os.fspath(media)}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else ""))
     data, _ = build_dataset([clip], [arrays], config, prov)
-    for name in ("train", "valid", "test"):
-        sp = data[name]
-        for m, length in ckpt.info.seq_lens.items():
-            if m in sp:
-                sp[m] = _fit_length(sp[m], length)
-                sp[f"{m}_lengths"] = np.minimum(sp[f"{m}_lengths"], length)
+    cut = []
+    for m, length in ckpt.info.seq_lens.items():
+        sp = data["test"]
+        if m in sp and m != "text" and sp[m].shape[1] > length:
+            cut.append(f"{m} cut from {int(sp[f'{m}_lengths'][0])} to {length} steps (the model's length)")
+            sp[m] = np.ascontiguousarray(sp[m][:, :length])
+            sp[f"{m}_lengths"] = np.minimum(sp[f"{m}_lengths"], length)
     dataset = read_mmsa(data, os.fspath(media), "custom", ReadLog())
-    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info)
-    dev = resolve_device(device)
-    ckpt.model.to(dev)
-    pred, _ = predict_split(ckpt.model, prepared.splits["test"], 1, dev, Context.single())
+    predictor = Predictor(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
+    prediction = predictor.predict_split(dataset.splits["test"])
     result: dict[str, Any] = {
         "media": os.fspath(media),
         "transcript": transcript,
@@ -92,12 +83,13 @@ def predict_media(
         "lengths": dict(outcome.lengths),
         "extractors": {m: r.describe() for m, r in prov.extractors.items()},
     }
-    if pred.ndim == 1:
-        result["prediction"] = float(pred[0])
+    if cut:
+        result["notes"] = cut
+    if prediction.task == "regression":
+        result["prediction"] = float(prediction.values[0])
     else:
-        z = np.exp(pred[0] - pred[0].max())
-        probs = z / z.sum()
-        names = list(ckpt.info.class_names or [f"class_{c}" for c in range(len(probs))])
-        result["predicted"] = names[int(probs.argmax())]
-        result["probabilities"] = {n: float(p) for n, p in zip(names, probs)}
+        names = prediction.class_names or ()
+        result["predicted"] = names[int(prediction.values[0])]
+        assert prediction.probabilities is not None
+        result["probabilities"] = {n: float(p) for n, p in zip(names, prediction.probabilities[0])}
     return result
