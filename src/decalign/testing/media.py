@@ -7,6 +7,9 @@
   background frame by frame.
 
 Needs the ``extract`` extra (PyAV writes the containers, OpenCV resizes).
+
+``python -m decalign.testing.media DIR`` writes the walk-through folder of docs/extract.md
+(:func:`write_demo_folder`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["face_image", "speech_like", "write_media"]
+__all__ = ["face_image", "speech_like", "write_demo_folder", "write_media"]
 
 
 def face_image(size: int = 64) -> np.ndarray:
@@ -117,3 +120,47 @@ def write_media(
             container.mux(packet)
     container.close()
     return out
+
+
+_POSITIVE = ("i loved it", "a wonderful film", "really great acting", "what a delight", "so much fun")
+_NEGATIVE = ("i hated it", "a boring mess", "really bad acting", "what a waste", "so dull")
+
+
+def write_demo_folder(root: str | os.PathLike[str], clips: int = 20, seconds: float = 1.5) -> Path:
+    """A folder for ``decalign extract``: ``media/clip_NN.mp4`` and ``transcripts.csv``
+    (``clip_id, text, label, mode``). Positive clips have positive words and a higher voice
+    (label in (0, 3]); negative ones the opposite. Clip 7 shows no face and clip 13 is a corrupt
+    file, so the report has something to report. Returns the transcripts CSV."""
+    import csv
+
+    out = Path(root)
+    (out / "media").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(clips):
+        positive = i % 2 == 0
+        words = (_POSITIVE if positive else _NEGATIVE)[i // 2 % 5]
+        label = (1.0 + (i % 5) * 0.5) * (1 if positive else -1)
+        mode = "train" if i % 5 in (0, 1, 2) else ("valid" if i % 5 == 3 else "test")
+        clip = f"clip_{i:02d}"
+        path = out / "media" / f"{clip}.mp4"
+        if i == 13:
+            path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 16)
+        else:
+            write_media(path, seconds, fps=15, size=160, face=i != 7, f0=170.0 if positive else 110.0, seed=i)
+        rows.append({"clip_id": clip, "text": words, "label": label, "mode": mode})
+    with open(out / "transcripts.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["clip_id", "text", "label", "mode"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out / "transcripts.csv"
+
+
+if __name__ == "__main__":  # pragma: no cover - a walk-through helper
+    import argparse
+
+    parser = argparse.ArgumentParser(description="write the decalign extract walk-through folder")
+    parser.add_argument("out", help="folder to write (media/ and transcripts.csv)")
+    parser.add_argument("--clips", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    a = parser.parse_args()
+    print(write_demo_folder(a.out, a.clips, a.seconds))
