@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("av")
 pytest.importorskip("cv2")
+pytest.importorskip("matplotlib")  # the face image of the test clips
+pytest.importorskip("scipy")  # the synthetic voice
 
 from decalign.extract.errors import ExtractError
 from decalign.extract.media import read_frames

