@@ -123,11 +123,9 @@ def _metric_fn(info: Any) -> Callable[[np.ndarray, np.ndarray], dict[str, float]
 def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None:
     trained_on = getattr(info, "provenance", None)
     if trained_on and dataset.provenance:
-        from decalign.extract.provenance import compare
+        from decalign.extract.provenance import check
 
-        problems = compare(trained_on, dataset.provenance)
-        if problems:
-            raise ValueError(f"{where}: features from another extractor than the model's; " + "; ".join(problems))
+        check(trained_on, dataset.provenance, where)
     missing = [m for m in info.modalities if m not in dataset.modalities]
     if missing:
         raise ValueError(

@@ -335,6 +335,10 @@ def predict_to_csv(
 
     predictor = Predictor.from_checkpoint(checkpoint, device)
     samples = load_samples(data, predictor.config)
+    if samples.provenance and getattr(predictor.info, "provenance", None):
+        from decalign.extract.provenance import check
+
+        check(predictor.info.provenance, samples.provenance, samples.source)
     if splits is None:
         splits = ["test"] if set(SPLITS_FULL) <= set(samples.sets) else list(samples.sets)
     unknown = [s for s in splits if s not in samples.sets]

@@ -60,6 +60,8 @@ class Samples:
     source: str
     sets: dict[str, SampleSet]
     notes: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] | None = None
+    """The dataset's extraction record (``decalign extract``), if it has one."""
 
     @property
     def labelled(self) -> bool:
@@ -72,7 +74,7 @@ def samples_from_dataset(dataset: Any) -> Samples:
         name: SampleSet(dict(sp.features), dict(sp.lengths), sp.ids, sp.labels, sp.text_bert)
         for name, sp in dataset.splits.items()
     }
-    return Samples(str(dataset.source or dataset.kind), sets, list(dataset.notes))
+    return Samples(str(dataset.source or dataset.kind), sets, list(dataset.notes), getattr(dataset, "provenance", None))
 
 
 def _read_set(get: Callable[[str], Any], keys: list[str], where: str, name: str, notes: list[str]) -> SampleSet:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["FORMAT", "LOCATION_KEYS", "ExtractorRecord", "Provenance", "compare", "describe_modality"]
+__all__ = ["FORMAT", "LOCATION_KEYS", "ExtractorRecord", "Provenance", "check", "compare", "describe_modality"]
 
 FORMAT = "decalign-extract-v1"
 
@@ -132,3 +132,13 @@ def describe_modality(record: Mapping[str, Any] | None, modality: str) -> str:
     except (ValueError, KeyError, TypeError):
         return ""
     return f" (from {rec.describe()})" if rec is not None else ""
+
+
+def check(model: Mapping[str, Any] | None, data: Mapping[str, Any] | None, where: str) -> None:
+    """Refuse data whose extraction record differs from the model's (:func:`compare`), with a
+    :class:`~decalign.errors.DataError` naming ``where`` and both extractors of each modality."""
+    problems = compare(model, data)
+    if problems:
+        from decalign.errors import DataError
+
+        raise DataError(f"{where}: features from another extractor than the model's; " + "; ".join(problems))
