@@ -25,6 +25,8 @@ log = logging.getLogger("decalign")
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``decalign extract``."""
+    from decalign.cli_common import add_verbosity_flags
+
     p = subparsers.add_parser(
         "extract", help="media + transcripts -> a dataset file (text, audio and vision features)",
         description="Extract text (a local HuggingFace encoder), audio (openSMILE or librosa) and vision (face "
@@ -66,9 +68,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--skip-failed", action="store_true", help="leave failed clips out instead of stopping")
     p.add_argument("--split-seed", type=int, default=0, metavar="SEED",
                    help="clips without a 'mode' column are split 70/15/15 by video with this seed (default 0)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar; only warnings and errors")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+    add_verbosity_flags(p, quiet_help="no progress bar; only warnings and errors")
     return p
 
 
