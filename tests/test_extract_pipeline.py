@@ -164,10 +164,14 @@ def test_interrupted_extraction_resumes_from_the_cache(folder: Path, tmp_path: P
     assert not any(o.cached for o in other.outcomes) and other.outcomes[0].lengths["vision"] == 2
 
 
-def test_workers_give_the_serial_result(folder: Path, tmp_path: Path) -> None:
+def test_workers_give_the_serial_result(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     clips = discover_clips(folder)[:3]
     config = ExtractConfig(text_model=None, audio="egemaps", vision="hog", fps=5)
+    monkeypatch.chdir(tmp_path)
+    only = run_extraction(clips, config, None, progress=False)  # no output, no report, nothing written
+    assert only.report is None and list(tmp_path.iterdir()) == []
     serial = run_extraction(clips, config, tmp_path / "serial.pkl", progress=False)
+    assert [o.lengths for o in only.outcomes] == [o.lengths for o in serial.outcomes]
     parallel = run_extraction(clips, config, tmp_path / "parallel.pkl", workers=2, progress=False)
     assert [o.status for o in parallel.outcomes] == [o.status for o in serial.outcomes] == ["ok"] * 3
     a, b = load_pickle(tmp_path / "serial.pkl"), load_pickle(tmp_path / "parallel.pkl")

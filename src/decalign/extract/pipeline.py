@@ -237,7 +237,7 @@ class ExtractResult:
     """What :func:`run_extraction` produced."""
 
     dataset: Path | None
-    report: Path
+    report: Path | None
     outcomes: list[ClipOutcome]
     included: list[str]
     provenance: Provenance
@@ -364,6 +364,9 @@ def run_extraction(
     """Extract every clip, write the report, then (unless a clip failed and ``skip_failed`` is
     off) the dataset ``out``.
 
+    The report goes to ``report``, else beside ``out``, else into ``cache_dir``; with none of
+    them (``out=None``: extraction only) the outcomes are only returned.
+
     Raises:
         ExtractError: listing the failed clips and naming the report, when clips failed and
             ``skip_failed`` is off (the report and the cache are written first, so fixing the
@@ -380,8 +383,11 @@ def run_extraction(
     if dupes:
         raise ExtractError(f"sample ids appear more than once: {dupes[:5]}")
     out_path = Path(out) if out is not None else None
-    report_path = Path(report) if report is not None else (
-        (out_path.parent if out_path is not None else Path.cwd()) / "extract_report.csv")
+    report_path: Path | None = Path(report) if report is not None else None
+    if report_path is None and out_path is not None:
+        report_path = out_path.parent / "extract_report.csv"
+    elif report_path is None and cache_dir is not None:
+        report_path = Path(cache_dir) / "extract_report.csv"
     main = Extractors(config)  # in this process too: the record, and the work when workers == 1
     prov = main.provenance()
     cache = ClipCache(cache_dir, prov.to_json()) if cache_dir is not None else None
@@ -428,19 +434,21 @@ def run_extraction(
     failed = [o for o in outcomes if o.failed]
     keep = [i for i in range(len(clips)) if not outcomes[i].failed]
     included = {clips[i].sample_id for i in keep} if (skip_failed or not failed) else set()
-    write_report(report_path, outcomes, included)
+    if report_path is not None:
+        write_report(report_path, outcomes, included)
     result = ExtractResult(None, report_path, outcomes, sorted(included), prov)
     if failed and not skip_failed:
         listing = "; ".join(f"{o.sample_id}: {o.status}" for o in failed[:10])
         more = f" (and {len(failed) - 10} more)" if len(failed) > 10 else ""
         raise ExtractError(
-            f"{len(failed)} of {len(clips)} clip(s) failed: {listing}{more}. Every clip is in {report_path}; "
-            "fix them, or pass --skip-failed to leave them out"
+            f"{len(failed)} of {len(clips)} clip(s) failed: {listing}{more}. "
+            + (f"Every clip is in {report_path}; " if report_path is not None else "")
+            + "fix them, or pass --skip-failed to leave them out"
         )
     if failed:
         log.warning("extract: %d clip(s) left out (--skip-failed); see %s", len(failed), report_path)
     if not keep:
-        raise ExtractError(f"no clip could be extracted; see {report_path}")
+        raise ExtractError("no clip could be extracted" + (f"; see {report_path}" if report_path else ""))
     if out_path is None:
         return result
     data, notes = build_dataset([clips[i] for i in keep], [results[i][0] for i in keep], config, prov)
