@@ -76,7 +76,7 @@ class StackedLayerNorm(nn.Module):
 
     def forward(self, x: Tensor, index: list[int] | None = None) -> Tensor:
         """``x``: ``[M', N, d]``."""
-        y = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        y = F.layer_norm(x, (self.weight.shape[-1],), eps=self.eps)
         return torch.addcmul(select(self.bias, index).unsqueeze(1), y, select(self.weight, index).unsqueeze(1))
 
     def one(self, x: Tensor, m: int) -> Tensor:

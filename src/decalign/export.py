@@ -1,0 +1,195 @@
+"""``decalign export``: a trained model as a prediction graph that runs without decalign.
+
+The graph (:class:`PredictionGraph`) takes the raw features of each modality, exactly as the
+predictor does, applies the run's saved standardisation inside the graph, and returns the
+prediction; the alignment losses (GMM EM, Sinkhorn, MMD) are training terms with data-dependent
+loops and are not part of it (:meth:`decalign.model.DecAlign.predict`). Three formats:
+
+* ``onnx`` -- ``torch.onnx.export`` (the ``torch.export``-based exporter, extra ``export``);
+  run it with onnxruntime.
+* ``torchscript`` -- ``torch.jit.trace``; ``torch.jit.load(path)(*inputs)``.
+* ``exported`` -- a ``torch.export`` program (``.pt2``); ``torch.export.load(path).module()(*inputs)``.
+
+Inputs are named after the modalities, ``[batch, T_m, D_m]`` float32, padded with zeros at the
+end to the model's length ``T_m``; the batch axis is dynamic. Outputs: ``prediction`` ``[batch]``
+(regression), or ``logits`` and ``probabilities`` ``[batch, C]`` (classification). Each file
+carries the same description as JSON (ONNX: metadata ``decalign``; TorchScript and exported:
+the extra file ``decalign.json``). ``docs/deploy.md`` has examples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["FORMATS", "PredictionGraph", "add_parser", "describe_graph", "export_checkpoint", "export_model", "run"]
+
+FORMATS = ("onnx", "torchscript", "exported")
+METADATA_KEY = "decalign"
+EXAMPLE_BATCH = 2
+"""Batch size of the example inputs that tracing runs on (2: torch.export specialises sizes 0
+and 1, so a dynamic batch axis needs an example of at least 2)."""
+
+
+def _graph_class() -> Any:
+    import torch
+    from torch import Tensor, nn
+
+    class _PredictionGraph(nn.Module):
+        """Raw features (one input per modality, in ``names`` order) -> prediction outputs."""
+
+        def __init__(self, model: nn.Module, names: tuple[str, ...], stats: dict[str, Any], classification: bool):
+            super().__init__()
+            self.model = model
+            self.names = names
+            self.classification = classification
+            self.standardized = tuple(m for m in names if m in stats)
+            for m in self.standardized:
+                for key in ("lo", "hi", "mean", "std"):
+                    self.register_buffer(f"{m}_{key}", torch.as_tensor(getattr(stats[m], key), dtype=torch.float32))
+
+        def forward(self, *features: Tensor) -> Any:
+            inputs = {}
+            for name, x in zip(self.names, features):
+                x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))  # as the data readers do
+                if name in self.standardized:
+                    lo, hi = getattr(self, f"{name}_lo"), getattr(self, f"{name}_hi")
+                    x = (torch.minimum(torch.maximum(x, lo), hi) - getattr(self, f"{name}_mean")) / getattr(
+                        self, f"{name}_std")
+                    x = torch.where(torch.isfinite(x), x, torch.zeros_like(x))
+                inputs[name] = x
+            out = self.model.predict(inputs)
+            if self.classification:
+                return out, torch.softmax(out, dim=-1)
+            return out
+
+    return _PredictionGraph
+
+
+def PredictionGraph(predictor: Any) -> Any:  # noqa: N802 - builds a module class defined lazily (torch import)
+    """The prediction graph of a :class:`decalign.inference.Predictor` (an ``nn.Module`` whose
+    ``forward(*features)`` takes one raw ``[B, T_m, D_m]`` tensor per modality, in
+    ``predictor.modalities`` order)."""
+    if getattr(predictor.model, "text_encoder", None) is not None:
+        from decalign.errors import UsageError
+
+        raise UsageError("export: models with the fine-tuned BERT text encoder (model.text_encoder.kind=bert) "
+                         "cannot be exported yet; export a model trained on precomputed text features")
+    cls = _graph_class()
+    graph = cls(predictor.model, predictor.modalities, predictor.stats, predictor.task == "classification")
+    return graph.to("cpu").eval()
+
+
+def describe_graph(predictor: Any) -> dict[str, Any]:
+    """Names, shapes, dtypes and dynamic axes of the graph's inputs and outputs, and what the
+    outputs mean (stored in every exported file)."""
+    inputs = [{"name": m, "shape": ["batch", predictor.seq_lens[m], predictor.input_dims[m]], "dtype": "float32"}
+              for m in predictor.modalities]
+    if predictor.task == "classification":
+        c = len(predictor.class_names)
+        outputs = [{"name": "logits", "shape": ["batch", c], "dtype": "float32"},
+                   {"name": "probabilities", "shape": ["batch", c], "dtype": "float32"}]
+    else:
+        outputs = [{"name": "prediction", "shape": ["batch"], "dtype": "float32"}]
+    info = predictor.info
+    return {
+        "format": "decalign-prediction-graph-v1",
+        "task": predictor.task,
+        "kind": info.kind,
+        "inputs": inputs,
+        "outputs": outputs,
+        "dynamic_axes": {"batch": "dimension 0 of every input and output"},
+        "class_names": list(predictor.class_names) if predictor.class_names else None,
+        "label_range": list(info.label_range) if info.label_range else None,
+        "standardized_in_graph": sorted(predictor.stats),
+        "padding": "zeros at the end of the time axis, up to the input's T (the data files' padding)",
+    }
+
+
+def _example(predictor: Any, batch: int) -> tuple[Any, ...]:
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    return tuple(torch.randn(batch, predictor.seq_lens[m], predictor.input_dims[m], generator=gen)
+                 for m in predictor.modalities)
+
+
+def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str]) -> Path:
+    """Write ``predictor``'s prediction graph to ``out`` in format ``fmt`` (see :data:`FORMATS`)."""
+    import torch
+
+    from decalign.errors import UsageError
+    from decalign.train.atomic import atomic_write
+
+    if fmt not in FORMATS:
+        raise UsageError(f"export format {fmt!r} is not one of {list(FORMATS)}")
+    graph = PredictionGraph(predictor)
+    description = describe_graph(predictor)
+    meta = json.dumps(description)
+    names = [i["name"] for i in description["inputs"]]
+    output_names = [o["name"] for o in description["outputs"]]
+    example = _example(predictor, EXAMPLE_BATCH)
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    dynamic = tuple({0: batch} for _ in names)
+    with torch.no_grad():
+        if fmt == "torchscript":
+            traced = torch.jit.trace(graph, example, check_trace=False)
+            return atomic_write(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files={"decalign.json": meta}))
+        program = torch.export.export(graph, example, dynamic_shapes=dynamic)
+        if fmt == "exported":
+            return atomic_write(out, lambda tmp: torch.export.save(program, tmp, extra_files={"decalign.json": meta}))
+        from decalign._optional import require
+
+        require("onnxscript", "export", "decalign export --format onnx")
+        onnx = require("onnx", "export", "decalign export --format onnx")
+        onnx_program = torch.onnx.export(program, (), input_names=names, output_names=output_names, dynamo=True,
+                                         verbose=False)
+    proto = onnx_program.model_proto
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, meta
+    return atomic_write(out, lambda tmp: onnx.save(proto, tmp))
+
+
+def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> Path:
+    """:func:`export_model` for a ``model.safetensors`` file."""
+    from decalign.inference import Predictor
+
+    return export_model(Predictor.from_checkpoint(checkpoint), fmt, out)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``decalign export``."""
+    p = subparsers.add_parser(
+        "export", help="write a model as an ONNX, TorchScript or torch.export prediction graph",
+        description="Write the prediction graph of a checkpoint (raw features in, the run's standardisation "
+        "inside, prediction or class probabilities out; no training losses) in a format that runs without "
+        "decalign: ONNX (onnxruntime), TorchScript or torch.export. docs/deploy.md describes inputs and outputs.",
+    )
+    p.add_argument("--checkpoint", metavar="FILE", required=True, help="a model.safetensors file")
+    p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (default: onnx)")
+    p.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """``decalign export``: write the file, then print what its inputs and outputs are."""
+    import warnings
+
+    from decalign.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(args.checkpoint)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporters' notes on tracing are not the user's concern
+        path = export_model(predictor, args.format, args.out)
+    description = describe_graph(predictor)
+    print(f"written: {path} ({args.format})")
+    for kind in ("inputs", "outputs"):
+        shown = ", ".join(f"{t['name']} {t['dtype']}[{', '.join(map(str, t['shape']))}]" for t in description[kind])
+        print(f"{kind}: {shown}")
+    return 0
