@@ -20,6 +20,8 @@ Example::
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -47,6 +49,22 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *_LAZY]
+
+
+class _Package(types.ModuleType):
+    """``decalign.train`` is both the training function and the ``decalign/train/`` subpackage.
+    Importing a submodule (``decalign.train.engine``, which training itself does) would set the
+    package's ``train`` attribute to the subpackage, and the next ``decalign.train(...)`` would
+    fail with "'module' object is not callable". The function wins: submodules stay importable
+    with ``from decalign.train.engine import ...``."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "train" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -23,6 +23,8 @@ EXTRAS: dict[str, str] = {
     "sklearn": "plots",
     "tensorboard": "tb",
     "torch.utils.tensorboard": "tb",
+    "onnx": "export",
+    "onnxscript": "export",
 }
 """Top-level module -> the extra of ``pyproject.toml`` that installs it."""
 

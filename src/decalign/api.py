@@ -58,16 +58,22 @@ class RunResult:
 
     def table(self, style: str = "text") -> str:
         """The test metrics (mean ± std over seeds) as the paper prints them."""
-        return metrics_table(self.config.preset, self.mean, self.std, style)
+        return metrics_table(self.config.preset, self.mean, self.std, style, kind=self.config.data.dataset)
 
 
-def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text") -> str:
-    """One-row table of the dataset's metrics (loss terms left out)."""
+def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text",
+                  kind: str | None = None) -> str:
+    """One-row table of the dataset's metrics (loss terms left out), with
+    the paper's reported DecAlign row beside it when ``kind`` is one of its benchmarks."""
     from decalign.losses import LOG_KEYS
-    from decalign.reporting import format_table
+    from decalign.reporting import PAPER_RESULTS, format_table
 
     keys = [k for k in mean if k not in LOG_KEYS]
-    return format_table({name: {"mean": dict(mean), "std": dict(std)}}, keys=keys, style=style)  # type: ignore[arg-type]
+    rows: dict[str, Any] = {name: {"mean": dict(mean), "std": dict(std)}}
+    paper = PAPER_RESULTS.get(kind or "", {}).get("DecAlign")
+    if paper:
+        rows[f"paper ({kind}, DecAlign)"] = dict(paper)
+    return format_table(rows, keys=keys, style=style)  # type: ignore[arg-type]
 
 
 def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
@@ -197,7 +203,19 @@ def _results_payload(config: RunConfig, dataset: MultimodalDataset, seeds: dict[
         "std": agg["std"],
         "std_kind": "sample standard deviation (ddof=1); 0 for a single seed",
         "valid_mean": valid["mean"] if valid else {},
+        **_pooled_report(seeds),
     }
+
+
+def _pooled_report(seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """Classification: the test confusion matrix summed over seeds, with per-class scores."""
+    reports = [seeds[s]["test_report"] for s in sorted(seeds) if "test_report" in seeds[s]]
+    if not reports or len(reports) != len(seeds):
+        return {}
+    from decalign.metrics import report_from_confusion
+
+    total = np.sum([np.asarray(r["confusion"]) for r in reports], axis=0)
+    return {"test_report": {"seeds_pooled": len(reports), **report_from_confusion(total, reports[0]["class_names"])}}
 
 
 def _check_out_dir(out: Path, config: RunConfig, resume: bool) -> None:
@@ -238,9 +256,14 @@ def train(
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     tensorboard: bool = True,
     in_place: bool = False,
+    progress: bool | None = None,
 ) -> RunResult:
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
     directory described in the module docstring, and return the test metrics over seeds.
+
+    ``progress=True`` shows a progress bar in a terminal and in Jupyter (``tqdm.auto``) and one
+    line per epoch (to stderr when logging is not set up to show it, as in a notebook); ``None``
+    (the default) shows bars only at a terminal; ``False`` none.
 
     ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them."""
     from decalign.train.atomic import write_json
@@ -280,9 +303,14 @@ def train(
         result = fit_seed(
             config, prepared.info, prepared.splits, seed, seed_dir, prepared.metric_fn,
             resume=resume, preprocess=prepared.preprocess, ctx=ctx, quiet=quiet, tensorboard=tensorboard,
-            epoch_callback=epoch_callback,
+            epoch_callback=epoch_callback, progress=progress,
         )
         seeds[seed] = result.to_json()
+        if prepared.info.task == "classification" and result.test_predictions is not None:
+            from decalign.inference import class_report
+
+            seeds[seed]["test_report"] = class_report(result.test_predictions, prepared.splits["test"].labels.numpy(),
+                                                      prepared.info)
         histories.extend(result.history)
         if ctx.is_main:
             write_json(done, seeds[seed])
@@ -302,7 +330,7 @@ def train(
                 plot_run(out)
         if not quiet:
             log.info("test metrics of the best-validation epoch over %d seed(s) (mean ± sample std):\n%s",
-                     len(seeds), metrics_table(config.preset, payload["mean"], payload["std"]))
+                     len(seeds), metrics_table(config.preset, payload["mean"], payload["std"], kind=dataset.kind))
     return RunResult(out, config, seeds, payload["mean"], payload["std"])
 
 
@@ -340,6 +368,19 @@ def evaluate_checkpoint(
 
     ``drop`` names modalities to leave out, as missing at test time: the model treats them as
     inactive, the rule of its modality ablations."""
+    return evaluate_checkpoint_outputs(checkpoint, data, split, dataset, device, drop)[1].metrics
+
+
+def evaluate_checkpoint_outputs(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str] | None = None,
+    split: str = "test",
+    dataset: MultimodalDataset | None = None,
+    device: str = "auto",
+    drop: Sequence[str] = (),
+) -> tuple[Any, Any, np.ndarray]:
+    """:func:`evaluate_checkpoint` with what reports need: the loaded checkpoint, the
+    :class:`~decalign.train.engine.EvalResult` (predictions and metrics) and the labels."""
     from decalign.inference import drop_modalities
     from decalign.train.distributed import Context
     from decalign.train.engine import evaluate, resolve_device
@@ -350,7 +391,8 @@ def evaluate_checkpoint(
     dev = resolve_device(device)
     ckpt.model.to(dev)
     tensors = drop_modalities(prepared.splits[split], drop, ckpt.model)
-    return evaluate(ckpt.model, tensors, ckpt.config, dev, Context.single(), prepared.metric_fn).metrics
+    result = evaluate(ckpt.model, tensors, ckpt.config, dev, Context.single(), prepared.metric_fn)
+    return ckpt, result, tensors.labels.numpy()
 
 
 def predict_checkpoint(

@@ -41,6 +41,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "bench": "decalign.bench",
     "sweep": "decalign.sweep",
     "extract": "decalign.extract.command",
+    "export": "decalign.export",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="data file (default: the built-in dataset, for models trained on it)")
     add_split_flag(p)
     p.add_argument("--json", metavar="FILE", help="also write the metrics to FILE")
+    p.add_argument("--figure", metavar="PNG", help="also draw the confusion matrix (classification) or predictions "
+                   "against labels with the residuals (regression); needs the plots extra")
     add_device_flag(p, default="auto", help="device to evaluate on")
     _add_drop_args(p, each=True)
     add_verbosity_flags(p)
@@ -196,41 +199,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_metrics(title: str, metrics: dict[str, Any], std: dict[str, float] | None = None) -> None:
-    from decalign.reporting import format_table
-
-    row = {"mean": metrics, "std": std} if std is not None else metrics
-    print(format_table({title: row}))  # type: ignore[dict-item]
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
-    from decalign.api import evaluate_checkpoint
-    from decalign.reporting import aggregate
-    from decalign.train.atomic import write_json
+    from decalign.inference import drop_each_report, evaluate_report
 
     if args.drop_each:
-        from decalign.inference import drop_each_report
-
         print(drop_each_report(args.run, args.checkpoint, args.data, args.split, args.device, args.json))
         return 0
-    drop = args.drop
-    if args.run:
-        checkpoints = sorted(Path(args.run).glob("seed_*/model.safetensors"))
-        if not checkpoints:
-            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {args.run!r}")
-        per_seed = {
-            c.parent.name: evaluate_checkpoint(c, args.data, args.split, device=args.device, drop=drop)
-            for c in checkpoints
-        }
-        agg = aggregate(list(per_seed.values()))
-        _print_metrics(f"{args.split} ({len(per_seed)} seeds)", agg["mean"], agg["std"])
-        payload: dict[str, Any] = {"split": args.split, "seeds": per_seed, "mean": agg["mean"], "std": agg["std"]}
-    else:
-        metrics = evaluate_checkpoint(args.checkpoint, args.data, args.split, device=args.device, drop=drop)
-        _print_metrics(args.split, metrics)
-        payload = {"split": args.split, "metrics": metrics}
-    if args.json:
-        write_json(args.json, payload)
+    print(evaluate_report(args.run, args.checkpoint, args.data, args.split, args.device, args.drop, args.json,
+                          args.figure))
     return 0
 
 

@@ -241,7 +241,9 @@ class TrainConfig:
     compile: bool = False
     """Wrap the model in ``torch.compile``."""
     num_threads: NonNegInt = 0
-    """torch intra-op threads; 0 leaves torch's default."""
+    """torch intra-op threads on the CPU; 0: ``OMP_NUM_THREADS`` if set, else the cores this
+    process may use (affinity and cgroup quota; torch's own default counts every core of the
+    machine). The number chosen is logged."""
     gather_alignment: bool = False
     """Distributed only: compute the batch-statistic alignment losses on features gathered
     from all ranks (with gradients) instead of each rank's own batch."""

@@ -69,18 +69,22 @@ def _graph_class() -> Any:
     return _PredictionGraph
 
 
-def PredictionGraph(predictor: Any) -> Any:  # noqa: N802 - builds a module class defined lazily (torch import)
+def PredictionGraph(predictor: Any) -> Any:
     """The prediction graph of a :class:`decalign.inference.Predictor` (an ``nn.Module`` whose
     ``forward(*features)`` takes one raw ``[B, T_m, D_m]`` tensor per modality, in
-    ``predictor.modalities`` order)."""
+    ``predictor.modalities`` order). It holds a frozen copy of the model, so the exported
+    outputs carry no autograd history and the predictor's model is left as it was. A function
+    rather than a class so that importing this module does not import torch."""
     if getattr(predictor.model, "text_encoder", None) is not None:
         from decalign.errors import UsageError
 
         raise UsageError("export: models with the fine-tuned BERT text encoder (model.text_encoder.kind=bert) "
                          "cannot be exported yet; export a model trained on precomputed text features")
+    import copy
+
+    model = copy.deepcopy(predictor.model).to("cpu").eval().requires_grad_(False)
     cls = _graph_class()
-    graph = cls(predictor.model, predictor.modalities, predictor.stats, predictor.task == "classification")
-    return graph.to("cpu").eval()
+    return cls(model, predictor.modalities, predictor.stats, predictor.task == "classification").eval()
 
 
 def describe_graph(predictor: Any) -> dict[str, Any]:
@@ -138,7 +142,7 @@ def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str]) -> Path:
         if fmt == "torchscript":
             traced = torch.jit.trace(graph, example, check_trace=False)
             return atomic_write(out, lambda tmp: torch.jit.save(traced, tmp, _extra_files={"decalign.json": meta}))
-        program = torch.export.export(graph, example, dynamic_shapes=dynamic)
+        program = torch.export.export(graph, example, dynamic_shapes=(dynamic,))  # one entry: *features
         if fmt == "exported":
             return atomic_write(out, lambda tmp: torch.export.save(program, tmp, extra_files={"decalign.json": meta}))
         from decalign._optional import require

@@ -502,3 +502,121 @@ def drop_each_report(
         write_json(Path(run) / f"drop_each_{split}.json", result)
         write_text(Path(run) / f"drop_each_{split}.md", md)
     return text
+
+
+def class_report(predictions: np.ndarray, labels: np.ndarray, info: Any) -> dict[str, Any]:
+    """Confusion matrix and per-class precision/recall/F1 for a classification model's outputs
+    (:func:`decalign.metrics.classification_report` with the model's class names)."""
+    from decalign.metrics import classification_report
+
+    return classification_report(predictions, labels, _class_names(info))
+
+
+def format_class_report(report: Mapping[str, Any]) -> str:
+    """The confusion matrix (counts, and the share of each true class) and the per-class scores
+    as plain-text tables."""
+    names = list(report["class_names"])
+    counts, share = report["confusion"], report["confusion_normalized"]
+    width = max(8, *(len(n) + 1 for n in names))
+    head = "true \\ predicted".ljust(width + 2) + "".join(n.rjust(width) for n in names)
+    lines = ["confusion matrix (counts; share of the true class in brackets)", head]
+    for i, name in enumerate(names):
+        cells = "".join(f"{counts[i][j]} ({share[i][j]:.2f})".rjust(width + 7) for j in range(len(names)))
+        lines.append(name.ljust(width + 2) + cells)
+    lines += ["", "class".ljust(width) + "precision".rjust(11) + "recall".rjust(9) + "f1".rjust(9) + "support".rjust(9)]
+    for name, r in report["per_class"].items():
+        lines.append(name.ljust(width) + f"{100 * r['precision']:11.2f}{100 * r['recall']:9.2f}{100 * r['f1']:9.2f}"
+                     f"{r['support']:9d}")
+    return "\n".join(lines)
+
+
+def evaluate_report(
+    run: str | os.PathLike[str] | None,
+    checkpoint: str | os.PathLike[str] | None,
+    data: str | os.PathLike[str] | None,
+    split: str = "test",
+    device: str = "auto",
+    drop: Sequence[str] = (),
+    json_path: str | os.PathLike[str] | None = None,
+    figure: str | os.PathLike[str] | None = None,
+) -> str:
+    """``decalign eval``: metrics of a run's seeds (mean ± std) or of one checkpoint, the paper's
+    numbers beside them on its benchmarks, and for classification the confusion matrix and
+    per-class scores (pooled over a run's seeds). Writes ``json_path`` and ``figure`` (a confusion
+    matrix, or predictions against labels with the residuals) when given. Returns the text."""
+    from pathlib import Path
+
+    from decalign.api import evaluate_checkpoint_outputs, load_data, metrics_table
+    from decalign.metrics import report_from_confusion
+    from decalign.reporting import aggregate
+    from decalign.train.atomic import write_json
+
+    if run is not None:
+        checkpoints: list[Any] = sorted(Path(run).glob("seed_*/model.safetensors"))
+        if not checkpoints:
+            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
+    else:
+        checkpoints = [checkpoint]
+    dataset = None
+    if len(checkpoints) > 1:  # read the data once for every seed
+        import dataclasses
+
+        from decalign.train.checkpoint import load_checkpoint
+
+        first = load_checkpoint(checkpoints[0])
+        if data is None and first.config.data.dataset != "synthetic":
+            raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
+        cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
+        try:
+            dataset = load_data(data, cfg)
+        except DataError as err:
+            raise unlabelled_error(data, err) from None
+    per_seed: dict[str, dict[str, float]] = {}
+    predictions, labels, reports = [], [], []
+    info = None
+    for c in checkpoints:
+        ckpt, result, y = evaluate_checkpoint_outputs(c, data, split, dataset, device, drop)
+        info = ckpt.info
+        per_seed[Path(c).parent.name if run is not None else split] = result.metrics
+        predictions.append(result.predictions)
+        labels.append(y)
+        if info.task == "classification":
+            reports.append(class_report(result.predictions, y, info))
+    title = f"{split}" + (f" ({len(per_seed)} seeds)" if run is not None else "") + (
+        f" without {', '.join(drop)}" if drop else "")
+    if run is not None:
+        agg = aggregate(list(per_seed.values()))
+        mean, std = agg["mean"], agg["std"]
+        payload: dict[str, Any] = {"split": split, "seeds": per_seed, "mean": mean, "std": std}
+    else:
+        mean, std = next(iter(per_seed.values())), None
+        payload = {"split": split, "metrics": mean}
+    if drop:
+        payload["dropped"] = list(drop)
+    text = metrics_table(title, mean, std if std is not None else {}, kind=info.kind if info else None)
+    if std is None:  # one checkpoint: plain values, no "± 0"
+        from decalign.losses import LOG_KEYS
+        from decalign.reporting import PAPER_RESULTS, format_table
+
+        rows: dict[str, Any] = {title: dict(mean)}
+        paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")
+        if paper:
+            rows[f"paper ({info.kind}, DecAlign)"] = dict(paper)  # type: ignore[union-attr]
+        text = format_table(rows, keys=[k for k in mean if k not in LOG_KEYS])
+    if reports:
+        total = np.sum([np.asarray(r["confusion"]) for r in reports], axis=0)
+        report = report_from_confusion(total, reports[0]["class_names"])
+        payload["report"] = {"seeds_pooled": len(reports), **report}
+        text += "\n\n" + format_class_report(report)
+    if json_path is not None:
+        write_json(json_path, payload)
+    if figure is not None:
+        from decalign import plots
+
+        name = Path(run).name if run is not None else Path(str(checkpoint)).parent.name
+        fig_title = f"{name}, {title}" + (" (seeds pooled)" if len(checkpoints) > 1 else "")
+        if reports:
+            plots.plot_confusion(payload["report"], figure, fig_title)
+        else:
+            plots.plot_regression(np.concatenate(predictions), np.concatenate(labels), figure, fig_title)
+    return text

@@ -34,11 +34,13 @@ __all__ = [
     "SENTIMENT_KEYS",
     "SIMS_KEYS",
     "MetricWarning",
+    "classification_report",
     "emotion_metrics",
     "higher_is_better",
     "metric_mode",
     "metrics_for",
     "regression_metrics",
+    "report_from_confusion",
     "sentiment_metrics",
     "sims_metrics",
 ]
@@ -439,6 +441,65 @@ def emotion_metrics(
             "and they carry no weight in waf1"
         )
     return out
+
+
+def classification_report(
+    logits: Any, labels: Any, class_names: Sequence[str] | None = None
+) -> dict[str, Any]:
+    r"""Confusion matrix and per-class precision, recall and F1 (what sklearn's
+    ``confusion_matrix`` and ``classification_report`` give, without sklearn).
+
+    With predicted classes :math:`\hat c = \arg\max` of the logits, ``confusion[i][j]`` counts
+    samples of true class i predicted as j; ``confusion_normalized`` divides each row by its
+    class's support (rows of absent classes stay 0), so its diagonal is each class's recall.
+    For class k: precision :math:`TP/(TP+FP)`, recall :math:`TP/(TP+FN)`, F1 their harmonic mean
+    (:math:`2TP/(2TP+FP+FN)`, equal to ``f1_<name>`` of :func:`emotion_metrics`); a zero
+    denominator gives 0.0.
+
+    Returns:
+        ``{"class_names": [...], "confusion": [[int]], "confusion_normalized": [[float]],
+        "per_class": {name: {"precision", "recall", "f1", "support"}}}`` (JSON-ready).
+    """
+    raw = _to_numpy(logits, "logits")
+    y = _class_indices(_vector(_to_numpy(labels, "labels"), "labels"), "labels")
+    if raw.ndim == 2:
+        n_classes = raw.shape[1]
+        pred = np.argmax(_as_float(raw, "logits"), axis=1).astype(np.int64)
+    else:
+        pred = _class_indices(_vector(raw, "predictions"), "predictions")
+        n_classes = len(class_names) if class_names is not None else int(max(pred.max(), y.max())) + 1
+    if pred.shape != y.shape:
+        raise ValueError(f"predictions and labels must have the same N, found {pred.shape} and {y.shape}")
+    names = list(class_names) if class_names is not None else [f"class_{i}" for i in range(n_classes)]
+    if len(names) != n_classes:
+        raise ValueError(f"{len(names)} class names for {n_classes} classes")
+    if y.size and (min(y.min(), pred.min()) < 0 or max(y.max(), pred.max()) >= n_classes):
+        raise ValueError(f"class indices must lie in 0..{n_classes - 1}")
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (y, pred), 1)
+    return report_from_confusion(confusion, names)
+
+
+def report_from_confusion(confusion: Any, class_names: Sequence[str]) -> dict[str, Any]:
+    """:func:`classification_report` of a ``[C, C]`` count matrix (rows true, columns predicted),
+    e.g. the sum of several seeds' matrices."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    names = list(class_names)
+    support = confusion.sum(axis=1)
+    normalized = confusion / np.maximum(support, 1)[:, None]
+    per_class: dict[str, dict[str, float]] = {}
+    for k, name in enumerate(names):
+        tp = int(confusion[k, k])
+        fp = int(confusion[:, k].sum()) - tp
+        fn = int(support[k]) - tp
+        per_class[name] = {
+            "precision": tp / (tp + fp) if tp + fp else 0.0,
+            "recall": tp / (tp + fn) if tp + fn else 0.0,
+            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
+            "support": int(support[k]),
+        }
+    return {"class_names": names, "confusion": confusion.tolist(), "confusion_normalized": normalized.tolist(),
+            "per_class": per_class}
 
 
 # ---------------------------------------------------------------------------------------------

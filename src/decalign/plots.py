@@ -29,8 +29,11 @@ import numpy as np
 __all__ = [
     "collect_features",
     "plot_ablation_bars",
+    "plot_confusion",
     "plot_embeddings",
+    "plot_regression",
     "plot_run",
+    "plot_test_predictions",
     "plot_training_curves",
     "plot_transport_plan",
 ]
@@ -68,10 +71,10 @@ def _figure(width: float, height: float) -> Any:
     return fig
 
 
-def _save(fig: Any, path: str | os.PathLike[str]) -> Path:
+def _save(fig: Any, path: str | os.PathLike[str], dpi: int = DPI) -> Path:
     from decalign.train.atomic import atomic_write
 
-    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=DPI))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def _numpy(x: Any) -> np.ndarray:
@@ -517,6 +520,98 @@ def collect_features(model: Any, data: Any, batch_size: int) -> dict[str, Any]:
     }
 
 
+PAPER_DPI = 300
+"""Figures meant for a paper (confusion matrix, predictions) are drawn at print size, one or two
+columns wide (3.4 or 7 inches) with 8-9 pt text, and saved at 300 dpi."""
+
+
+def plot_confusion(report: Mapping[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
+    """The confusion matrix of :func:`decalign.metrics.classification_report`: cells coloured by
+    the row-normalised share (each row a true class, its diagonal the recall), annotated with
+    the share and the count. One column wide."""
+    names = list(report["class_names"])
+    counts = np.asarray(report["confusion"], dtype=np.int64)
+    share = np.asarray(report["confusion_normalized"], dtype=np.float64)
+    n = len(names)
+    size = 3.4 if n <= 7 else 3.4 + 0.35 * (n - 7)
+    fig = _figure(size, size * 0.92)
+    ax = fig.add_subplot(1, 1, 1)
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{share[i, j]:.2f}\n({counts[i, j]})", ha="center", va="center",
+                    fontsize=6.5 if n <= 6 else 5.5, color="white" if share[i, j] > 0.55 else "black")
+    ax.set_xticks(range(n), names, rotation=45 if max(map(len, names)) > 4 else 0, ha="right", fontsize=8)
+    ax.set_yticks(range(n), names, fontsize=8)
+    ax.set_xlabel("predicted class", fontsize=9)
+    ax.set_ylabel("true class", fontsize=9)
+    cbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.03)
+    cbar.ax.tick_params(labelsize=7)
+    cbar.set_label("share of the true class", fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, path, PAPER_DPI)
+
+
+def plot_regression(predictions: Any, labels: Any, path: str | os.PathLike[str], title: str = "") -> Path:
+    """Predicted against true values (with the identity line) and the histogram of residuals
+    (prediction - label, with their mean and standard deviation). Two columns wide."""
+    pred, true = _numpy(predictions).reshape(-1), _numpy(labels).reshape(-1)
+    residual = pred - true
+    fig = _figure(7.0, 2.9)
+    ax_s, ax_h = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.1, 1.0]})
+    lo, hi = float(min(pred.min(), true.min())), float(max(pred.max(), true.max()))
+    pad = 0.04 * (hi - lo or 1.0)
+    ax_s.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.4", lw=0.8, ls="--", label="prediction = label")
+    ax_s.scatter(true, pred, s=6, alpha=0.45, color="tab:blue", edgecolors="none")
+    ax_s.set_xlim(lo - pad, hi + pad)
+    ax_s.set_ylim(lo - pad, hi + pad)
+    ax_s.set_xlabel("label", fontsize=9)
+    ax_s.set_ylabel("prediction", fontsize=9)
+    varied = pred.size > 1 and pred.std() > 0 and true.std() > 0
+    corr = float(np.corrcoef(pred, true)[0, 1]) if varied else float("nan")
+    ax_s.set_title(f"N = {pred.size}, MAE {np.abs(residual).mean():.3f}, r = {corr:.3f}", fontsize=9)
+    ax_s.legend(fontsize=7, loc="upper left")
+    ax_h.hist(residual, bins=min(50, max(10, pred.size // 20)), color="tab:orange", alpha=0.85)
+    ax_h.axvline(0.0, color="0.4", lw=0.8, ls="--")
+    ax_h.set_xlabel("residual (prediction - label)", fontsize=9)
+    ax_h.set_ylabel("samples", fontsize=9)
+    ax_h.set_title(f"mean {residual.mean():+.3f}, std {residual.std():.3f}", fontsize=9)
+    for ax in (ax_s, ax_h):
+        ax.tick_params(labelsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, path, PAPER_DPI)
+
+
+def plot_test_predictions(run_dir: str | os.PathLike[str], split: str = "test") -> list[Path]:
+    """A run's prediction figure from its first seed's ``test_predictions.csv``:
+    ``plots/confusion_test.png`` (classification) or ``plots/predictions_test.png``."""
+    import csv
+
+    from decalign.metrics import classification_report
+
+    run = Path(run_dir)
+    files = sorted(run.glob("seed_*/test_predictions.csv"))
+    if not files:
+        return []
+    with open(files[0], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return []
+    seed = files[0].parent.name.replace("_", " ")
+    if "predicted" in rows[0]:
+        names = [k[2:] for k in rows[0] if k.startswith("p_")]
+        index = {c: i for i, c in enumerate(names)}
+        report = classification_report([index[r["predicted"]] for r in rows], [index[r["label"]] for r in rows], names)
+        title = f"{run.name}, {seed}, {split} split"
+        return [plot_confusion(report, run / "plots" / f"confusion_{split}.png", title)]
+    pred = [float(r["prediction"]) for r in rows]
+    true = [float(r["label"]) for r in rows]
+    title = f"{run.name}, {seed}, {split} split"
+    return [plot_regression(pred, true, run / "plots" / f"predictions_{split}.png", title)]
+
+
 def plot_run(run_dir: str | os.PathLike[str], split: str = "test", max_samples: int = 250) -> list[Path]:
     """Write a run's figures into ``<run_dir>/plots/`` and return their paths.
 
@@ -538,6 +633,7 @@ def plot_run(run_dir: str | os.PathLike[str], split: str = "test", max_samples: 
         rows = read_history(history_file)
         if rows:
             written.append(plot_training_curves(rows, out_dir / "curves.png", title=f"Training curves: {name}"))
+    written.extend(plot_test_predictions(run))
     config_file = run / "config.json"
     if not config_file.exists():
         return written

@@ -79,6 +79,37 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def available_cores() -> int:
+    """The CPU cores this process may use: its affinity mask (``taskset``, a batch scheduler's
+    allocation), capped by a cgroup v2 CPU quota (``docker --cpus``). torch's default counts every
+    physical core of the machine, which on a shared or containerised machine oversubscribes the
+    cores: measured 4x slower per epoch than 1 thread on a loaded 2-core machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # macOS and Windows have no affinity API
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(float(quota) / float(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def cpu_threads(requested: int) -> tuple[int, str]:
+    """torch's intra-op thread count for ``train.num_threads`` (0: automatic), and why.
+
+    Automatic is ``OMP_NUM_THREADS`` when set (torchrun sets it to 1 per process), else
+    :func:`available_cores`."""
+    if requested:
+        return requested, "train.num_threads"
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env), "OMP_NUM_THREADS; set train.num_threads to change"
+    return available_cores(), "the cores this process may use; set train.num_threads to change"
+
+
 @dataclass
 class EarlyStopping:
     """Model selection on one validation metric with patience (docs/method.md §10)."""
@@ -127,6 +158,8 @@ class SeedResult:
     test: dict[str, float]
     time_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    test_predictions: np.ndarray | None = None
+    """``[N]`` outputs or ``[N, C]`` logits of the selected model on the test split (not in JSON)."""
 
     def to_json(self) -> dict[str, Any]:
         return {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
@@ -327,12 +360,30 @@ def evaluate(model: nn.Module, data: SplitTensors, config: RunConfig, device: to
 
 
 def _log_epoch(epoch: int, total: int, train: dict[str, float], valid: dict[str, float], lr: float,
-               seconds: float, keys: list[str]) -> None:
+               seconds: float, keys: list[str], progress: bool | None = None) -> None:
+    """One line per epoch: to the ``decalign`` log where it is shown (the CLI, an application
+    that configured logging), else, with ``progress=True`` (Python, Jupyter), to stderr through
+    ``tqdm.write`` so that it does not tear a progress bar."""
     from decalign.reporting import format_value
 
     shown = " ".join(f"{k} {format_value(k, valid[k])}" for k in keys if k in valid)
-    log.info("epoch %d/%d  train loss %.4f  |  valid loss %.4f %s  |  lr %.2e  %.1fs",
-             epoch, total, train["loss"], valid["loss"], shown, lr, seconds)
+    line = (f"epoch {epoch}/{total}  train loss {train['loss']:.4f}  |  valid loss {valid['loss']:.4f} {shown}  |  "
+            f"lr {lr:.2e}  {seconds:.1f}s")
+    if log.isEnabledFor(logging.INFO) and log.hasHandlers():
+        log.info("%s", line)
+    elif progress:
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+
+
+def interactive() -> bool:
+    """A person is watching: a terminal, or a Jupyter kernel (where ``tqdm.auto`` draws a widget)."""
+    if sys.stderr.isatty():
+        return True
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    return get is not None and type(get()).__name__ == "ZMQInteractiveShell"
 
 
 def _probe_loss(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device) -> Tensor:
@@ -374,6 +425,7 @@ def fit_seed(
     quiet: bool = False,
     tensorboard: bool = True,
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool | None = None,
 ) -> SeedResult:
     """Train one seed, select the best validation epoch, and test it.
 
@@ -383,12 +435,17 @@ def fit_seed(
 
     ``epoch_callback(epoch, valid_metrics)`` runs after each epoch (sweeps use it for pruning;
     it may raise to stop the run).
+
+    ``progress``: ``None`` shows batch bars only at a terminal (the CLI's rule); ``True`` also in
+    Jupyter and always one line per epoch (stderr when logging does not show it); ``False`` no bars.
     """
     ctx = ctx or Context.single()
     tc = config.train
     device = ctx.device if ctx.device is not None else resolve_device(tc.device)
-    if tc.num_threads:
-        torch.set_num_threads(tc.num_threads)
+    if device.type == "cpu":
+        threads, why = cpu_threads(tc.num_threads)
+        torch.set_num_threads(threads)
+        log.info("seed %d: %d CPU thread%s (%s)", seed, threads, "" if threads == 1 else "s", why)
     seed_everything(seed)
     model = build_model(config, info).to(device)
     train_model = ctx.wrap(model, gather_alignment=tc.gather_alignment,
@@ -432,7 +489,7 @@ def fit_seed(
             restore_rng(state["rng"], generator)
             ctx.seed_process(seed + start_epoch)
         log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, start_epoch - 1, stopper.best_epoch)
-    progress = show_progress(quiet)
+    bars = show_progress(quiet) if progress is None else (progress and not quiet and interactive())
     show_keys = list(dict.fromkeys(k for columns in METRIC_FAMILIES.values() for k in columns))
     epochs_run = start_epoch - 1
     with _tensorboard(seed_dir / "tensorboard", tensorboard and ctx.is_main) as tb:
@@ -442,7 +499,7 @@ def fit_seed(
             epochs_run = epoch
             t0 = time.perf_counter()
             train_stats = train_epoch(train_model, splits["train"], config, optimizer, generator, device, ctx,
-                                      metric_fn, progress, f"seed {seed} epoch {epoch}")
+                                      metric_fn, bars, f"seed {seed} epoch {epoch}/{tc.num_epochs}")
             valid = evaluate(train_model, splits["valid"], config, device, ctx, metric_fn).metrics
             if tc.selection_metric not in valid:
                 raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
@@ -473,7 +530,7 @@ def fit_seed(
                             tb.add_scalar(f"{split}/{k}", v, epoch)
                     tb.add_scalar("lr", lr, epoch)
                 if not quiet:
-                    _log_epoch(epoch, tc.num_epochs, train_stats, valid, lr, seconds, show_keys)
+                    _log_epoch(epoch, tc.num_epochs, train_stats, valid, lr, seconds, show_keys, progress)
             ctx.barrier()
             if epoch_callback is not None:
                 epoch_callback(epoch, valid)
@@ -493,7 +550,8 @@ def fit_seed(
                 for k, v in test.metrics.items():
                     tb.add_scalar(f"test/{k}", v, stopper.best_epoch)
     valid_metrics = {k: v for k, v in valid_best.items() if k not in ("seed", "epoch", "split", "lr", "time_s")}
-    return SeedResult(seed, stopper.best_epoch, epochs_run, valid_metrics, test.metrics, elapsed, history)
+    return SeedResult(seed, stopper.best_epoch, epochs_run, valid_metrics, test.metrics, elapsed, history,
+                      test.predictions)
 
 
 def _write_predictions(path: Path, data: SplitTensors, predictions: np.ndarray, info: ModelInfo) -> None:
