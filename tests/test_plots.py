@@ -101,10 +101,10 @@ def test_train_plots_writes_the_run_figures(tmp_path: Path) -> None:
             "data.synthetic.n_test=24"]
     assert main(["train", "--epochs", "2", "--seeds", "5", "--out", str(out), "--plots", "--no-tensorboard", "-q",
                  "--set", *tiny]) == 0
-    for name in ("curves.png", "embeddings.png", "transport_plan.png"):
+    for name in ("curves.png", "embeddings.png", "transport_plan.png", "predictions_test.png"):
         assert _is_png(out / "plots" / name), name
-    # a baseline has no decoupled features and no plan: only its curves
+    # a baseline has no decoupled features and no plan: only its curves and test predictions
     base = tmp_path / "tfn"
     assert main(["train", "--epochs", "1", "--seeds", "5", "--out", str(base), "--plots", "--no-tensorboard", "-q",
                  "--set", *tiny, "model.architecture=tfn"]) == 0
-    assert sorted(p.name for p in (base / "plots").iterdir()) == ["curves.png"]
+    assert sorted(p.name for p in (base / "plots").iterdir()) == ["curves.png", "predictions_test.png"]
