@@ -175,9 +175,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE", required=True, help="a model.safetensors file")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (default: onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="the file to write")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    g.add_argument("-v", "--verbose", action="store_true", help="debug output and full tracebacks")
+    from decalign.cli_common import add_verbosity_flags
+
+    add_verbosity_flags(p)
     return p
 
 
