@@ -250,6 +250,11 @@ def test_extract_train_predict_and_refuse_other_extractors(
                  str(tmp_path / "q.csv")]) == 2
     err = capsys.readouterr().err
     assert "features from another extractor" in err and "opensmile-egemaps" in err and "librosa" in err
+    assert main(["eval", "--checkpoint", str(ckpt), "--data", str(other.dataset)]) == 2
+    assert "audio: the model was trained on opensmile-egemaps" in capsys.readouterr().err
+    assert main(["info", str(other.dataset)]) == 0
+    shown = capsys.readouterr().out
+    assert "extracted with:" in shown and "  audio: librosa (librosa " in shown and "  text: hf-text (" in shown
     assert main(["predict", "--checkpoint", str(ckpt), "--media", str(folder / "v6" / "c6.mp4"),
                  "--transcript", "a silent clip"]) == 2
     assert "c6.mp4: no audio" in capsys.readouterr().err

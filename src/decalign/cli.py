@@ -281,6 +281,8 @@ def _format_info(info: dict[str, Any]) -> str:
         rows.append(cells)
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    if info.get("extraction"):
+        lines += ["", "extracted with:", *[f"  {m}: {what}" for m, what in info["extraction"].items()]]
     notes = info.get("notes") or []
     lines += ["", "notes:" if notes else "notes: none", *[f"  - {n}" for n in notes]]
     return "\n".join(lines)

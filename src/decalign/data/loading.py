@@ -181,4 +181,17 @@ def describe_dataset(ds: MultimodalDataset) -> dict[str, Any]:
         "label_range": list(ds.label_range) if ds.label_range is not None else None,
         "splits": splits,
         "notes": list(ds.notes),
+        "extraction": _extraction_summary(ds.provenance),
     }
+
+
+def _extraction_summary(record: Any) -> dict[str, str] | None:
+    """Modality -> one line on the extractor that made its features (``decalign extract`` files)."""
+    if not record:
+        return None
+    from decalign.extract.provenance import Provenance
+
+    try:
+        return {m: r.describe() for m, r in Provenance.from_dict(record).extractors.items()}
+    except (ValueError, KeyError, TypeError) as err:
+        return {"?": f"unreadable extraction record ({err})"}
