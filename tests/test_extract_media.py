@@ -24,6 +24,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {
         "wav": write_media(root / "a.wav", 1.0),
         "flac": write_media(root / "a.flac", 1.0),
+        "mp3": write_media(root / "a.mp3", 1.0),
         "mp4": write_media(root / "v.mp4", 2.0, fps=10, size=64),
         "mkv": write_media(root / "v.mkv", 1.0, fps=10, size=64, face=False),
         "silent": write_media(root / "silent.mp4", 1.0, fps=10, size=64, audio=False),
@@ -36,6 +37,8 @@ def test_audio_lossless_containers_decode_to_the_exact_samples(media: dict[str, 
     assert wav is not None and flac is not None
     assert wav.dtype == np.float32 and wav.shape == (16000,)
     np.testing.assert_allclose(wav, flac, atol=1 / 32767 + 1e-6)  # same 16-bit samples
+    mp3 = read_audio(media["mp3"], 16000)
+    assert mp3 is not None and 16000 <= len(mp3) <= 16000 + 2 * 1152  # + the encoder's frame padding
 
 
 def test_audio_is_resampled_and_cut_to_start_end(media: dict[str, Path]) -> None:
@@ -85,3 +88,10 @@ def test_resample_steps_averages_bins_and_fills_gaps() -> None:
     sparse = resample_steps(values[:1], times[:1], rate=100, duration=0.03)  # one frame, three bins
     np.testing.assert_allclose(sparse[:, 0], [0, 0, 0])
     assert sparse.dtype == np.float32
+
+
+def test_a_missing_extract_package_names_the_extra() -> None:
+    from decalign.extract.errors import MissingExtraError, require
+
+    with pytest.raises(MissingExtraError, match=r"pip install \"decalign\[extract\]\""):
+        require("decalign_no_such_module", "no-such-package")

@@ -422,11 +422,16 @@ def run_extraction(
 
             # spawn, not fork: the parent has torch (and maybe a model) loaded and threads running.
             ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config,)) as pool:
+            pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config,))
+            try:
                 futures = {pool.submit(_work, clips[i]): i for i in todo}
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
                     bar.update()
+            finally:
+                # On Ctrl-C or an error, clips not yet started are dropped (the cache keeps the
+                # finished ones) instead of the pool working through the whole queue first.
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
 
