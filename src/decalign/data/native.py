@@ -33,6 +33,7 @@ in a single ``.safetensors`` the metadata entry ``__meta__``)::
      "notes": []}
 
 ``task`` overrides the label dtype rule; ``modalities`` fixes the order (and ignores other arrays);
+``extraction`` (files from ``decalign extract``) records how the features were made;
 ``kind`` names a benchmark/synthetic origin (otherwise detected from the widths, ``custom`` if none
 matches). ``.npz`` files are read with ``allow_pickle=False``.
 """
