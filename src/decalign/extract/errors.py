@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 from types import ModuleType
 
-from decalign.errors import DataError, DecalignError
+from decalign._optional import MissingExtraError
+from decalign._optional import require as _optional_require
+from decalign.errors import DataError
 
 __all__ = ["ExtractError", "MediaError", "MissingExtraError", "require"]
 
@@ -19,20 +20,7 @@ class MediaError(ExtractError):
     """A media file that cannot be decoded (corrupt, truncated, not a media file)."""
 
 
-class MissingExtraError(DecalignError, ImportError):
-    """A package of the ``extract`` extra is not installed."""
-
-
 def require(module: str, package: str | None = None) -> ModuleType:
-    """Import ``module`` or raise an error that says how to install it.
-
-    The extraction dependencies are heavy and optional; a plain ``ImportError`` deep inside a run
-    would not tell the user that one ``pip install`` fixes it.
-    """
-    try:
-        return importlib.import_module(module)
-    except ImportError as err:
-        raise MissingExtraError(
-            f"feature extraction needs the package {package or module!r} ({err}); install it with "
-            "pip install \"decalign[extract]\""
-        ) from None
+    """Import ``module`` of the ``extract`` extra, or raise :class:`MissingExtraError` saying
+    ``pip install 'decalign[extract]'`` (``package``: the distribution name, for the message)."""
+    return _optional_require(module, "extract", f"feature extraction ({package or module})")
