@@ -3,8 +3,6 @@ is spread over modalities the way the module docstring says."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -26,14 +24,12 @@ def _ridge(ds, modalities, alpha: float = 30.0) -> tuple[float, float]:
 
 @pytest.fixture(scope="module")
 def default_dataset():
-    start = time.perf_counter()
-    ds = make_synthetic(SyntheticConfig())
-    return ds, time.perf_counter() - start
+    return make_synthetic(SyntheticConfig())
 
 
-def test_default_is_mosi_shaped_and_fast(default_dataset) -> None:
-    ds, seconds = default_dataset
-    assert seconds < 5.0  # about 1 s on one core; generous for shared CI machines
+def test_default_is_mosi_shaped(default_dataset) -> None:
+    # Generation time is a speed target and belongs in benchmarks/, not in a timed test.
+    ds = default_dataset
     assert ds.kind == "synthetic" and ds.layout == "synthetic" and ds.task == "regression"
     assert ds.label_range == (-3.0, 3.0)
     assert ds.input_dims == {"text": 768, "audio": 5, "vision": 20}
@@ -43,7 +39,7 @@ def test_default_is_mosi_shaped_and_fast(default_dataset) -> None:
 
 
 def test_labels_are_quantised_like_mosi(default_dataset) -> None:
-    ds, _ = default_dataset
+    ds = default_dataset
     y = np.concatenate([sp.labels for sp in ds.splits.values()])
     assert y.dtype == np.float32
     assert y.min() >= -3 and y.max() <= 3
@@ -53,7 +49,7 @@ def test_labels_are_quantised_like_mosi(default_dataset) -> None:
 
 
 def test_all_modalities_beat_any_single_one(default_dataset) -> None:
-    ds, _ = default_dataset
+    ds = default_dataset
     mae_all, corr_all = _ridge(ds, ["text", "audio", "vision"])
     assert corr_all > 0.9
     for m in ("text", "audio", "vision"):
