@@ -93,7 +93,7 @@ def test_bench_csv(bench_dir: Path) -> None:
     for row in rows:
         assert row["n_seeds"] == "1"
         for metric in ("mae", "corr", "acc2_non0", "f1_non0", "acc7"):
-            assert float(row[f"{metric}_std"]) == 0.0  # one seed
+            assert float(row[f"{metric}_sample_std"]) == 0.0  # one seed
             assert row[f"{metric}_mean"] != ""
         results = json.loads((bench_dir / "runs" / row["name"] / "results.json").read_text())
         assert float(row["mae_mean"]) == pytest.approx(results["mean"]["mae"])

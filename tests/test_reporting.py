@@ -42,7 +42,7 @@ def test_aggregate_hand_computed_sample_std() -> None:
 
 def test_aggregate_single_seed_has_zero_std() -> None:
     agg = aggregate([{"acc7": 0.45}])
-    assert agg == {"mean": {"acc7": 0.45}, "std": {"acc7": 0.0}, "n": 1}
+    assert agg == {"mean": {"acc7": 0.45}, "std": {"acc7": 0.0}, "n": 1, "std_kind": "sample"}
 
 
 def test_aggregate_errors() -> None:
@@ -129,9 +129,9 @@ def test_text_table_with_aggregates_and_missing_cells() -> None:
     }
     table = format_table(rows, keys=["acc2_non0", "mae"], bold_best=True)
     assert table == (
-        "          acc2_non0            mae\n"
-        "ours   82.00 ± 2.00  0.700 ± 0.100\n"
-        "paper       85.75 *              –"
+        "mean ± sample std     acc2_non0            mae\n"
+        "ours               82.00 ± 2.00  0.700 ± 0.100\n"
+        "paper                   85.75 *              –"
     )
 
 
@@ -142,7 +142,7 @@ def test_table_accepts_a_single_aggregate() -> None:
 
 def test_table_rejects_unknown_style() -> None:
     with pytest.raises(ValueError, match="style"):
-        format_table({"A": {"mae": 0.1}}, style="latex")  # type: ignore[arg-type]
+        format_table({"A": {"mae": 0.1}}, style="html")  # type: ignore[arg-type]
 
 
 def test_paper_results_keys_units_and_display() -> None:

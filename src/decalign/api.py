@@ -55,25 +55,35 @@ class RunResult:
     seeds: dict[int, dict[str, Any]]
     mean: dict[str, float]
     std: dict[str, float]
+    """Sample standard deviation over seeds (``ddof=1``)."""
+    std_population: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Population standard deviation over seeds (``ddof=0``, as MMSA reports)."""
 
-    def table(self, style: str = "text") -> str:
-        """The test metrics (mean ± std over seeds) as the paper prints them."""
-        return metrics_table(self.config.preset, self.mean, self.std, style, kind=self.config.data.dataset)
+    def table(self, style: str = "text", std: str = "sample") -> str:
+        """The test metrics (mean ± ``std`` over seeds: ``sample`` or ``population``) as the
+        paper prints them; the header says which std."""
+        spread = self.std_population if std == "population" else self.std
+        return metrics_table(self.config.preset, self.mean, spread, style, kind=self.config.data.dataset,
+                             std_kind=std)
 
 
 def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text",
-                  kind: str | None = None) -> str:
-    """One-row table of the dataset's metrics (loss terms left out), with
-    the paper's reported DecAlign row beside it when ``kind`` is one of its benchmarks."""
+                  kind: str | None = None, std_kind: str = "sample", names: str = "ours") -> str:
+    """One-row table of the dataset's metrics (loss terms left out), with the paper's reported
+    DecAlign row beside it when ``kind`` is one of its benchmarks. ``style``: ``text``,
+    ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); the header names the ``std_kind``
+    (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names."""
     from decalign.losses import LOG_KEYS
-    from decalign.reporting import PAPER_RESULTS, format_table
+    from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
 
     keys = [k for k in mean if k not in LOG_KEYS]
     rows: dict[str, Any] = {name: {"mean": dict(mean), "std": dict(std)}}
     paper = PAPER_RESULTS.get(kind or "", {}).get("DecAlign")
     if paper:
         rows[f"paper ({kind}, DecAlign)"] = dict(paper)
-    return format_table(rows, keys=keys, style=style)  # type: ignore[arg-type]
+    if style == "mmsa":
+        return format_mmsa(rows, keys=keys)  # type: ignore[arg-type]
+    return format_table(rows, keys=keys, style=style, std=std_kind, names=names)  # type: ignore[arg-type]
 
 
 def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
@@ -202,6 +212,7 @@ def _results_payload(config: RunConfig, dataset: MultimodalDataset, seeds: dict[
         "mean": agg["mean"],
         "std": agg["std"],
         "std_kind": "sample standard deviation (ddof=1); 0 for a single seed",
+        "std_population": aggregate(per_seed, std="population")["std"],
         "valid_mean": valid["mean"] if valid else {},
         **_pooled_report(seeds),
     }
@@ -257,6 +268,7 @@ def train(
     tensorboard: bool = True,
     in_place: bool = False,
     progress: bool | None = None,
+    std: str = "sample",
 ) -> RunResult:
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
     directory described in the module docstring, and return the test metrics over seeds.
@@ -265,7 +277,9 @@ def train(
     line per epoch (to stderr when logging is not set up to show it, as in a notebook); ``None``
     (the default) shows bars only at a terminal; ``False`` none.
 
-    ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them."""
+    ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them. ``std``
+    (``sample`` or ``population``) is the standard deviation the logged table shows; ``results.json``
+    holds both (``std``, ``std_population``)."""
     from decalign.train.atomic import write_json
     from decalign.train.distributed import Context
     from decalign.train.engine import fit_seed
@@ -329,9 +343,10 @@ def train(
             else:
                 plot_run(out)
         if not quiet:
-            log.info("test metrics of the best-validation epoch over %d seed(s) (mean ± sample std):\n%s",
-                     len(seeds), metrics_table(config.preset, payload["mean"], payload["std"], kind=dataset.kind))
-    return RunResult(out, config, seeds, payload["mean"], payload["std"])
+            spread = payload["std_population"] if std == "population" else payload["std"]
+            log.info("test metrics of the best-validation epoch over %d seed(s):\n%s", len(seeds),
+                     metrics_table(config.preset, payload["mean"], spread, kind=dataset.kind, std_kind=std))
+    return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
 
 
 def _load_for_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str] | None,

@@ -232,6 +232,7 @@ def run_bench(
     quiet: bool = False,
     plots: str = "summary",
     tensorboard: bool = False,
+    std: str = "sample",
 ) -> BenchResult:
     """Run (or resume) a benchmark and write its report.
 
@@ -275,7 +276,7 @@ def run_bench(
     done = [run for run in runs if run.name not in errors]
     if not done:
         raise next(iter(errors.values()))  # every run failed: the first error is the one to fix
-    results = {run.name: _read_results(run.directory) for run in done}
+    results = {run.name: _read_results(run.directory, std) for run in done}
     if plots != "none":
         from decalign.plots import plots_unavailable
 
@@ -292,15 +293,21 @@ def run_bench(
             if _stale(run.directory / "plots" / "curves.png", run.directory / "results.json"):
                 plot_run(run.directory)
     failures = {name: f"{type(err).__name__}: {err}" for name, err in errors.items()}
-    md_path, csv_path, figures, table = write_report(out, runs, results, dataset, base, plots=plots != "none",
+    md_path, csv_path, figures, table = write_report(out, runs, results, dataset, base, plots=plots != "none", std=std,
                                                      failures=failures)
     log.info("bench: %d runs in %.1fs; report: %s", len(runs), time.perf_counter() - started, md_path)
     return BenchResult(out, runs, results, status, csv_path, md_path, figures, table, failures)
 
 
-def _read_results(run_dir: Path) -> dict[str, Any]:
+def _read_results(run_dir: Path, std: str = "sample") -> dict[str, Any]:
+    """A run's test mean and ``std`` (``sample`` or ``population``) over seeds, recomputed from
+    its per-seed metrics so that runs written before ``std_population`` existed work too."""
+    from decalign.reporting import aggregate
+
     payload = json.loads((run_dir / "results.json").read_text())
-    return {"mean": payload["mean"], "std": payload["std"], "n": len(payload["seeds"])}
+    per_seed = [payload["seeds"][s]["test"] for s in sorted(payload["seeds"], key=int)]
+    agg = aggregate(per_seed, std=std)
+    return {"mean": payload["mean"], "std": agg["std"], "n": len(per_seed)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,7 +327,7 @@ def _bar_metrics(keys: Sequence[str]) -> list[str]:
     return [m for m in _BAR_METRICS if m in keys][:2]
 
 
-def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]]) -> str:
+def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]], std: str = "sample") -> str:
     import csv
     import io
 
@@ -330,7 +337,7 @@ def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]]) -> 
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["name", "label", "kind", "architecture", "overrides", "n_seeds",
-                     *[f"{m}_{s}" for m in metrics for s in ("mean", "std")]])
+                     *[f"{m}_{s}" for m in metrics for s in ("mean", f"{std}_std")]])
     for run in runs:
         res = results[run.name]
         cells: list[Any] = []
@@ -346,6 +353,7 @@ def _markdown_table(
     results: Mapping[str, Mapping[str, Any]],
     keys: Sequence[str],
     paper: Mapping[str, Mapping[str, float]] | None,
+    std: str = "sample",
 ) -> str:
     """Our rows with the best of each column in bold, each followed by the paper's row of the
     same name (never bold: the bold marks the best of *our* runs), then the paper's rows for
@@ -354,7 +362,7 @@ def _markdown_table(
     from decalign.reporting import format_table
 
     ours = {run.label: results[run.name] for run in runs}
-    lines = format_table(ours, keys=keys, style="markdown", bold_best=True, row_header="run").splitlines()
+    lines = format_table(ours, keys=keys, style="markdown", bold_best=True, row_header="run", std=std).splitlines()
     header, body = lines[:2], lines[2:]
     if not paper:
         return "\n".join(lines)
@@ -389,25 +397,27 @@ def write_report(
     base: Any,
     plots: bool = True,
     failures: Mapping[str, str] | None = None,
+    std: str = "sample",
 ) -> tuple[Path, Path, list[Path], str]:
     """Write ``bench.csv``, the bar charts and ``bench.md``; returns their paths and the
-    plain-text table. Runs without an entry in ``results`` (failed) are listed under *Notes*
-    with their ``failures`` message instead of in the table."""
-    from decalign.reporting import PAPER_RESULTS, format_table
+    plain-text table. ``results`` hold ``std`` (``sample`` or ``population``) standard
+    deviations, named in every table header and CSV column. Runs without an entry in ``results``
+    (failed) are listed under *Notes* with their ``failures`` message instead of in the table."""
+    from decalign.reporting import PAPER_RESULTS, STD_KINDS, format_table
     from decalign.train.atomic import write_text
 
     out_dir = Path(out_dir)
     failed = [run for run in runs if run.name not in results]
     runs = [run for run in runs if run.name in results]
-    csv_path = write_text(out_dir / "bench.csv", _csv(runs, results))
+    csv_path = write_text(out_dir / "bench.csv", _csv(runs, results, std))
     available: list[str] = []
     for run in runs:
         available.extend(k for k in results[run.name]["mean"] if k not in available)
     keys = table_keys(dataset.kind, dataset.task, available)
     paper = PAPER_RESULTS.get(dataset.kind) if dataset.kind in PAPER_KINDS else None
-    table_md = _markdown_table(runs, results, keys, paper)
+    table_md = _markdown_table(runs, results, keys, paper, std)
     text_table = format_table({run.label: results[run.name] for run in runs}, keys=keys, bold_best=True,
-                              row_header="run")
+                              row_header="run", std=std)
 
     figures: list[Path] = []
     if plots:
@@ -430,7 +440,7 @@ def write_report(
         f"(early stopping after {tc.early_stop_patience} without improvement), "
         f"model selection on validation `{tc.selection_metric}`.",
         "",
-        "Test metrics at the best-validation epoch, mean ± sample std over seeds "
+        f"Test metrics at the best-validation epoch, mean ± {STD_KINDS[std]} over seeds "
         "(accuracies and F1 in %); the best of our runs in each column in **bold**."
         + (" Rows marked *(paper)* are the numbers the paper reports (ablations: MAE and F1 only)."
            if paper else ""),
@@ -518,6 +528,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--plots", choices=["summary", "all", "none"], default="summary",
                    help="summary: bar charts + the DecAlign run's figures (default); all: every run's figures too")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events in every run")
+    p.add_argument("--std", choices=["sample", "population"], default="sample",
+                   help="the ± of the report: sample std (ddof=1, default) or population std (ddof=0, as MMSA "
+                   "reports); the tables and CSV columns say which")
     add_verbosity_flags(p, quiet_help="only warnings, errors and the final table")
     return p
 
@@ -531,7 +544,7 @@ def run(args: argparse.Namespace) -> int:
     dataset, base = load_and_resolve(args, overrides)
     out = Path(args.out or os.path.join("runs", f"bench-{base.preset}"))
     result = run_bench(dataset, base, out, models, args.ablations, quiet=args.quiet, plots=args.plots,
-                       tensorboard=args.tensorboard)
+                       tensorboard=args.tensorboard, std=args.std)
     print(result.table)
     print(f"report: {result.md_path}\ntable: {result.csv_path}")
     for name, message in result.failures.items():

@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
     p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    _add_std_arg(p)
     add_verbosity_flags(p)
 
     p = sub.add_parser("eval", help="metrics of a saved model on a data file")
@@ -112,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "against labels with the residuals (regression); needs the plots extra")
     add_device_flag(p, default="auto", help="device to evaluate on")
     _add_drop_args(p, each=True)
+    _add_std_arg(p)
+    p.add_argument("--format", choices=["text", "markdown", "latex", "mmsa"], default="text",
+                   help="table format: text, markdown, latex (booktabs tabular), or mmsa (MMSA's result CSV: "
+                   "its metric names, (mean, std) cells x 100, population std unless --std says otherwise)")
+    p.add_argument("--names", choices=["ours", "mmsa"], default="ours",
+                   help="column names: ours (acc2_non0) or MMSA's (Non0_acc_2)")
     add_verbosity_flags(p)
 
     p = sub.add_parser("predict", help="write one prediction per sample id to a CSV file (labels optional)")
@@ -153,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_std_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--std", choices=["sample", "population"], default=None,
+                   help="the ± of tables over seeds: sample std (ddof=1, the default) or population std "
+                   "(ddof=0, what MMSA and the authors' code report); table headers say which")
+
+
 def _add_config_file_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE", help="settings from a YAML or JSON file (a run's config.json, or "
                    "only the keys to change), on top of the preset; --set and the flags apply on top of it")
@@ -189,10 +202,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         logging.getLogger("decalign").setLevel(logging.WARNING)  # one copy of the progress log
     try:
         result = train(config, dataset, out, resume=args.resume, quiet=args.quiet, plots=args.plots, ctx=ctx,
+                       std=args.std or "sample",
                        tensorboard=not args.no_tensorboard, in_place=True)
         if ctx.is_main:
             if args.quiet:
-                print(result.table())
+                print(result.table(std=args.std or "sample"))
             print(f"results: {out / 'results.json'}")
     finally:
         ctx.close()
@@ -205,8 +219,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.drop_each:
         print(drop_each_report(args.run, args.checkpoint, args.data, args.split, args.device, args.json))
         return 0
+    std_kind = args.std or ("population" if args.format == "mmsa" else "sample")
     print(evaluate_report(args.run, args.checkpoint, args.data, args.split, args.device, args.drop, args.json,
-                          args.figure))
+                          args.figure, std=std_kind, style=args.format, names=args.names))
     return 0
 
 

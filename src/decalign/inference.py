@@ -539,11 +539,19 @@ def evaluate_report(
     drop: Sequence[str] = (),
     json_path: str | os.PathLike[str] | None = None,
     figure: str | os.PathLike[str] | None = None,
+    *,
+    std: str = "sample",
+    style: str = "text",
+    names: str = "ours",
 ) -> str:
     """``decalign eval``: metrics of a run's seeds (mean ± std) or of one checkpoint, the paper's
     numbers beside them on its benchmarks, and for classification the confusion matrix and
     per-class scores (pooled over a run's seeds). Writes ``json_path`` and ``figure`` (a confusion
-    matrix, or predictions against labels with the residuals) when given. Returns the text."""
+    matrix, or predictions against labels with the residuals) when given. Returns the text.
+
+    ``std``: ``sample`` or ``population`` standard deviation over seeds (named in the header);
+    ``style``: ``text``, ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); ``names``:
+    ``ours`` or ``mmsa`` metric names (see :func:`decalign.api.metrics_table`)."""
     from pathlib import Path
 
     from decalign.api import evaluate_checkpoint_outputs, load_data, metrics_table
@@ -585,24 +593,27 @@ def evaluate_report(
     title = f"{split}" + (f" ({len(per_seed)} seeds)" if run is not None else "") + (
         f" without {', '.join(drop)}" if drop else "")
     if run is not None:
-        agg = aggregate(list(per_seed.values()))
-        mean, std = agg["mean"], agg["std"]
-        payload: dict[str, Any] = {"split": split, "seeds": per_seed, "mean": mean, "std": std}
+        agg = aggregate(list(per_seed.values()), std=std)
+        mean, spread = agg["mean"], agg["std"]
+        payload: dict[str, Any] = {"split": split, "seeds": per_seed, "mean": mean, "std": spread, "std_kind": std}
     else:
-        mean, std = next(iter(per_seed.values())), None
+        mean, spread = next(iter(per_seed.values())), None
         payload = {"split": split, "metrics": mean}
     if drop:
         payload["dropped"] = list(drop)
-    text = metrics_table(title, mean, std if std is not None else {}, kind=info.kind if info else None)
-    if std is None:  # one checkpoint: plain values, no "± 0"
+    text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
+                         kind=info.kind if info else None, std_kind=std, names=names)
+    if spread is None:  # one checkpoint: plain values, no "± 0"
         from decalign.losses import LOG_KEYS
-        from decalign.reporting import PAPER_RESULTS, format_table
+        from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
 
         rows: dict[str, Any] = {title: dict(mean)}
         paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")
         if paper:
             rows[f"paper ({info.kind}, DecAlign)"] = dict(paper)  # type: ignore[union-attr]
-        text = format_table(rows, keys=[k for k in mean if k not in LOG_KEYS])
+        keys = [k for k in mean if k not in LOG_KEYS]
+        text = format_mmsa(rows, keys=keys) if style == "mmsa" else format_table(rows, keys=keys, style=style,
+                                                                                  names=names)
     if reports:
         total = np.sum([np.asarray(r["confusion"]) for r in reports], axis=0)
         report = report_from_confusion(total, reports[0]["class_names"])

@@ -19,9 +19,12 @@ from typing import Any, Literal
 import numpy as np
 
 __all__ = [
+    "MMSA_NAMES",
     "PAPER_RESULTS",
+    "STD_KINDS",
     "aggregate",
     "format_mean_std",
+    "format_mmsa",
     "format_table",
     "format_value",
     "higher_is_better",
@@ -30,6 +33,27 @@ __all__ = [
 
 _SPLIT_PREFIXES = ("train_", "valid_", "val_", "test_")
 _THREE_DECIMALS = {"mae", "mse", "rmse", "corr"}
+STD_KINDS: dict[str, str] = {
+    "sample": "sample std",
+    "population": "population std",
+}
+"""``--std`` choices and how table headers name them: ``sample`` (``ddof=1``, our default) or
+``population`` (``ddof=0``, ``np.std``'s default, what MMSA and the authors' code report)."""
+
+MMSA_NAMES: dict[str, str] = {
+    "acc2_has0": "Has0_acc_2",
+    "f1_has0": "Has0_F1_score",
+    "acc2_non0": "Non0_acc_2",
+    "f1_non0": "Non0_F1_score",
+    "acc5": "Mult_acc_5",
+    "acc7": "Mult_acc_7",
+    "acc2": "Mult_acc_2",
+    "acc3": "Mult_acc_3",
+    "f1": "F1_score",
+    "mae": "MAE",
+    "corr": "Corr",
+}
+"""Our metric keys -> the names MMSA's ``eval_mosei_senti``/``eval_sims_regression`` report."""
 MISSING = "–"
 """Printed where a row has no value for a column."""
 
@@ -91,23 +115,28 @@ def format_mean_std(key: str, mean: float, std: float | None = None) -> str:
     return f"{format_value(key, mean)} ± {format_value(key, std)}"
 
 
-def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
-    r"""Mean and **sample** standard deviation over seeds, per metric key.
+def aggregate(per_seed: Sequence[Mapping[str, float]], std: str = "sample") -> dict[str, Any]:
+    r"""Mean and standard deviation over seeds, per metric key.
 
-    ``std`` uses ``ddof=1``, :math:`s = \sqrt{\frac{1}{n-1}\sum_i (x_i - \bar x)^2}`, the unbiased
-    estimate of the seed-to-seed spread (docs/method.md §14 says which; with the usual 5 seeds the
-    population std would be ``sqrt(4/5)`` = 0.894 times this). A single seed has ``std`` 0.0.
+    ``std="sample"`` (default) uses ``ddof=1``, :math:`s = \sqrt{\frac{1}{n-1}\sum_i (x_i -
+    \bar x)^2}`, the unbiased estimate of the seed-to-seed spread; ``std="population"`` uses
+    ``ddof=0`` (divide by :math:`n`), what MMSA and the authors' code report; with 5 seeds it is
+    ``sqrt(4/5)`` = 0.894 times the sample std. A single seed has ``std`` 0.0 either way.
 
     Args:
         per_seed: one metrics dict per seed, all with the same keys.
+        std: ``"sample"`` or ``"population"`` (:data:`STD_KINDS`).
 
     Returns:
-        ``{"mean": {key: float}, "std": {key: float}, "n": number of seeds}``, keys in the first
-        seed's order.
+        ``{"mean": {key: float}, "std": {key: float}, "n": number of seeds, "std_kind": std}``,
+        keys in the first seed's order.
 
     Raises:
         ValueError: no seeds, a key missing from some seeds, or a non-numeric value.
     """
+    if std not in STD_KINDS:
+        raise ValueError(f"std must be one of {sorted(STD_KINDS)}, got {std!r}")
+    ddof = 1 if std == "sample" else 0
     if len(per_seed) == 0:
         raise ValueError("aggregate needs at least one seed's metrics, got an empty list")
     keys = list(per_seed[0])
@@ -120,15 +149,15 @@ def aggregate(per_seed: Sequence[Mapping[str, float]]) -> dict[str, Any]:
                 f"seed #{i} has different metric keys from seed #0: missing {missing}, extra {extra}"
             )
     mean: dict[str, float] = {}
-    std: dict[str, float] = {}
+    spread: dict[str, float] = {}
     for key in keys:
         try:
             values = np.array([float(m[key]) for m in per_seed], dtype=np.float64)
         except (TypeError, ValueError) as err:
             raise ValueError(f"aggregate: metric {key!r} has a non-numeric value ({err})") from err
         mean[key] = float(values.mean())
-        std[key] = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return {"mean": mean, "std": std, "n": len(per_seed)}
+        spread[key] = float(values.std(ddof=ddof)) if values.size > 1 else 0.0
+    return {"mean": mean, "std": spread, "n": len(per_seed), "std_kind": std}
 
 
 def _is_aggregate(obj: Any) -> bool:
@@ -157,9 +186,11 @@ def _column_keys(rows: Iterable[Mapping[str, float]]) -> list[str]:
 def format_table(
     rows: Mapping[str, Mapping[str, Any]],
     keys: Sequence[str] | None = None,
-    style: Literal["text", "markdown"] = "text",
+    style: Literal["text", "markdown", "latex"] = "text",
     bold_best: bool = False,
     row_header: str = "",
+    std: str | None = "sample",
+    names: Literal["ours", "mmsa"] = "ours",
 ) -> str:
     """Render rows (models, ablations, seeds) x metric columns as ``mean ± std`` cells.
 
@@ -169,18 +200,22 @@ def format_table(
             single :func:`aggregate` result may also be passed directly; it becomes one row.
         keys: the columns, in order; default every key seen, in first-seen order. A row without
             a key shows ``–``.
-        style: ``"text"`` (aligned plain-text columns) or ``"markdown"`` (a GitHub table).
+        style: ``"text"`` (aligned plain-text columns), ``"markdown"`` (a GitHub table) or
+            ``"latex"`` (a booktabs ``tabular`` to paste into a paper).
         bold_best: mark the best mean of each column with a known direction (``mae``/``mse``/
             losses lowest, accuracies/F1/``corr`` highest; see :func:`higher_is_better`). Best is
             judged on the *displayed* value, so rows that print the same are all marked. Markdown
             uses ``**bold**``; text appends ``*``.
         row_header: header of the first (row name) column.
+        std: which standard deviation the ``±`` cells hold (:data:`STD_KINDS`); when a row is an
+            aggregate the header's first cell says it (``mean ± sample std``). ``None``: unnamed.
+        names: column names: our metric keys, or MMSA's (:data:`MMSA_NAMES`, e.g. ``Non0_acc_2``).
 
     Returns:
         The table as a string, without a trailing newline.
     """
-    if style not in ("text", "markdown"):
-        raise ValueError(f"style must be 'text' or 'markdown', got {style!r}")
+    if style not in ("text", "markdown", "latex"):
+        raise ValueError(f"style must be 'text', 'markdown' or 'latex', got {style!r}")
     if _is_aggregate(rows):
         rows = {"result": rows}
     parsed = {name: _row_values(row) for name, row in rows.items()}
@@ -198,7 +233,11 @@ def format_table(
             target = max(present) if direction else min(present)
             best[key] = format_value(key, target)
 
-    header = [row_header, *columns]
+    if std is not None and any(stds is not None for _, stds in parsed.values()):
+        what = f"mean ± {STD_KINDS.get(std, std)}"
+        row_header = f"{row_header} ({what})" if row_header else what
+    shown = [MMSA_NAMES.get(k, k) if names == "mmsa" else k for k in columns]
+    header = [row_header, *shown]
     body: list[list[str]] = []
     for name, (means, stds) in parsed.items():
         cells = [str(name)]
@@ -209,9 +248,12 @@ def format_table(
             std = None if stds is None or key not in stds else stds[key]
             cell = format_mean_std(key, means[key], std)
             if key in best and format_value(key, means[key]) == best[key]:
-                cell = f"**{cell}**" if style == "markdown" else f"{cell} *"
+                cell = {"markdown": f"**{cell}**", "latex": rf"\textbf{{{cell}}}"}.get(style, f"{cell} *")
             cells.append(cell)
         body.append(cells)
+
+    if style == "latex":
+        return _latex(header, body)
 
     if style == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|"]
@@ -285,3 +327,53 @@ PAPER_RESULTS: Mapping[str, Mapping[str, Mapping[str, float]]] = _frozen(
 """benchmark (``mosi``, ``mosei``, ``sims``, ``iemocap``) -> row (``DecAlign``, a baseline, or an
 ablation) -> metrics in our keys and units. Read-only. Ablation rows give only MAE and F1, as the
 paper does; ``w/o decoupling and alignment`` is the paper's "none" row."""
+
+
+def _latex_escape(text: str) -> str:
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#")):
+        text = text.replace(a, b)
+    return text
+
+
+def _latex(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    r"""A booktabs ``tabular`` (needs ``\usepackage{booktabs}``); ``±`` becomes ``$\pm$``."""
+
+    def cell(text: str) -> str:
+        if text.startswith(r"\textbf{"):
+            return r"\textbf{" + cell(text[len(r"\textbf{"):-1]) + "}"
+        return _latex_escape(text).replace(" ± ", r" $\pm$ ").replace(MISSING, "--")
+
+    lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
+             " & ".join(cell(h) for h in header) + r" \\", r"\midrule"]
+    lines += [" & ".join(cell(c) for c in row) + r" \\" for row in body]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def format_mmsa(rows: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | None = None) -> str:
+    """Rows as MMSA's result CSV: a ``Model`` column, MMSA's metric names, and each cell a
+    ``(mean, std)`` pair with *every* metric x 100 rounded to 2 decimals (MAE and Corr too), as
+    MMSA's ``run.py`` writes them. Pass aggregates computed with ``std="population"`` to match
+    MMSA's ``np.std``. Keys without an MMSA name keep ours.
+    """
+    import csv
+    import io
+
+    if _is_aggregate(rows):
+        rows = {"result": rows}
+    parsed = {name: _row_values(row) for name, row in rows.items()}
+    columns = list(keys) if keys is not None else _column_keys(m for m, _ in parsed.values())
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["Model", *[MMSA_NAMES.get(k, k) for k in columns]])
+    for name, (means, stds) in parsed.items():
+        cells = []
+        for k in columns:
+            if k not in means:
+                cells.append("")
+                continue
+            mean = round(float(means[k]) * 100, 2)
+            has_std = stds is not None and k in stds
+            cells.append(f"({mean}, {round(float(stds[k]) * 100, 2)})" if has_std else f"{mean}")
+        writer.writerow([name, *cells])
+    return buf.getvalue().rstrip("\n")
