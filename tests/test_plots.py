@@ -108,3 +108,54 @@ def test_train_plots_writes_the_run_figures(tmp_path: Path) -> None:
     assert main(["train", "--epochs", "1", "--seeds", "5", "--out", str(base), "--plots", "--no-tensorboard", "-q",
                  "--set", *tiny, "model.architecture=tfn"]) == 0
     assert sorted(p.name for p in (base / "plots").iterdir()) == ["curves.png", "predictions_test.png"]
+
+
+# ---------------------------------------------------------------------------------------------
+# what a reviewer checks (the figures are captured before they are saved)
+
+
+@pytest.fixture
+def drawn(monkeypatch: pytest.MonkeyPatch) -> list:
+    import decalign.plots as plots
+
+    figures: list = []
+    save = plots._save
+
+    def keep(fig, path):  # type: ignore[no-untyped-def]
+        figures.append(fig)
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def test_curves_legend_names_each_seeds_line_style(tmp_path: Path, drawn: list) -> None:
+    plot_training_curves(_history(seeds=(11, 22, 33)), tmp_path / "c.png")
+    legend = drawn[0].legends[0]
+    assert [t.get_text() for t in legend.get_texts()] == ["seed 11", "seed 22", "seed 33"]
+    styles = [h.get_linestyle() for h in legend.legend_handles]
+    assert len(set(styles)) == 3  # three distinguishable styles
+    plot_training_curves(_history(seeds=(5,)), tmp_path / "one.png")
+    assert not drawn[1].legends  # one seed: nothing to tell apart
+
+
+def test_ablation_figure_is_a_dot_plot_whose_labels_clear_the_reference_line(tmp_path: Path, drawn: list) -> None:
+    from matplotlib.patches import Rectangle
+
+    table = {name: {"mean": {"mae": m}, "std": {"mae": 0.004}}
+             for name, m in [("DecAlign", 0.741), ("w/o MMD", 0.742), ("w/o OT", 0.7405), ("MulT", 0.85)]}
+    plot_ablation_bars(table, "mae", tmp_path / "mae.png", std="population")
+    fig = drawn[0]
+    ax = fig.axes[0]
+    # no bars: a bar's length would need an axis from zero; the dots' axis covers the values only
+    assert not [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert ax.get_xlim()[0] > 0.5
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    line = next(ln for ln in ax.lines if ln.get_linestyle() == "--")  # the reference (DecAlign) line
+    line_box = line.get_window_extent(renderer)
+    labels = [t for t in ax.texts if "±" in t.get_text()]
+    assert len(labels) == 4
+    for text in labels:
+        assert not text.get_window_extent(renderer).overlaps(line_box), text.get_text()
+    assert "population std" in ax.get_xlabel()

@@ -163,4 +163,7 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path, capsys: pytest.Captu
     assert main(["sweep", "--report", "--out", str(out), "--study", "tiny"]) == 0
     printed = capsys.readouterr().out
     assert "3 complete" in printed and f"trial {study.best_trial.number}" in printed and str(best) in printed
+    assert "importance: not drawn: 3 completed trial(s)" in printed  # 3 < 10: refused, not drawn from noise
+    assert not (out / "importance.png").exists()
+    assert main(["sweep", "--report", "--out", str(out), "--study", "tiny", "--importance-min-trials", "3"]) == 0
     assert (out / "importance.png").stat().st_size > 0

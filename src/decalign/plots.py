@@ -45,7 +45,9 @@ METRIC_PREFERENCE = ("mae", "f1_non0", "f1", "waf1", "wacc", "acc2_non0", "acc2"
 metrics first: MAE and F1 for sentiment, WAF1 and WAcc for emotions)."""
 
 SPLIT_COLORS = {"train": "tab:blue", "valid": "tab:orange", "test": "tab:green"}
-DPI = 120
+DPI = 200
+"""Print resolution: the figures are sized in inches as a paper prints them (6.8 in: a full
+text width), so 200 dpi keeps 7-8 pt text sharp."""
 
 
 def plots_unavailable() -> str | None:
@@ -117,6 +119,10 @@ def _series(rows: Sequence[Mapping[str, Any]], seed: Any, split: str, key: str) 
     return np.array([p[0] for p in pts], dtype=float), np.array([p[1] for p in pts], dtype=float)
 
 
+def _plural_seeds(seeds: Sequence[Any]) -> str:
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+
+
 def plot_training_curves(
     history_rows: Sequence[Mapping[str, Any]],
     path: str | os.PathLike[str],
@@ -127,7 +133,8 @@ def plot_training_curves(
     Panels: the task loss (train: the batch-averaged ``task`` term; valid: the split's task
     ``loss``), the unweighted auxiliary losses of training, and the first two metrics of
     :data:`METRIC_PREFERENCE` the history has, for train and valid. Colours are splits, line
-    styles seeds; the star is the test value at the selected (best-validation) epoch.
+    styles seeds (a legend under the panels says which); the star is the test value at the
+    selected (best-validation) epoch. Sized for a full text width (7 in).
 
     Args:
         history_rows: rows of :func:`decalign.train.history.read_history` (``seed``, ``epoch``,
@@ -141,7 +148,7 @@ def plot_training_curves(
     seeds = sorted({r["seed"] for r in rows})
     styles = ["-", "--", ":", "-."]
     metrics = [m for m in METRIC_PREFERENCE if _finite(rows, m)][:2]
-    fig = _figure(11, 7.5)
+    fig = _figure(7.0, 5.6)
     axes = fig.subplots(2, 2).ravel()
 
     def draw(ax: Any, key_for: Mapping[str, str], ylabel: str, scale_metric: str | None = None) -> None:
@@ -158,11 +165,11 @@ def plot_training_curves(
                 else:
                     ax.plot(x, y, style, marker="o", markersize=3, color=SPLIT_COLORS[split],
                             label=split if s_i == 0 else None)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=6.5)
 
     draw(axes[0], {"train": "task", "valid": "loss", "test": "loss"}, "task loss")
     axes[0].set_title("Task loss")
@@ -178,11 +185,11 @@ def plot_training_curves(
             ax.plot(x, y, styles[s_i % len(styles)], marker="o", markersize=3, color=colors[c_i % len(colors)],
                     label=key if s_i == 0 else None)
     ax.set_title("Auxiliary losses (train, unweighted)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss term")
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylabel("loss term", fontsize=8)
     ax.grid(alpha=0.3)
     if aux:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=6.5)
     else:
         ax.text(0.5, 0.5, "no auxiliary losses", ha="center", va="center", transform=ax.transAxes)
     for ax, metric in zip(axes[2:], [*metrics, None, None]):
@@ -191,12 +198,19 @@ def plot_training_curves(
             continue
         draw(ax, {"train": metric, "valid": metric, "test": metric}, _metric_label(metric), metric)
         ax.set_title(metric)
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
     for ax in axes:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    seed_note = f"seeds: {', '.join(map(str, seeds))}" + (" (line style per seed)" if len(seeds) > 1 else "")
-    fig.suptitle(f"{title or 'Training curves'} — {seed_note}")
+        ax.tick_params(labelsize=7)
+        ax.title.set_fontsize(9)
+    if len(seeds) > 1:  # which line style is which seed
+        handles = [Line2D([], [], color="0.3", linestyle=styles[i % len(styles)], label=f"seed {seed}")
+                   for i, seed in enumerate(seeds)]
+        fig.legend(handles=handles, loc="outside lower center", ncol=len(seeds), fontsize=7, frameon=False,
+                   title="line style", title_fontsize=7)
+    fig.suptitle(f"{title or 'Training curves'} ({_plural_seeds(seeds)})", fontsize=10)
     return _save(fig, path)
 
 
@@ -412,8 +426,15 @@ def plot_ablation_bars(
     paper: Mapping[str, Mapping[str, float]] | None = None,
     groups: Mapping[str, str] | None = None,
     title: str | None = None,
+    std: str = "sample",
 ) -> Path:
-    """Horizontal bars of ``metric`` for every row of a results table, with the seed std.
+    """``metric`` for every row of a results table as a dot plot: the mean over seeds as a dot
+    with a ± std error bar, one line per row.
+
+    A dot plot rather than bars: a bar encodes its value by its length, so its axis must start at
+    zero, which hides differences of a few hundredths between ablations; a dot encodes it by
+    position, so the axis may cover just the range of the values. The numbers are printed in a
+    column to the right of the axes, where no dot, error bar or reference line can cover them.
 
     Args:
         table: row label -> an :func:`decalign.reporting.aggregate` result (``mean``/``std``
@@ -422,15 +443,15 @@ def plot_ablation_bars(
         path: the PNG to write.
         reference: the row drawn in a distinct colour with a dashed line at its value (the full
             model), if present.
-        paper: row label -> the paper's reported metrics; drawn as black diamonds on the rows
+        paper: row label -> the paper's reported metrics; drawn as open black diamonds on the rows
             that have ``metric``.
         groups: row label -> group name (e.g. ``baseline``, ``ablation``): one colour per group,
             with a legend. Default: one colour.
         title: figure title.
-
-    The value axis is zoomed to the range of the values (bars do not start at 0), so that
-    differences of a few hundredths stay visible; the numbers are written on the bars.
+        std: which standard deviation the rows hold (``sample`` or ``population``), for the label.
     """
+    from decalign.reporting import STD_KINDS
+
     entries = [(name, s) for name, row in table.items() if (s := _row_stats(row, metric)) is not None]
     if not entries:
         raise ValueError(f"plot_ablation_bars: no row has metric {metric!r}")
@@ -444,10 +465,7 @@ def plot_ablation_bars(
     lo = min(float((means - stds).min()), *paper_vals.values()) if paper_vals else float((means - stds).min())
     hi = max(float((means + stds).max()), *paper_vals.values()) if paper_vals else float((means + stds).max())
     span = hi - lo if hi > lo else max(abs(hi), 1.0) * 0.1
-    left, right = lo - 0.25 * span, hi + 0.3 * span
-    if lo >= 0 and left < 0:
-        left = 0.0
-    fig = _figure(8.5, 0.36 * len(names) + 1.6)
+    fig = _figure(6.8, 0.2 * len(names) + 1.3)  # a full text width; rows a line of 8 pt text apart
     ax = fig.subplots()
     ypos = np.arange(len(names))
     palette = ["tab:blue", "tab:green", "tab:purple", "tab:olive", "tab:cyan", "tab:brown"]
@@ -455,29 +473,35 @@ def plot_ablation_bars(
     group_names = list(dict.fromkeys(g for n, g in group_of.items() if n != reference))
     group_color = {g: palette[i % len(palette)] for i, g in enumerate(group_names)}
     colors = ["tab:red" if n == reference else group_color[group_of[n]] for n in names]
-    ax.barh(ypos, means - left, left=left, xerr=stds, color=colors, alpha=0.8, height=0.7,
-            error_kw={"elinewidth": 1, "capsize": 2, "ecolor": "black"})
-    from matplotlib.patches import Patch
+    for y, m, s, c in zip(ypos, means, stds, colors):
+        ax.errorbar(m, y, xerr=s, fmt="o", color=c, markersize=4.5, elinewidth=1.2, capsize=2.5, zorder=3)
+    from matplotlib.lines import Line2D
+    from matplotlib.transforms import blended_transform_factory
 
-    handles: list[Any] = [Patch(color=group_color[g], alpha=0.8, label=g) for g in group_names if g]
-    decimals = 2 if _display(metric, np.array([1.0]))[0] == 100.0 else 3
-    for y, m, s in zip(ypos, means, stds):
-        ax.text(m + s + 0.01 * span, y, f"{m:.{decimals}f}", va="center", fontsize=7)
+    handles: list[Any] = [Line2D([], [], marker="o", linestyle="none", color=group_color[g], label=g)
+                          for g in group_names if g]
     if reference in names:
-        handles.append(ax.axvline(means[names.index(reference)], color="tab:red", linestyle="--", linewidth=1,
-                                  label=f"{reference} (ours)"))
+        handles.append(ax.axvline(means[names.index(reference)], color="tab:red", linestyle="--", linewidth=0.9,
+                                  zorder=1, label=f"{reference} (ours)"))
     if paper_vals:
         handles.append(ax.scatter(list(paper_vals.values()), [ypos[names.index(n)] for n in paper_vals],
-                                  marker="D", color="black", s=22, zorder=3, label="paper (reported)"))
+                                  marker="D", facecolors="none", edgecolors="black", s=22, zorder=4,
+                                  label="paper (reported)"))
+    decimals = 2 if _display(metric, np.array([1.0]))[0] == 100.0 else 3
+    right_of_axes = blended_transform_factory(ax.transAxes, ax.transData)
+    for y, m, s in zip(ypos, means, stds):
+        ax.text(1.02, y, f"{m:.{decimals}f} ± {s:.{decimals}f}", transform=right_of_axes, va="center",
+                fontsize=7.5, family="monospace")
     ax.set_yticks(ypos, names, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(left, right)
-    zoom = "; axis zoomed (not from 0)" if left > 0 or right < 0 else ""
-    ax.set_xlabel(f"{_metric_label(metric)} — mean ± std over seeds{zoom}")
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_ylim(len(names) - 0.5, -0.5)
+    ax.set_xlim(lo - 0.08 * span, hi + 0.08 * span)
+    ax.set_xlabel(f"{_metric_label(metric)}: mean ± {STD_KINDS.get(std, std)} over seeds", fontsize=8.5)
     ax.grid(axis="x", alpha=0.3)
     if handles:
-        ax.legend(handles=handles, fontsize=8, loc="lower right", framealpha=0.9)
-    ax.set_title(title or f"{metric} by model and ablation")
+        ax.legend(handles=handles, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.06 - 0.6 / len(names)),
+                  ncol=len(handles), frameon=False)
+    ax.set_title(title or f"{metric} by model and ablation", fontsize=9.5)
     return _save(fig, path)
 
 

@@ -443,6 +443,11 @@ def run_worker(args: argparse.Namespace) -> int:
 # -- report ---------------------------------------------------------------------------------------
 
 
+IMPORTANCE_MIN_TRIALS = 10
+"""Completed trials below which ``--report`` refuses to draw parameter importances: fANOVA fits a
+random forest to (parameters -> value), and from a handful of trials its ranking is noise."""
+
+
 def _format_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -471,8 +476,12 @@ def report(args: argparse.Namespace) -> int:
     if not complete:
         print("no completed trial yet")
         return 0
+    if len(complete) < args.importance_min_trials:
+        print(f"importance: not drawn: {len(complete)} completed trial(s); parameter importances from fewer than "
+              f"{args.importance_min_trials} are noise (--importance-min-trials N to draw them anyway)")
+        return 0
     if len(complete) < 2:
-        print("importance: needs at least 2 completed trials")
+        print("importance: not drawn: needs at least 2 completed trials")
         return 0
     from decalign._optional import available
 
@@ -491,9 +500,11 @@ def report(args: argparse.Namespace) -> int:
         except (RuntimeError, ValueError) as err:  # e.g. no parameter varied
             print(f"importance: not computed ({err})")
             return 0
+    ax.set_title(f"Hyper-parameter importance (fANOVA) from {len(complete)} completed trials", fontsize=10)
+    ax.figure.set_size_inches(6.8, max(2.0, 0.35 * len(complete[0].params) + 1.2))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "importance.png"
-    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    ax.figure.savefig(path, dpi=200, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(ax.figure)
@@ -540,6 +551,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard files in the trial directories")
     p.add_argument("--report", action="store_true", help="print the best trials and write OUT/importance.png")
     p.add_argument("--top", type=int, default=5, metavar="K", help="trials --report lists (default 5)")
+    p.add_argument("--importance-min-trials", type=int, default=IMPORTANCE_MIN_TRIALS, metavar="N",
+                   help="--report draws importance.png only from at least N completed trials "
+                   f"(default {IMPORTANCE_MIN_TRIALS}: fewer give noise)")
     add_verbosity_flags(p)
 
 
