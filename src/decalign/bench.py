@@ -15,7 +15,7 @@ identical across rows. The output directory::
       bench.md          the table (mean ± std over seeds, best in bold, the paper's numbers as
                         "(paper)" rows on its benchmarks), figures, what each run switches
       bench.csv         one row per run: name, label, kind, overrides, n_seeds, <metric>_mean/_std
-      figures/          ablation_<metric>.png bar charts
+      figures/          ablation_<metric>.png dot plots
       runs/<name>/      a complete run directory per model/ablation (config.json, results.json,
                         history.csv, seed_<s>/model.safetensors, plots/ ...)
 
@@ -243,7 +243,7 @@ def run_bench(
         models: architectures to train (``"all"``, ``"none"``, a comma list or a sequence).
         ablations: DecAlign ablations (``"all"``, ``"none"``, a comma list or a sequence).
         quiet: no per-epoch logging.
-        plots: ``summary`` (bar charts, plus the DecAlign run's curves, embeddings and transport
+        plots: ``summary`` (dot plots, plus the DecAlign run's curves, embeddings and transport
             plan), ``all`` (every run's figures as well) or ``none``.
         tensorboard: write TensorBoard events in every run (off: a bench has many runs and its
             own figures).
@@ -399,7 +399,7 @@ def write_report(
     failures: Mapping[str, str] | None = None,
     std: str = "sample",
 ) -> tuple[Path, Path, list[Path], str]:
-    """Write ``bench.csv``, the bar charts and ``bench.md``; returns their paths and the
+    """Write ``bench.csv``, the dot plots and ``bench.md``; returns their paths and the
     plain-text table. ``results`` hold ``std`` (``sample`` or ``population``) standard
     deviations, named in every table header and CSV column. Runs without an entry in ``results``
     (failed) are listed under *Notes* with their ``failures`` message instead of in the table."""
@@ -428,6 +428,7 @@ def write_report(
             figures.append(plot_ablation_bars(
                 rows, metric, out_dir / "figures" / f"ablation_{metric}.png", reference="DecAlign", paper=paper,
                 groups={run.label: _group(run) for run in runs},
+                std=std,
                 title=f"{metric} on {dataset.kind}: models and ablations ({_seed_text(base)})",
             ))
 
@@ -526,7 +527,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_set_flag(p, help="settings applied to every run, e.g. --set model.d_model=32 train.lr=1e-4")
     p.add_argument("--out", metavar="DIR", help="bench directory (default: runs/bench-<preset>)")
     p.add_argument("--plots", choices=["summary", "all", "none"], default="summary",
-                   help="summary: bar charts + the DecAlign run's figures (default); all: every run's figures too")
+                   help="summary: dot plots + the DecAlign run's figures (default); all: every run's figures too")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events in every run")
     p.add_argument("--std", choices=["sample", "population"], default="sample",
                    help="the ± of the report: sample std (ddof=1, default) or population std (ddof=0, as MMSA "

@@ -288,7 +288,7 @@ def plot_embeddings(
     emb = _tsne(points, random_state)
     k = len(idx)
     n_mod = len(keep)
-    fig = _figure(12.5, 5.6)
+    fig = _figure(7.0, 3.9)  # a full text width; legend under the left panel, never over the points
     ax_mod, ax_lab = fig.subplots(1, 2)
     palette = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink"]
     markers = {"unique": "o", "common": "^"}
@@ -296,21 +296,22 @@ def plot_embeddings(
         color = palette[j % len(palette)]
         for kind, offset in (("unique", 0), ("common", n_mod)):
             block = emb[(offset + j) * k:(offset + j + 1) * k]
-            ax_mod.scatter(block[:, 0], block[:, 1], s=14, marker=markers[kind], alpha=0.7,
+            ax_mod.scatter(block[:, 0], block[:, 1], s=7, marker=markers[kind], alpha=0.7,
                            facecolors=color if kind == "unique" else "none", edgecolors=color, linewidths=0.8,
                            label=f"{name} {kind}")
-    ax_mod.set_title("coloured by modality (● unique, △ common)")
-    ax_mod.legend(fontsize=8, ncol=2, loc="best", markerscale=1.3)
+    ax_mod.set_title("coloured by modality (● unique, △ common)", fontsize=8)
+    ax_mod.legend(fontsize=6.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.1), markerscale=1.5,
+                  frameon=False)
     y_all = np.tile(y[idx], 2 * n_mod)
     for kind, offset in (("unique", 0), ("common", n_mod)):
         sl = slice(offset * k, (offset + n_mod) * k)
         if class_names is not None:
             # tab10 colours by class index (classes beyond ten reuse colours)
             sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=np.mod(y_all[sl], 10), cmap="tab10", vmin=-0.5,
-                                vmax=9.5, s=14, marker=markers[kind], alpha=0.7, linewidths=0.8)
+                                vmax=9.5, s=7, marker=markers[kind], alpha=0.7, linewidths=0.8)
         else:
             sc = ax_lab.scatter(emb[sl, 0], emb[sl, 1], c=y_all[sl], cmap="coolwarm", vmin=float(y.min()),
-                                vmax=float(y.max()), s=14, marker=markers[kind], alpha=0.7, linewidths=0.8)
+                                vmax=float(y.max()), s=7, marker=markers[kind], alpha=0.7, linewidths=0.8)
     if class_names is not None:
         from matplotlib import colormaps
         from matplotlib.lines import Line2D
@@ -318,16 +319,20 @@ def plot_embeddings(
         tab = colormaps["tab10"]
         handles = [Line2D([], [], marker="o", linestyle="none", color=tab(i % 10), label=str(nm))
                    for i, nm in enumerate(class_names)]
-        ax_lab.legend(handles=handles, fontsize=8, title="class", loc="best")
+        ax_lab.legend(handles=handles, fontsize=6.5, title="class", title_fontsize=6.5, loc="upper center",
+                      bbox_to_anchor=(0.5, -0.1), ncol=min(len(handles), 6), frameon=False)
     else:
-        fig.colorbar(sc, ax=ax_lab, label="label")
-    ax_lab.set_title("coloured by label (● unique, △ common)")
+        cbar = fig.colorbar(sc, ax=ax_lab, shrink=0.85)
+        cbar.set_label("label", fontsize=7)
+        cbar.ax.tick_params(labelsize=6.5)
+    ax_lab.set_title("coloured by label (● unique, △ common)", fontsize=8)
     for ax in (ax_mod, ax_lab):
-        ax.set_xlabel("t-SNE 1")
-        ax.set_ylabel("t-SNE 2")
+        ax.set_xlabel("t-SNE 1", fontsize=7)
+        ax.set_ylabel("t-SNE 2", fontsize=7)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(f"{title or 'Decoupled features'} — t-SNE of {k} samples x {n_mod} modalities x (unique, common)")
+    fig.suptitle(f"{title or 'Decoupled features'}: t-SNE of {k} samples x {n_mod} modalities x (unique, common)",
+                 fontsize=8.5)
     return _save(fig, path)
 
 
@@ -366,7 +371,8 @@ def plot_transport_plan(
         raise ValueError("plot_transport_plan: the plan has no mass (was the OT term switched off?)")
     p = p / total
     pairs = [(i, j) for i in range(p.ndim) for j in range(i + 1, p.ndim)]
-    fig = _figure(4.3 * len(pairs) + 0.8, 7.6)
+    # A full text width at most (2.3 in per pair); cell values printed only where they stay legible.
+    fig = _figure(min(7.0, 2.3 * len(pairs) + 0.6), 4.7)
     axes = np.asarray(fig.subplots(2, len(pairs), squeeze=False))
     eps = 1e-12
     ratios = []
@@ -379,26 +385,29 @@ def plot_transport_plan(
         other = tuple(a for a in range(p.ndim) if a not in (i, j))
         pij = p.sum(axis=other) if other else p
         for row, (values, cmap, vmin, vmax, label) in enumerate((
-            (pij, "viridis", 0.0, float(pij.max()), "mass"),
+            (pij, "viridis", 0.0, float(pij.max()), "transported mass"),
             (ratio, "RdBu_r", -bound, bound, "log2(P / independent)"),
         )):
             ax = axes[row, col]
             im = ax.imshow(values, cmap=cmap, vmin=vmin, vmax=vmax, origin="upper")
             k_i, k_j = values.shape
-            if k_i * k_j <= 100:
+            if k_i * k_j <= 25:
                 for a in range(k_i):
                     for b in range(k_j):
                         text = f"{values[a, b]:.3f}" if row == 0 else f"{values[a, b]:+.2f}"
-                        ax.text(b, a, text, ha="center", va="center", fontsize=6,
+                        ax.text(b, a, text, ha="center", va="center", fontsize=5.5,
                                 color="white" if (row == 0 and values[a, b] < 0.6 * vmax) else "black")
             ax.set_xticks(range(k_j))
             ax.set_yticks(range(k_i))
-            ax.set_xlabel(f"{modality_names[j]} prototype")
-            ax.set_ylabel(f"{modality_names[i]} prototype")
-            ax.set_title(f"{modality_names[i]} ↔ {modality_names[j]}: "
-                         + ("transported mass" if row == 0 else "vs independent coupling"), fontsize=10)
-            fig.colorbar(im, ax=ax, shrink=0.8, label=label)
-    fig.suptitle(title or "Prototype transport plan (pairwise marginals)")
+            ax.tick_params(labelsize=6)
+            ax.set_xlabel(f"{modality_names[j]} prototype", fontsize=7)
+            ax.set_ylabel(f"{modality_names[i]} prototype", fontsize=7)
+            if row == 0:  # the row's meaning is in its colour bar's label
+                ax.set_title(f"{modality_names[i]} ↔ {modality_names[j]}", fontsize=8)
+            cbar = fig.colorbar(im, ax=ax, shrink=0.8)
+            cbar.set_label(label, fontsize=6.5)
+            cbar.ax.tick_params(labelsize=6)
+    fig.suptitle(title or "Prototype transport plan (pairwise marginals)", fontsize=8.5)
     return _save(fig, path)
 
 
