@@ -25,6 +25,10 @@ EXTRAS: dict[str, str] = {
     "torch.utils.tensorboard": "tb",
     "onnx": "export",
     "onnxscript": "export",
+    "av": "extract",
+    "cv2": "extract",
+    "opensmile": "extract",
+    "librosa": "extract",
 }
 """Top-level module -> the extra of ``pyproject.toml`` that installs it."""
 
