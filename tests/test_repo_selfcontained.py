@@ -41,9 +41,7 @@ CITATION = re.compile(r"docs/method\.md\W{0,4}((?:§\d+(?:\.\d+)?(?:\s*(?:-|–|
 def tracked_files() -> tuple[Path, ...]:
     """Files under version control (or, outside a git checkout, the usual source folders)."""
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=30
-        ).stdout
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True, timeout=30).stdout
         names = [n for n in out.decode().split("\0") if n]
     except (OSError, subprocess.SubprocessError):
         names = [
@@ -88,9 +86,7 @@ def test_no_file_refers_outside_the_repository() -> None:
             for match in pattern.finditer(text):
                 line = text.count("\n", 0, match.start()) + 1
                 found.append(f"{rel}:{line}: {what}: {match.group(0)!r}")
-    assert not found, (
-        "references to files outside the repository (cite docs/method.md §N):\n" + "\n".join(found)
-    )
+    assert not found, "references to files outside the repository (cite docs/method.md §N):\n" + "\n".join(found)
 
 
 def test_the_checks_catch_each_kind_of_outside_reference() -> None:
@@ -144,17 +140,10 @@ def _citations() -> list[tuple[str, int, str]]:
 
 def test_every_method_citation_names_an_existing_section() -> None:
     citations = _citations()
-    assert len(citations) >= 30, (
-        "the code cites docs/method.md throughout; the citation pattern found too few"
-    )
-    missing = [
-        f"{rel}:{line}: docs/method.md §{n}"
-        for rel, line, n in citations
-        if n not in method_sections()
-    ]
+    assert len(citations) >= 30, "the code cites docs/method.md throughout; the citation pattern found too few"
+    missing = [f"{rel}:{line}: docs/method.md §{n}" for rel, line, n in citations if n not in method_sections()]
     assert not missing, (
-        f"citations of sections that docs/method.md does not have {sorted(method_sections())}:\n"
-        + "\n".join(missing)
+        f"citations of sections that docs/method.md does not have {sorted(method_sections())}:\n" + "\n".join(missing)
     )
 
 
@@ -164,9 +153,7 @@ def test_method_internal_section_references_exist() -> None:
     assert refs <= method_sections(), sorted(refs - method_sections())
 
 
-@pytest.mark.parametrize(
-    "doc", ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
-)
+@pytest.mark.parametrize("doc", ["README.md", *sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))])
 def test_markdown_links_resolve(doc: str) -> None:
     """Relative links in README.md and docs/*.md lead to files of the repository."""
     path = ROOT / doc
@@ -175,3 +162,23 @@ def test_markdown_links_resolve(doc: str) -> None:
         if re.match(r"[a-z]+:", target):
             continue
         assert (path.parent / target).exists(), f"{doc}: link to missing {target}"
+
+
+FILE_MENTION = re.compile(
+    r"`((?:src|tests|docs|benchmarks|data|model|train|ops|extract|spaces)/[\w./-]+\.(?:py|md|yaml|json|csv))`"
+)
+"""A repository file named in backticks: from the root (``src/``, ``tests/``, ``docs/``,
+``benchmarks/``) or from the package (``data/detect.py`` is ``src/decalign/data/detect.py``)."""
+CHECKED_DOCS = ("README.md", "docs/method.md", "docs/contributing.md", "docs/data.md", "docs/ablations.md")
+
+
+@pytest.mark.parametrize("doc", CHECKED_DOCS)
+def test_files_named_in_the_docs_exist(doc: str) -> None:
+    """The docs name real files: a move or rename in the code shows up here."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    missing = [
+        name
+        for name in FILE_MENTION.findall(text)
+        if not any((base / name).exists() for base in (ROOT, ROOT / "src" / "decalign"))
+    ]
+    assert not missing, f"{doc} names files that do not exist: {missing}"
