@@ -71,6 +71,11 @@ def test_classification_run_writes_a_confusion_matrix(tmp_path: Path, capsys: py
     payload = json.loads((tmp_path / "e.json").read_text())
     assert payload["report"]["confusion"] == pooled["confusion"]  # eval reproduces the run's test
     assert (tmp_path / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", "--run", str(out), "--data", str(data), "--drop-each"]) == 0  # classification too
+    table = json.loads((out / "drop_each_test.json").read_text())
+    assert list(table["rows"]) == ["all", "w/o text", "w/o audio", "w/o vision"]
+    assert table["rows"]["all"]["mean"]["wacc"] == pytest.approx(payload["mean"]["wacc"])
+    assert "waf1" in capsys.readouterr().out
 
 
 @pytest.mark.slow
@@ -87,6 +92,9 @@ def test_regression_eval_draws_predictions_and_residuals(tmp_path: Path, capsys:
     shown = capsys.readouterr().out
     assert "paper (mosi, DecAlign)" in shown and "85.75" in shown  # the paper's Acc-2 beside ours
     assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", "--checkpoint", str(out / "seed_1" / "model.safetensors"), "--data", str(data),
+                 "--drop-each", "--json", str(tmp_path / "d.json")]) == 0
+    assert set(json.loads((tmp_path / "d.json").read_text())["rows"]) == {"all", "w/o text", "w/o audio", "w/o vision"}
     from decalign.plots import plot_test_predictions
 
     written = plot_test_predictions(out)
