@@ -224,3 +224,22 @@ def test_eval_drop_matches_the_predictor_and_drop_each_writes_the_table(
     assert table["rows"]["w/o vision"]["mean"]["mae"] == pytest.approx(metrics["mae"], abs=1e-9)
     assert table["rows"]["all"]["mean"]["mae"] != table["rows"]["w/o vision"]["mean"]["mae"]
     assert "| w/o audio |" in (run / "drop_each_test.md").read_text()
+
+
+def test_a_broken_full_dataset_is_reported_not_read_as_samples(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A labelled train/valid/test file that fails validation keeps its error in info and predict
+    (the lenient sample reader would otherwise hide it)."""
+    from decalign.testing.fixtures import write_pickle
+
+    rng = np.random.default_rng(0)
+
+    def split(n: int, audio_width: int) -> dict[str, object]:
+        return {"text": rng.normal(size=(n, 4, 16)).astype(np.float32),
+                "audio": rng.normal(size=(n, 4, audio_width)).astype(np.float32),
+                "regression_labels": rng.normal(size=n).astype(np.float32)}
+
+    path = write_pickle({"train": split(6, 3), "valid": split(4, 3), "test": split(4, 5)}, tmp_path / "bad.pkl")
+    assert main(["info", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "split 'test'" in err and "width" in err

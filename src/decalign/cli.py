@@ -315,9 +315,12 @@ def cmd_info(args: argparse.Namespace) -> int:
             from decalign.data.samples import describe_samples, read_samples
 
             try:
-                info = describe_samples(read_samples(args.path))
+                samples = read_samples(args.path)
             except DataError:
                 raise err from None
+            if samples.is_full_dataset:  # a training dataset with a problem: that is the news
+                raise err from None
+            info = describe_samples(samples)
     print(json.dumps(info, indent=2, default=str) if args.json else _format_info(info))
     return 0
 

@@ -312,9 +312,12 @@ def load_samples(data: str | os.PathLike[str] | None, config: Any) -> Any:
         return samples_from_dataset(load_data(data, dataclasses.replace(config.data, dataset="auto")))
     except DataError as full_error:
         try:
-            return read_samples(data)
+            samples = read_samples(data)
         except DataError:
             raise full_error from None
+        if samples.is_full_dataset:  # a labelled dataset with a problem: say what it is
+            raise full_error from None
+        return samples
 
 
 def predict_to_csv(
@@ -355,7 +358,15 @@ def predict_to_csv(
         writer.writerow(["split", "id", *label_col, "predicted", *[f"p_{c}" for c in names]])
     for split in splits:
         sset = samples.sets[split]
-        out = predictor.predict_split(sset, drop=drop)
+        where = f"{samples.source}, split {split!r}"
+        absent = [m for m in predictor.modalities if m not in sset.features and m not in drop]
+        if absent:
+            warnings.warn(f"{where} has no {absent} features: predicted without them, the model's rule for a "
+                          "missing modality", stacklevel=2)
+        try:
+            out = predictor.predict_split(sset, drop=drop)
+        except DataError as err:
+            raise DataError(f"{where}: {err}") from None
         for i in range(len(sset)):
             label: list[Any] = []
             if labelled:
@@ -406,6 +417,8 @@ def unlabelled_error(data: Any, err: Exception) -> Exception:
     try:
         samples = read_samples(data)
     except Exception:
+        return err
+    if samples.is_full_dataset:
         return err
     if not samples.labelled:
         bare = [s for s, v in samples.sets.items() if v.labels is None]

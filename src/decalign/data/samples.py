@@ -67,6 +67,12 @@ class Samples:
     def labelled(self) -> bool:
         return all(s.labels is not None for s in self.sets.values())
 
+    @property
+    def is_full_dataset(self) -> bool:
+        """Labelled train, valid and test sets: a dataset for training, which
+        :func:`~decalign.data.load_dataset` reads (and validates) itself."""
+        return self.labelled and all(s in self.sets for s in SPLITS)
+
 
 def samples_from_dataset(dataset: Any) -> Samples:
     """A loaded :class:`~decalign.data.MultimodalDataset` seen as labelled sample sets."""
