@@ -280,11 +280,14 @@ def train(
     ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them. ``std``
     (``sample`` or ``population``) is the standard deviation the logged table shows; ``results.json``
     holds both (``std``, ``std_population``)."""
+    from decalign.data.checks import check_nonempty, check_values
     from decalign.train.atomic import write_json
     from decalign.train.distributed import Context
     from decalign.train.engine import fit_seed
     from decalign.train.history import read_history, write_history
 
+    check_nonempty(dataset)  # before the run directory exists: nothing to clean up
+    check_values(dataset)
     ctx = ctx or Context.single()
     out = Path(out_dir)
     if ctx.world_size > 1:  # every process refuses alike (and exits cleanly) before rank 0 writes
@@ -396,13 +399,15 @@ def evaluate_checkpoint_outputs(
 ) -> tuple[Any, Any, np.ndarray]:
     """:func:`evaluate_checkpoint` with what reports need: the loaded checkpoint, the
     :class:`~decalign.train.engine.EvalResult` (predictions and metrics) and the labels."""
+    from decalign.data.checks import check_nonempty
     from decalign.inference import drop_modalities
     from decalign.train.distributed import Context
     from decalign.train.engine import evaluate, resolve_device
 
-    ckpt, _, prepared = _load_for_eval(checkpoint, data, dataset)
+    ckpt, loaded, prepared = _load_for_eval(checkpoint, data, dataset)
     if split not in prepared.splits:
         raise ValueError(f"unknown split {split!r}; the data has {sorted(prepared.splits)}")
+    check_nonempty(loaded, [split], "evaluation")
     dev = resolve_device(device)
     ckpt.model.to(dev)
     tensors = drop_modalities(prepared.splits[split], drop, ckpt.model)

@@ -21,6 +21,7 @@ import numpy as np
 
 from decalign.config import DataConfig
 from decalign.data.arrays import ReadLog
+from decalign.data.checks import check_values
 from decalign.data.iemocap import apply_iemocap_protocol, is_dialogue_layout, read_iemocap_dialogue
 from decalign.data.mmsa import read_mmsa
 from decalign.data.native import load_native, save_native, sniff_format
@@ -52,7 +53,8 @@ def load_dataset(
 
     Raises:
         DataError: naming file, split, key and expected vs found shape; ``UnsafePickleError``
-            (a ``DataError``) for pickles that reference code.
+            (a ``DataError``) for pickles that reference code; for zero widths, labels outside the
+            kind's range and absurd feature values (:func:`decalign.data.checks.check_values`).
     """
     config = config or DataConfig()
     if path is None:
@@ -68,6 +70,7 @@ def load_dataset(
         ds = _read(Path(path), None if kind == "auto" else kind, config)
     if ds.kind == "iemocap":
         ds = apply_iemocap_protocol(ds, config.iemocap_protocol)
+    check_values(ds)  # before standardisation: 1e30 would poison the fitted statistics
     if config.standardize is not None:
         modalities = standardized_modalities(ds)
         if modalities:
