@@ -10,6 +10,7 @@ import pytest
 
 from decalign.api import load_data, resolve_config, train
 from decalign.config import DataConfig, SyntheticConfig
+from decalign.errors import DataError
 from decalign.train.engine import EarlyStopping
 
 TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
@@ -21,10 +22,14 @@ def _tiny_data():
         n_train=48, n_valid=16, n_test=16, dims={"text": 12, "audio": 5, "vision": 6})))
 
 
-def test_overflowing_features_stop_training_with_the_terms(tmp_path: Path) -> None:
+def test_overflowing_features_stop_training_with_the_terms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = _tiny_data()
     data.splits["train"].features["audio"][:] = 3e38  # finite float32, but the projection overflows
     config = resolve_config(data, overrides=TINY)
+    with pytest.raises(DataError, match="beyond"):  # refused before training by the data checks
+        train(config, data, tmp_path / "run", quiet=True, tensorboard=False)
+    # The engine's own guard, for overflow the checks cannot foresee:
+    monkeypatch.setattr("decalign.data.checks.check_values", lambda *args, **kwargs: None)
     with pytest.raises(FloatingPointError, match=r"non-finite training loss.*task="):
         train(config, data, tmp_path / "run", quiet=True, tensorboard=False)
     assert not (tmp_path / "run" / "seed_1" / "model.safetensors").exists()

@@ -306,11 +306,14 @@ def _format_info(info: dict[str, Any]) -> str:
 def cmd_info(args: argparse.Namespace) -> int:
     from decalign.config import DataConfig
     from decalign.data import DataError, describe_dataset, load_dataset
+    from decalign.data.checks import InvalidValuesError
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # problems are listed in the description's notes
         try:
             info = describe_dataset(load_dataset(args.path, DataConfig(dataset=args.dataset, path=args.path)))
+        except InvalidValuesError:  # the layout was understood; its values are what is wrong
+            raise
         except DataError as err:  # not a full labelled dataset: samples to predict on, if anything
             from decalign.data.samples import describe_samples, read_samples
 

@@ -24,7 +24,12 @@ from decalign.data.detect import BENCHMARKS
 from decalign.data.types import SPLITS, MultimodalDataset, Split
 from decalign.errors import DataError
 
-__all__ = ["MAX_ABS_FEATURE", "check_nonempty", "check_values"]
+__all__ = ["MAX_ABS_FEATURE", "InvalidValuesError", "check_nonempty", "check_values"]
+
+
+class InvalidValuesError(DataError):
+    """The data has the right layout but values no model can train on (a zero width, a label
+    outside the kind's range, a non-finite or absurd feature): no other reading of the file helps."""
 
 MAX_ABS_FEATURE = 1e8
 """Largest feature magnitude accepted. Real extractors (BERT, COVAREP, Facet, OpenFace, openSMILE)
@@ -82,7 +87,7 @@ def _check_labels(ds: MultimodalDataset, name: str, sp: Split) -> None:
             outside = np.flatnonzero(~((values >= lo - tol) & (values <= hi + tol)))
             if outside.size:
                 i = int(outside[0])
-                raise DataError(
+                raise InvalidValuesError(
                     f"{where}, {_sample(sp, i)}: {'label' if key == 'labels' else key} {values[i]:g} is outside "
                     f"{ds.kind}'s range [{lo:g}, {hi:g}] ({outside.size} label(s) outside); if the file uses "
                     "another scale, read it as --dataset custom"
@@ -93,7 +98,7 @@ def _check_labels(ds: MultimodalDataset, name: str, sp: Split) -> None:
         if bad.size:
             i = int(bad[0])
             names = f" {list(ds.class_names)}" if ds.class_names else ""
-            raise DataError(
+            raise InvalidValuesError(
                 f"{where}, {_sample(sp, i)}: class {int(sp.labels[i])} is not one of the {k} classes{names}"
             )
 
@@ -108,7 +113,7 @@ def check_values(ds: MultimodalDataset, limit: float = MAX_ABS_FEATURE) -> None:
     for m, x in ds.splits["train"].features.items():
         if x.shape[2] == 0 or x.shape[1] == 0:
             what = "feature width" if x.shape[2] == 0 else "padded length"
-            raise DataError(
+            raise InvalidValuesError(
                 f"{src}, modality {m!r}: {what} 0 (shape {tuple(x.shape)}); a modality needs at least one "
                 "feature and one step (leave the modality out of the file instead)"
             )
@@ -120,7 +125,7 @@ def check_values(ds: MultimodalDataset, limit: float = MAX_ABS_FEATURE) -> None:
             if found is not None:
                 i, pos, value = found
                 problem = "is not finite" if not np.isfinite(value) else f"is beyond ±{limit:g}"
-                raise DataError(
+                raise InvalidValuesError(
                     f"{src}, split {name!r}, modality {m!r}, {_sample(sp, i)}, step {pos[0]}, feature "
                     f"{pos[1]}: value {value:.4g} {problem}; features this large overflow training "
                     "(rescale or standardise them)"

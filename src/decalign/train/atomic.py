@@ -3,33 +3,80 @@
 Every result, history and checkpoint file is written to a temporary file in the same directory,
 flushed and fsynced, then renamed over the target (``os.replace`` is atomic on POSIX and Windows),
 so a run killed at any moment leaves readable files behind.
+
+Written by hand because :mod:`tempfile` does not fit: ``mkstemp`` creates files of mode 0600
+whatever the umask (co-authors on a shared server could not read results or checkpoints), and its
+names are the target's plus 14 characters, so a valid 250-character file name could not be
+written. The temporary file here is created with mode 0666 minus the umask, like any ``open``, and
+named from at most 200 characters of the target. A refusal by the operating system (full disk,
+permission, name too long) is a one-line :class:`~decalign.errors.FileAccessError` naming the
+target; the old file is untouched and no temporary file is left.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_json", "write_text"]
+from decalign.errors import FileAccessError, file_error
+
+__all__ = ["atomic_write", "temporary_name", "write_json", "write_text"]
+
+_STEM_CHARS = 200  # NAME_MAX is 255 bytes; ".<stem>.<12 hex>.tmp" stays below it
+
+
+def temporary_name(target: Path) -> Path:
+    """A fresh hidden name beside ``target`` (``.<name>.<random>.tmp``, at most 218 characters)."""
+    stem = target.name.encode("utf-8")[:_STEM_CHARS].decode("utf-8", "ignore")
+    return target.with_name(f".{stem}.{secrets.token_hex(6)}.tmp")
+
+
+def _create_temporary(target: Path) -> Path:
+    for _ in range(100):
+        tmp = temporary_name(target)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {str(target)!r}")  # pragma: no cover
+
+
+def _is_write_failure(err: BaseException) -> bool:
+    """torch.save reports a full disk as ``RuntimeError: ... unexpected pos`` / ``file write failed``."""
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("unexpected pos" in text or "write failed" in text)
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[str], None]) -> Path:
     """Call ``write(tmp_path)`` to produce the file, then move it to ``path`` atomically."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     try:
-        write(tmp)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temporary(target)
+    except FileAccessError:
+        raise
+    except OSError as err:
+        raise file_error(err, target, "write") from None
+    try:
+        write(str(tmp))
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if isinstance(err, OSError) and not isinstance(err, FileAccessError):
+            raise file_error(err, target, "write") from None
+        if _is_write_failure(err):
+            raise FileAccessError(
+                f"cannot write {str(target)!r}: the write failed part-way (is the disk full?); the previous "
+                "version of the file, if any, is untouched"
+            ) from None
         raise
     return target
 

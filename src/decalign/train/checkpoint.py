@@ -10,6 +10,7 @@ Both are written atomically; a truncated or corrupt file is an error that names 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
@@ -27,6 +28,8 @@ from decalign.model.factory import ModelInfo, build_model  # re-exported: their 
 from decalign.train.atomic import atomic_write
 
 __all__ = [
+    "CHECKSUM_KEY",
+    "SKIP_CHECKSUM_ENV",
     "CheckpointError",
     "LoadedCheckpoint",
     "ModelInfo",
@@ -36,6 +39,7 @@ __all__ = [
     "load_weights",
     "save_checkpoint",
     "save_training_state",
+    "tensors_checksum",
 ]
 
 FORMAT = "decalign-checkpoint-v1"
@@ -82,15 +86,48 @@ def save_checkpoint(
         "config": json.dumps(config_to_dict(config)),
         "model_info": json.dumps(asdict(info)),
         "extra": json.dumps(extra or {}),
+        CHECKSUM_KEY: tensors_checksum(tensors),
     }
     return atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+CHECKSUM_KEY = "tensors_sha256"
+"""Metadata key of :func:`tensors_checksum`, verified by :func:`load_checkpoint`."""
+SKIP_CHECKSUM_ENV = "DECALIGN_SKIP_CHECKSUM"
+"""Set to ``1`` to load checkpoints whose weights were edited on purpose (checksum not verified)."""
+
+
+def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order.
+
+    safetensors checks that its header is consistent with the file, not that the numbers are the
+    ones written: one flipped bit in a weight loads silently (and can make predictions of 1e36).
+    The checksum in the metadata catches that; a file edited on purpose loads with
+    ``load_checkpoint(path, verify=False)``, or with ``DECALIGN_SKIP_CHECKSUM=1`` in the
+    environment for every command (``decalign eval``/``predict``).
+    """
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().to("cpu").contiguous()
+        digest.update(f"{key}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        if t.numel():
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
 
 
 def _read(file: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
-    if not file.is_file():
+    if not file.exists():
         raise CheckpointError(f"checkpoint {str(file)!r} does not exist")
+    if file.is_dir():
+        raise CheckpointError(f"checkpoint {str(file)!r} is a directory, expected a .safetensors file")
+    try:  # safetensors reports an unreadable file as "No such file"; ask the OS ourselves first
+        open(file, "rb").close()
+    except PermissionError:
+        raise CheckpointError(f"checkpoint {str(file)!r} cannot be read: permission denied") from None
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {str(file)!r} cannot be read: {err.strerror or err}") from None
     try:
         with safe_open(str(file), framework="pt", device="cpu") as fh:
             metadata = dict(fh.metadata() or {})
@@ -106,8 +143,19 @@ def load_weights(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if not k.startswith(_PRE)}
 
 
-def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> LoadedCheckpoint:
-    """Rebuild the model saved by :func:`save_checkpoint` (no pickle involved)."""
+def load_checkpoint(
+    path: str | os.PathLike[str], device: str | torch.device = "cpu", *, verify: bool | None = None
+) -> LoadedCheckpoint:
+    """Rebuild the model saved by :func:`save_checkpoint` (no pickle involved).
+
+    Every problem with the file (unreadable, corrupt, metadata of the wrong type, a model the
+    metadata cannot describe, weights of other shapes, weights that fail their checksum) is a
+    :class:`CheckpointError` naming the file and the key. ``verify=False`` skips the checksum, for
+    a file edited on purpose (default: verify unless ``DECALIGN_SKIP_CHECKSUM=1``). Files written
+    before checksums existed load unverified.
+    """
+    if verify is None:
+        verify = os.environ.get(SKIP_CHECKSUM_ENV, "") not in ("1", "true", "yes")
     file = Path(path)
     metadata, tensors = _read(file)
     if metadata.get("format") != FORMAT:
@@ -115,28 +163,88 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
             f"{str(file)!r} is not a decalign checkpoint (metadata format {metadata.get('format')!r}); "
             "to import the authors' checkpoints use decalign.interop.load_official_checkpoint"
         )
-    try:
-        config = config_from_dict(RunConfig, json.loads(metadata["config"]))
-        info = ModelInfo.from_dict(json.loads(metadata["model_info"]))
-    except (KeyError, ValueError) as err:
-        raise CheckpointError(f"checkpoint {str(file)!r} has unreadable metadata: {err}") from err
+    if verify and CHECKSUM_KEY in metadata and tensors_checksum(tensors) != metadata[CHECKSUM_KEY]:
+        raise CheckpointError(
+            f"checkpoint {str(file)!r}: the weights do not match the checksum stored in its metadata "
+            f"({CHECKSUM_KEY}): the file was damaged or edited; if you edited it on purpose, load it "
+            f"with {SKIP_CHECKSUM_ENV}=1 in the environment (or load_checkpoint(path, verify=False))"
+        )
+    config, info = _metadata_objects(file, metadata)
     preprocess: dict[str, dict[str, np.ndarray]] = {}
     weights = {}
     for key, value in tensors.items():
         if key.startswith(_PRE):
-            mod, name = key[len(_PRE):].rsplit(".", 1)
+            mod, _, name = key[len(_PRE):].rpartition(".")
             preprocess.setdefault(mod, {})[name] = value.numpy()
         else:
             weights[key] = value
-    model = build_model(config, info)
-    missing, unexpected = model.load_state_dict(weights, strict=False)
+    try:
+        model = build_model(config, info)
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(file)!r}: its metadata (config, model_info) describes a model that cannot "
+            f"be built: {type(err).__name__}: {err}"
+        ) from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"checkpoint {str(file)!r} does not fit the model it describes: missing {sorted(missing)}, "
-            f"unexpected {sorted(unexpected)}"
+            f"checkpoint {str(file)!r} does not fit the model its metadata describes "
+            f"({config.model.architecture}, widths {info.input_dims}): missing {missing[:8]}, "
+            f"unexpected {unexpected[:8]}"
         )
+    for key, value in weights.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise CheckpointError(
+                f"checkpoint {str(file)!r}, tensor {key!r}: shape {tuple(value.shape)} where the model its "
+                f"metadata describes has {tuple(expected[key].shape)}"
+            )
+    model.load_state_dict(weights)
     model.to(device)
     return LoadedCheckpoint(model, config, info, preprocess, metadata)
+
+
+def _metadata_objects(file: Path, metadata: dict[str, str]) -> tuple[RunConfig, ModelInfo]:
+    """The ``config`` and ``model_info`` of a checkpoint's metadata, or an error naming the key."""
+    parsed: dict[str, dict[str, Any]] = {}
+    for key in ("config", "model_info"):
+        if key not in metadata:
+            raise CheckpointError(f"checkpoint {str(file)!r}: metadata key {key!r} is missing")
+        try:
+            value = json.loads(metadata[key])
+        except ValueError as err:
+            raise CheckpointError(f"checkpoint {str(file)!r}: metadata key {key!r} is not JSON ({err})") from None
+        if not isinstance(value, dict):
+            raise CheckpointError(
+                f"checkpoint {str(file)!r}: metadata key {key!r} holds a JSON {type(value).__name__}, "
+                "expected an object"
+            )
+        parsed[key] = value
+    try:
+        config = config_from_dict(RunConfig, parsed["config"])
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise CheckpointError(f"checkpoint {str(file)!r}: metadata key 'config' is invalid: {err}") from None
+    try:
+        info = ModelInfo.from_dict(parsed["model_info"])
+        _check_info(info)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise CheckpointError(
+            f"checkpoint {str(file)!r}: metadata key 'model_info' is invalid: {type(err).__name__}: {err}"
+        ) from None
+    return config, info
+
+
+def _check_info(info: ModelInfo) -> None:
+    if info.task not in ("regression", "classification"):
+        raise ValueError(f"task {info.task!r}")
+    if not info.modalities or not set(info.modalities) == set(info.input_dims) == set(info.seq_lens):
+        raise ValueError(f"modalities {info.modalities} do not match input_dims/seq_lens")
+    for m in info.modalities:
+        if info.input_dims[m] < 1 or info.seq_lens[m] < 1:
+            raise ValueError(f"modality {m!r} has width {info.input_dims[m]} and length {info.seq_lens[m]}")
+    if info.num_outputs < 1:
+        raise ValueError(f"num_outputs {info.num_outputs}")
 
 
 def save_training_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
