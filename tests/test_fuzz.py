@@ -16,10 +16,10 @@ import pytest
 
 pytest.importorskip("hypothesis", reason="the fuzz suite needs hypothesis (pip install decalign[test])")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from decalign.errors import DecalignError  # noqa: E402
+from decalign.errors import DecalignError
 
 HERE = Path(__file__).resolve().parent
 SRC = str(HERE.parent / "src")
