@@ -234,7 +234,9 @@ def _check_out_dir(out: Path, config: RunConfig, resume: bool) -> None:
     if resume:
         if not saved.exists():
             raise FileNotFoundError(f"--resume: {str(out)!r} holds no run to resume (no config.json)")
-        previous = config_from_dict(RunConfig, json.loads(saved.read_text()))
+        from decalign.train.runguard import read_json_file
+
+        previous = config_from_dict(RunConfig, read_json_file(saved, "configuration"))
         if config_to_dict(previous) != config_to_dict(config):
             a, b = config_to_dict(previous), config_to_dict(config)
             diff = [k for k in _flat(a) if _flat(a).get(k) != _flat(b).get(k)]
@@ -261,6 +263,7 @@ def train(
     out_dir: str | os.PathLike[str],
     *,
     resume: bool = False,
+    overwrite: bool = False,
     quiet: bool = False,
     plots: bool = False,
     ctx: Any = None,
@@ -273,6 +276,12 @@ def train(
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
     directory described in the module docstring, and return the test metrics over seeds.
 
+    Before anything is written the data (:mod:`decalign.data.checks`) and the device are checked.
+    The run directory is locked for the whole run (a second run on it is refused), ``--resume``
+    on other data than the run's is refused (:func:`decalign.train.runguard.data_fingerprint`),
+    ``overwrite`` replaces an existing run, and a run that fails before its first epoch was saved
+    leaves nothing that blocks the next attempt (:func:`decalign.train.runguard.opened_run`).
+
     ``progress=True`` shows a progress bar in a terminal and in Jupyter (``tqdm.auto``) and one
     line per epoch (to stderr when logging is not set up to show it, as in a notebook); ``None``
     (the default) shows bars only at a terminal; ``False`` none.
@@ -281,23 +290,57 @@ def train(
     (``sample`` or ``population``) is the standard deviation the logged table shows; ``results.json``
     holds both (``std``, ``std_population``)."""
     from decalign.data.checks import check_nonempty, check_values
-    from decalign.train.atomic import write_json
     from decalign.train.distributed import Context
-    from decalign.train.engine import fit_seed
-    from decalign.train.history import read_history, write_history
+    from decalign.train.runguard import check_device, data_fingerprint, opened_run
 
     check_nonempty(dataset)  # before the run directory exists: nothing to clean up
     check_values(dataset)
+    check_device(config.train.device)
+    fingerprint = data_fingerprint(dataset)
     ctx = ctx or Context.single()
+    kwargs = {"resume": resume, "quiet": quiet, "plots": plots, "ctx": ctx, "epoch_callback": epoch_callback,
+              "tensorboard": tensorboard, "in_place": in_place, "progress": progress, "std": std,
+              "fingerprint": fingerprint}
+    if not ctx.is_main:
+        return _train(config, dataset, out_dir, **kwargs)
+    with opened_run(out_dir, resume=resume, overwrite=overwrite):
+        return _train(config, dataset, out_dir, **kwargs)
+
+
+def _train(
+    config: RunConfig,
+    dataset: MultimodalDataset,
+    out_dir: str | os.PathLike[str],
+    *,
+    resume: bool,
+    quiet: bool,
+    plots: bool,
+    ctx: Any,
+    epoch_callback: Callable[[int, dict[str, float]], None] | None,
+    tensorboard: bool,
+    in_place: bool,
+    progress: bool | None,
+    std: str,
+    fingerprint: dict[str, Any],
+) -> RunResult:
+    from decalign.train.atomic import write_json
+    from decalign.train.engine import fit_seed
+    from decalign.train.history import read_history, write_history
+    from decalign.train.runguard import check_fingerprint
+
     out = Path(out_dir)
     if ctx.world_size > 1:  # every process refuses alike (and exits cleanly) before rank 0 writes
         _check_out_dir(out, config, resume)
+        if resume:
+            check_fingerprint(out / "dataset.json", fingerprint)
         ctx.barrier()
     if ctx.is_main:
         _check_out_dir(out, config, resume)
+        if resume:  # on other data: refused, touching nothing
+            check_fingerprint(out / "dataset.json", fingerprint)
         out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config_to_dict(config))
-        description = describe_dataset(dataset)
+        description = {**describe_dataset(dataset), "fingerprint": fingerprint}
         write_json(out / "dataset.json", description)
         for note in dataset.notes:
             log.warning("data: %s", note)

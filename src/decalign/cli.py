@@ -97,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_flags(p)
     add_set_flag(p)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (deleting its files)")
     p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
     _add_std_arg(p)
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", metavar="IN")
     p.add_argument("output", metavar="OUT", help="output directory (or .npz file)")
     p.add_argument("--format", choices=["npz", "safetensors"], default="npz")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     add_file_kind_flag(p)
     add_verbosity_flags(p)
 
@@ -181,7 +183,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     overrides = config_file_overrides(args) + run_overrides(args)
     if args.resume and args.out and (Path(args.out) / "config.json").exists():
-        saved = config_from_dict(RunConfig, json.loads((Path(args.out) / "config.json").read_text()))
+        from decalign.train.runguard import read_json_file
+
+        saved = config_from_dict(RunConfig, read_json_file(Path(args.out) / "config.json", "configuration"))
         config = apply_overrides(saved, overrides) if overrides else saved
         data_cfg = dataclasses.replace(config.data, standardize=None)
         if args.data:
@@ -201,8 +205,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not ctx.is_main:
         logging.getLogger("decalign").setLevel(logging.WARNING)  # one copy of the progress log
     try:
-        result = train(config, dataset, out, resume=args.resume, quiet=args.quiet, plots=args.plots, ctx=ctx,
-                       std=args.std or "sample",
+        result = train(config, dataset, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+                       plots=args.plots, ctx=ctx, std=args.std or "sample",
                        tensorboard=not args.no_tensorboard, in_place=True)
         if ctx.is_main:
             if args.quiet:
@@ -331,7 +335,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from decalign.data import convert
 
-    out = convert(args.input, args.output, args.format, kind=None if args.dataset == "auto" else args.dataset)
+    out = convert(args.input, args.output, args.format, kind=None if args.dataset == "auto" else args.dataset,
+                  overwrite=args.overwrite)
     print(f"written: {out}")
     return 0
 

@@ -124,9 +124,9 @@ def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
 def run_overrides(args: argparse.Namespace) -> list[str]:
     """``--set`` plus the shortcut flags ``--seeds``, ``--epochs`` and ``--device`` as overrides."""
     overrides = list(args.overrides)
-    if getattr(args, "seeds", None):
+    if getattr(args, "seeds", None) is not None:
         overrides.append(f"train.seeds={json.dumps(args.seeds)}")
-    if getattr(args, "epochs", None):
+    if getattr(args, "epochs", None) is not None:  # --epochs 0 is refused by the config, not ignored
         overrides.append(f"train.num_epochs={args.epochs}")
     if getattr(args, "device", None):
         overrides.append(f"train.device={args.device}")

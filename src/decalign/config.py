@@ -234,7 +234,7 @@ class TrainConfig:
     """Validation metric for model selection: ``loss`` (task loss, minimised) or a metric key."""
     scheduler_metric: str | None = None
     """Validation metric for ReduceLROnPlateau; ``None``: the selection metric."""
-    seeds: tuple[int, ...] = (1111, 1112, 1113, 1114, 1115)
+    seeds: Annotated[tuple[int, ...], Field(min_length=1)] = (1111, 1112, 1113, 1114, 1115)
     device: Literal[DEVICES] = "auto"  # type: ignore[valid-type]
     amp: bool = False
     """bf16 autocast on CUDA (no effect on other devices; docs/method.md §9)."""

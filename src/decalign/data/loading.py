@@ -113,6 +113,7 @@ def convert(
     fmt: str | None = None,
     kind: str | None = None,
     config: DataConfig | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Read ``in_path`` (any supported layout) and write it in the native format.
 
@@ -120,8 +121,12 @@ def convert(
     ``out_path`` ending in ``.npz``/``.safetensors`` gives one file, else a directory.
     ``kind`` forces the dataset kind (default: detected). ``config`` supplies the IEMOCAP split
     settings; standardisation is never applied (conversion keeps the features as they are).
-    Returns the written path.
+    An existing ``out_path`` is refused unless ``overwrite``. Returns the written path.
     """
+    if os.path.lexists(out_path) and not overwrite:
+        from decalign.errors import UsageError
+
+        raise UsageError(f"{os.fspath(out_path)!r} already exists; pass --overwrite to replace it")
     config = config or DataConfig()
     overrides: dict[str, Any] = {"standardize": None, "path": None}
     if kind is not None:

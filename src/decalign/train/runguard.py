@@ -29,7 +29,15 @@ import numpy as np
 
 from decalign.errors import RunDirError
 
-__all__ = ["LOCK_NAME", "RunLock", "check_fingerprint", "data_fingerprint", "opened_run", "read_json_file"]
+__all__ = [
+    "LOCK_NAME",
+    "RunLock",
+    "check_device",
+    "check_fingerprint",
+    "data_fingerprint",
+    "opened_run",
+    "read_json_file",
+]
 
 LOCK_NAME = ".lock"
 _SAMPLE_ROWS = 16
@@ -70,6 +78,18 @@ class RunLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def check_device(name: str) -> None:
+    """Refuse ``train.device`` when this machine lacks it, before a run directory exists."""
+    import torch
+
+    from decalign.errors import ConfigError
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but CUDA is not available on this machine (use auto or cpu)")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+        raise ConfigError("train.device=mps but Apple MPS is not available on this machine (use auto or cpu)")
 
 
 def _update(digest: Any, *parts: Any) -> None:
@@ -191,7 +211,9 @@ def opened_run(out: str | Path, *, resume: bool, overwrite: bool = False, lock: 
     finally:
         if guard is not None:
             guard.release()
-            if created and not any(out.iterdir()):
+        if created and all(child.name == LOCK_NAME for child in out.iterdir()):
+            (out / LOCK_NAME).unlink(missing_ok=True)  # nothing was written: no trace of the attempt
+            with contextlib.suppress(OSError):
                 out.rmdir()
 
 
@@ -204,6 +226,3 @@ def _remove_new(out: Path, before: set[str], whole: bool) -> None:
             shutil.rmtree(child, ignore_errors=True)
         else:
             child.unlink(missing_ok=True)
-    if whole:
-        with contextlib.suppress(OSError):
-            (out / LOCK_NAME).unlink(missing_ok=True)
