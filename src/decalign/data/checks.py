@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from decalign.data.detect import BENCHMARKS
+from decalign.data.detect import DATASET_KINDS
 from decalign.data.types import SPLITS, MultimodalDataset, Split
 from decalign.errors import DataError
 
@@ -50,12 +50,12 @@ def _sample(sp: Split, i: int) -> str:
 
 
 def label_range(ds: MultimodalDataset) -> tuple[float, float] | None:
-    """The valid regression label range of ``ds``: its own, else its benchmark's."""
+    """The valid regression label range of ``ds``: its own, else its kind's (the registry)."""
     if ds.task != "regression":
         return None
     if ds.label_range is not None:
         return ds.label_range
-    spec = BENCHMARKS.get(ds.kind)
+    spec = DATASET_KINDS.get(ds.kind)
     return spec.label_range if spec is not None and spec.task == "regression" else None
 
 
