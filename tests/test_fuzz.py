@@ -134,15 +134,32 @@ def _argv(draw: Any, inputs: Path) -> list[str]:
         "--json": ["m.json", "file.txt/m.json"],
         "--format": ["npz", "safetensors", "x"],
     }
-    flags = [*pools, "--resume", "--overwrite", "--plots", "--no-tensorboard", "-q", "--keys", "--bogus", "-x"]
-    command = draw(st.sampled_from(["train", "eval", "predict", "info", "convert", "presets", "bogus", ""]))
+    own = {
+        "train": ["--data", "--dataset", "--preset", "--out", "--seeds", "--epochs", "--device", "--set", "--set",
+                  "--resume", "--overwrite", "--no-tensorboard", "-q"],
+        "eval": ["--data", "--split", "--json", "--device"],
+        "predict": ["--data", "--out", "--split", "--device"],
+        "info": ["--dataset", "--json"],
+        "convert": ["--format", "--dataset", "--overwrite"],
+        "presets": ["--keys"],
+    }
+    junk = [*pools, "--resume", "--overwrite", "--plots", "--keys", "--bogus", "-x"]
+    command = draw(st.sampled_from(["train", "train", "train", "eval", "predict", "info", "convert", "presets",
+                                    "bogus", ""]))
     argv = [command] if command else []
     if command in ("info", "convert"):
         argv.append(draw(st.sampled_from([data, missing, ckpt, "out"])))
     if command == "convert":
         argv.append(draw(st.sampled_from(["conv", "conv.npz", "file.txt", "conv.safetensors", data])))
+    if command == "eval":
+        argv += [draw(st.sampled_from(["--checkpoint", "--run"]))]
+        argv.append(draw(st.sampled_from(pools[argv[-1]])))
+    if command == "predict":
+        argv += ["--checkpoint", draw(st.sampled_from(pools["--checkpoint"]))]
+    if command == "train" and draw(st.booleans()):  # mostly the small built-in data, so training is reached
+        argv += ["--set", "data.synthetic.n_train=16", "data.synthetic.n_valid=8", "data.synthetic.n_test=8"]
     for _ in range(draw(st.integers(0, 5))):
-        flag = draw(st.sampled_from(flags))
+        flag = draw(st.sampled_from(own.get(command, junk))) if draw(st.integers(0, 4)) else draw(st.sampled_from(junk))
         argv.append(flag)
         if flag in pools:
             argv.append(draw(st.sampled_from(pools[flag])))
@@ -162,6 +179,7 @@ def test_random_command_lines_end_cleanly(inputs: Path, tmp_path: Path, monkeypa
     monkeypatch.setattr(engine, "fit_seed", stop)
     before = _digest(inputs)
     counter = iter(range(10**6))
+    outcomes: dict[Any, int] = {}
 
     @settings(max_examples=60, **BUDGET)
     @given(st.data())
@@ -181,6 +199,8 @@ def test_random_command_lines_end_cleanly(inputs: Path, tmp_path: Path, monkeypa
         except DecalignError as err:  # pragma: no cover - main must convert these
             raise AssertionError(f"{argv}: DecalignError escaped main: {err}") from err
         err = capsys.readouterr().err
+        kind = "usage" if code == 2 and "usage:" in err else code
+        outcomes[kind] = outcomes.get(kind, 0) + 1
         assert code in (0, 1, 2, "trained"), (argv, code, err[-2000:])
         assert "Traceback" not in err, (argv, err[-2000:])
         if code in (1, 2) and "usage:" not in err:
@@ -189,3 +209,5 @@ def test_random_command_lines_end_cleanly(inputs: Path, tmp_path: Path, monkeypa
         assert _digest(inputs) == before, argv
 
     check()
+    # the budget reaches every ending: usage errors, our one-line errors, success and training
+    assert all(outcomes.get(k, 0) > 0 for k in ("usage", 2, 0, "trained")), outcomes
