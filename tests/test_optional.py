@@ -40,7 +40,7 @@ def _block(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
 def test_core_dependencies_and_extras_are_declared_with_bounds() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     core = {d.split(">")[0].split("<")[0].split("=")[0] for d in project["dependencies"]}
-    assert core == {"torch", "numpy", "safetensors", "pydantic", "tqdm", "pyyaml"}
+    assert core == {"torch", "numpy", "safetensors", "pydantic", "tqdm", "pyyaml", "filelock"}
     extras = project["optional-dependencies"]
     assert {"bert", "sweep", "plots", "tb", "all", "test"} <= set(extras)
     for name, deps in extras.items():
