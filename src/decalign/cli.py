@@ -42,6 +42,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "sweep": "decalign.sweep",
     "extract": "decalign.extract.command",
     "export": "decalign.export",
+    "probe": "decalign.probe",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with

@@ -247,6 +247,18 @@ class TrainConfig:
     gather_alignment: bool = False
     """Distributed only: compute the batch-statistic alignment losses on features gathered
     from all ranks (with gradients) instead of each rank's own batch."""
+    modality_dropout: Annotated[float, Field(ge=0.0, le=1.0)] = 0.0
+    """Probability, per training batch, of leaving one modality (chosen uniformly among the
+    active ones) out of the batch, so the model also learns to predict without each modality:
+    the left-out modality is inactive exactly as a missing one (zeros in its slots, no
+    alignment losses for that batch). 0: off (released)."""
+    modality_check: bool = False
+    """At every validation, also evaluate the model with each active modality left out in turn;
+    a modality whose absence improves the selection metric by more than 2 % is left out for the
+    rest of training, at test and in the saved checkpoint, and selection uses the metrics of the
+    model without it: a modality that fits the training labels but misleads on unseen data is
+    dropped. Meant with ``modality_dropout`` > 0, which teaches the model to predict without
+    each modality. Off: released."""
 
     @property
     def scheduler_metric_name(self) -> str:

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,8 @@ __all__ = [
     "EarlyStopping",
     "EvalResult",
     "SeedResult",
+    "check_modalities",
+    "drop_modality",
     "evaluate",
     "fit_seed",
     "make_optimizer",
@@ -160,10 +162,15 @@ class SeedResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     test_predictions: np.ndarray | None = None
     """``[N]`` outputs or ``[N, C]`` logits of the selected model on the test split (not in JSON)."""
+    modalities_left_out: list[str] | None = None
+    """With ``train.modality_check``: the modalities the check left out (possibly none)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
-                "valid": self.valid, "test": self.test, "time_s": self.time_s}
+        out = {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
+               "valid": self.valid, "test": self.test, "time_s": self.time_s}
+        if self.modalities_left_out is not None:
+            out["modalities_left_out"] = self.modalities_left_out
+        return out
 
 
 def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
@@ -269,8 +276,11 @@ def train_epoch(
             # keeps this process in DDP's gradient all-reduce and the feature gather (which drops it).
             index = global_index[:1]
         batch = data.batch(index, device)
+        features = batch.features
+        if tc.modality_dropout > 0:
+            features = drop_modality(features, _unwrap(model).active, tc.modality_dropout, generator)
         with _autocast(device, tc.amp):
-            output = model(batch.features, batch.lengths)
+            output = model(features, batch.lengths)
         loss, terms = objective(output, batch.labels, config.objective, gather=ctx.feature_gather)
         if device.type == "cpu":
             _check_finite(loss, terms)  # at once: free on the CPU, and names the failing terms
@@ -314,6 +324,65 @@ def train_epoch(
         warnings.simplefilter("ignore")  # degenerate early-epoch predictions are not news here
         stats.update(metric_fn(prediction.numpy(), label.numpy()))
     return stats
+
+
+def drop_modality(features: dict[str, Tensor], active: tuple[str, ...] | None, p: float,
+                  generator: torch.Generator) -> dict[str, Tensor]:
+    """Modality dropout (``train.modality_dropout``): with probability ``p`` the batch loses one
+    of its active modalities, chosen uniformly; the model treats it as missing.
+
+    Draws from the data-order generator, so the choice is part of the resumable state and the
+    same on every process of a data-parallel run (which keeps their graphs alike).
+    """
+    names = [m for m in features if active is None or m in active]
+    if len(names) < 2:
+        return features
+    if float(torch.rand((), generator=generator)) >= p:
+        return features
+    out = names[int(torch.randint(len(names), (), generator=generator))]
+    return {m: x for m, x in features.items() if m != out}
+
+
+MODALITY_CHECK_TOLERANCE = 0.02
+"""Relative improvement of the validation selection metric that leaving a modality out must
+bring before ``train.modality_check`` drops it: with ~200 validation samples smaller changes
+are noise, while a misleading modality moves the metric by tens of percent."""
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    module = getattr(model, "module", model)  # DDP
+    return getattr(module, "_orig_mod", module)  # torch.compile
+
+
+def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device, ctx: Context,
+                     metric_fn: MetricFn, full: dict[str, float]) -> tuple[tuple[str, ...], dict[str, float]]:
+    """``train.modality_check``: at most one modality out per validation, the most harmful one.
+
+    Evaluates the model with each active modality left out in turn and picks the one whose
+    absence improves the selection metric most, if by more than
+    :data:`MODALITY_CHECK_TOLERANCE` (relative). One per validation, because next to a
+    misleading modality every other one looks useless too (early on, predicting a constant beats
+    an undertrained text path): the misleading one goes first, and the others are judged again
+    after the model has trained without it. ``full`` are the validation metrics with every
+    active modality. Returns the modalities to keep and their validation metrics; ``model``'s
+    active set is left as it was.
+    """
+    inner = _unwrap(model)
+    metric = config.train.selection_metric
+    smaller = metric_mode(metric) == "min"
+    original = inner.active
+    kept, best = original, full
+    try:
+        margin = MODALITY_CHECK_TOLERANCE * abs(full[metric])
+        for m in original if len(original) > 1 else ():
+            inner.active = tuple(x for x in original if x != m)
+            trial = evaluate(model, data, config, device, ctx, metric_fn).metrics
+            target = best[metric] if kept != original else (full[metric] - margin if smaller else full[metric] + margin)
+            if (trial[metric] < target) if smaller else (trial[metric] > target):
+                kept, best = inner.active, trial
+    finally:
+        inner.active = original
+    return kept, best
 
 
 @torch.no_grad()
@@ -448,8 +517,12 @@ def fit_seed(
         log.info("seed %d: %d CPU thread%s (%s)", seed, threads, "" if threads == 1 else "s", why)
     seed_everything(seed)
     model = build_model(config, info).to(device)
-    train_model = ctx.wrap(model, gather_alignment=tc.gather_alignment,
-                           probe=lambda m: _probe_loss(m, splits["train"], config, device))
+    # With modality dropout (or a modality the check leaves out) some batches leave parameters
+    # without gradients, which the probe (run on full batches) cannot see: data-parallel training
+    # must look for unused ones always.
+    probe = None if tc.modality_dropout > 0 or tc.modality_check else (
+        lambda m: _probe_loss(m, splits["train"], config, device))
+    train_model = ctx.wrap(model, gather_alignment=tc.gather_alignment, probe=probe)
     ctx.seed_process(seed)  # after the identical initialisation: each process its own dropout masks
     if tc.compile:
         from decalign.model.compile import maybe_compile
@@ -469,6 +542,8 @@ def fit_seed(
     start_epoch = 1
     elapsed = 0.0
     best_state: dict[str, Tensor] | None = None
+    built_active: tuple[str, ...] = model.active
+    best_kept = built_active  # modalities the selected epoch's model uses
     state_path = seed_dir / "state.pt"
     best_path = seed_dir / "model.safetensors"
     if resume and state_path.exists():
@@ -482,6 +557,8 @@ def fit_seed(
         elapsed = float(state["elapsed"])
         if stopper.best_epoch:
             best_state = load_weights(best_path)
+            best_kept = tuple(state.get("best_kept", best_kept))
+        model.active = tuple(state.get("active", model.active))
         per_process = state.get("rng_per_process")
         if per_process is not None and len(per_process) == ctx.world_size:
             restore_rng(per_process[ctx.rank], generator)  # last: nothing may draw random numbers after it
@@ -504,10 +581,19 @@ def fit_seed(
             if tc.selection_metric not in valid:
                 raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
                                f"dataset; choose one of {sorted(valid)}")
+            kept = model.active
+            if tc.modality_check:  # select (and schedule) on the model as it will be used
+                kept, valid = check_modalities(train_model, splits["valid"], config, device, ctx, metric_fn, valid)
+                if kept != model.active:  # left out for the rest of training too
+                    log.info("seed %d epoch %d: the modality check leaves out %s for good (validation %s %.4g)",
+                             seed, epoch, [m for m in model.active if m not in kept], tc.selection_metric,
+                             valid[tc.selection_metric])
+                    model.active = kept
             scheduler.step(valid[tc.scheduler_metric_name])
             improved = stopper.update(valid[tc.selection_metric], epoch)
             if improved:
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_kept = kept
             seconds = time.perf_counter() - t0
             elapsed += seconds
             lr = optimizer.param_groups[0]["lr"]
@@ -516,11 +602,13 @@ def fit_seed(
             rng = ctx.gather_objects(capture_rng(generator))  # every process's streams, in rank order
             if ctx.is_main:
                 if improved:
-                    save_checkpoint(best_path, model, config, info, preprocess, {"seed": seed, "epoch": epoch})
+                    save_checkpoint(best_path, model, _with_modalities(config, kept, built_active), info, preprocess,
+                                    {"seed": seed, "epoch": epoch})
                 save_training_state(state_path, {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(),
-                    "rng": rng[0], "history": history, "elapsed": elapsed,
+                    "rng": rng[0], "history": history, "elapsed": elapsed, "best_kept": list(best_kept),
+                    "active": list(model.active),
                     **({"rng_per_process": rng} if len(rng) > 1 else {}),
                 })
                 write_history(seed_dir / "history.csv", history)
@@ -537,6 +625,12 @@ def fit_seed(
         if best_state is None:
             raise RuntimeError(f"seed {seed}: no epoch was completed (train.num_epochs={tc.num_epochs})")
         model.load_state_dict(best_state)
+        left_out: list[str] | None = None
+        if tc.modality_check:  # test the selected epoch's model as the check left it
+            left_out = [m for m in built_active if m not in best_kept]
+            model.active = best_kept
+            if left_out:
+                log.info("seed %d: the modality check left out %s (validation)", seed, left_out)
         test = evaluate(train_model, splits["test"], config, device, ctx, metric_fn)
         valid_best = next(
             (row for row in history if row["epoch"] == stopper.best_epoch and row["split"] == "valid"), {}
@@ -551,7 +645,15 @@ def fit_seed(
                     tb.add_scalar(f"test/{k}", v, stopper.best_epoch)
     valid_metrics = {k: v for k, v in valid_best.items() if k not in ("seed", "epoch", "split", "lr", "time_s")}
     return SeedResult(seed, stopper.best_epoch, epochs_run, valid_metrics, test.metrics, elapsed, history,
-                      test.predictions)
+                      test.predictions, left_out)
+
+
+def _with_modalities(config: RunConfig, kept: tuple[str, ...], built: tuple[str, ...]) -> RunConfig:
+    """``config`` as saved with a checkpoint: with the modalities the check kept, if it left any
+    of those the model was ``built`` with out."""
+    if kept == built:
+        return config
+    return replace(config, model=replace(config.model, modalities=tuple(kept)))
 
 
 def _write_predictions(path: Path, data: SplitTensors, predictions: np.ndarray, info: ModelInfo) -> None:

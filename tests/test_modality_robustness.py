@@ -1,0 +1,156 @@
+"""Modality dropout and the validation modality check (``train.modality_dropout``,
+``train.modality_check``), and the misleading modality they are meant to survive."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from decalign.api import evaluate_checkpoint, load_data, resolve_config, train
+from decalign.config import ConfigError, DataConfig, SyntheticConfig
+from decalign.data.misleading import misleading_features
+from decalign.train.engine import drop_modality
+
+TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
+        "train.batch_size=16", "train.num_threads=1", "train.seeds=[1]", "train.lr=1e-3"]
+
+
+def _features() -> dict[str, torch.Tensor]:
+    return {m: torch.zeros(2, 3, 4) for m in ("text", "audio", "vision")}
+
+
+def test_drop_modality_off_keeps_every_modality_and_draws_nothing() -> None:
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    assert list(drop_modality(_features(), None, 0.0, g)) == ["text", "audio", "vision"]
+    # p = 0 draws once (the coin) but never drops; a single modality is never dropped or drawn for.
+    one = {"text": torch.zeros(1, 1, 1)}
+    g2 = torch.Generator().manual_seed(0)
+    assert drop_modality(one, None, 1.0, g2) == one and torch.equal(g2.get_state(), state)
+
+
+def test_drop_modality_always_drops_exactly_one_uniformly() -> None:
+    g = torch.Generator().manual_seed(0)
+    counts = dict.fromkeys(("text", "audio", "vision"), 0)
+    for _ in range(3000):
+        kept = drop_modality(_features(), None, 1.0, g)
+        assert len(kept) == 2
+        (gone,) = set(counts) - set(kept)
+        counts[gone] += 1
+    assert all(abs(c / 3000 - 1 / 3) < 0.04 for c in counts.values()), counts
+
+
+def test_drop_modality_only_among_active_and_at_rate_p() -> None:
+    g = torch.Generator().manual_seed(1)
+    dropped = 0
+    for _ in range(2000):
+        kept = drop_modality(_features(), ("text", "audio"), 0.25, g)
+        assert "vision" in kept  # inactive modalities are not the model's to lose
+        dropped += len(kept) == 2
+    assert abs(dropped / 2000 - 0.25) < 0.03
+
+
+def test_modality_dropout_is_validated() -> None:
+    data = _data(misleading=False)
+    with pytest.raises(ConfigError, match="modality_dropout"):
+        resolve_config(data, overrides=["train.modality_dropout=1.5"])
+
+
+def test_misleading_features_track_labels_on_train_only() -> None:
+    rng = np.random.default_rng(0)
+    labels = {s: rng.uniform(-3, 3, 400).astype(np.float32) for s in ("train", "valid", "test")}
+    feats = misleading_features(labels, dim=8, noise=0.5, seed=3)
+    again = misleading_features(labels, dim=8, noise=0.5, seed=3)
+    for s in labels:
+        assert feats[s].shape == (400, 1, 8) and feats[s].dtype == np.float32
+        np.testing.assert_array_equal(feats[s], again[s])  # deterministic
+    # the best linear read-out fitted on train: near perfect there, nothing elsewhere
+    x = feats["train"][:, 0]
+    w, *_ = np.linalg.lstsq(x, labels["train"], rcond=None)
+    assert np.corrcoef(x @ w, labels["train"])[0, 1] > 0.9
+    for s in ("valid", "test"):
+        assert abs(np.corrcoef(feats[s][:, 0] @ w, labels[s])[0, 1]) < 0.15
+
+
+def _data(misleading: bool):
+    data = load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+        n_train=192, n_valid=64, n_test=64, seq_len=4, dims={"text": 12, "audio": 5, "vision": 6})))
+    if misleading:
+        feats = misleading_features({s: sp.labels for s, sp in data.splits.items()}, dim=6, noise=0.3, seed=0)
+        for s, sp in data.splits.items():
+            sp.features["vision"] = np.repeat(feats[s], 4, axis=1)
+    return data
+
+
+@pytest.mark.slow
+def test_modality_check_leaves_the_misleading_modality_out(tmp_path: Path) -> None:
+    data = _data(misleading=True)
+    config = resolve_config(data, overrides=[*TINY, "train.num_epochs=4", "train.modality_dropout=0.5",
+                                             "train.modality_check=true"])
+    result = train(config, data, tmp_path / "run", quiet=True, tensorboard=False)
+    seed = json.loads((tmp_path / "run" / "seed_1" / "result.json").read_text())
+    assert seed["modalities_left_out"] == ["vision"]
+    # the saved model is the checked one: it ignores vision and reproduces the run's test metrics
+    again = evaluate_checkpoint(tmp_path / "run" / "seed_1" / "model.safetensors", dataset=_data(misleading=True))
+    assert again["mae"] == pytest.approx(result.mean["mae"], rel=1e-5)
+    # the released training (neither option) trusts the misleading modality on test
+    plain = resolve_config(data, overrides=[*TINY, "train.num_epochs=4"])
+    trusting = train(plain, _data(misleading=True), tmp_path / "plain", quiet=True, tensorboard=False)
+    assert result.mean["mae"] < trusting.mean["mae"] - 0.05, (result.mean["mae"], trusting.mean["mae"])
+
+
+class _ByModalities(torch.nn.Module):
+    """Predictions that depend only on which modalities are active: with ``vision`` they are
+    wrong, with ``text`` (an undertrained text path) worse than the constant 0, else that constant."""
+
+    def __init__(self, labels: torch.Tensor) -> None:
+        super().__init__()
+        self.active: tuple[str, ...] = ("text", "audio", "vision")
+        self.labels = labels
+
+    def forward(self, features: dict[str, torch.Tensor], lengths: Any = None) -> Any:
+        from types import SimpleNamespace
+
+        from decalign.losses import MODEL_LOSSES
+
+        idx = features["index"][:, 0, 0].long()
+        y = self.labels[idx]
+        if "vision" in self.active:
+            pred = -3 * y
+        elif "text" in self.active:
+            pred = y + 2.5 * torch.sign(torch.sin(idx.float() * 12.9898))  # noisier than the constant
+        else:
+            pred = torch.zeros_like(y)
+        return SimpleNamespace(prediction=pred, losses=dict.fromkeys(MODEL_LOSSES, torch.zeros(())))
+
+
+def test_modality_check_removes_at_most_the_most_harmful_modality_per_validation() -> None:
+    from decalign.metrics import sentiment_metrics
+    from decalign.train.batches import SplitTensors
+    from decalign.train.distributed import Context
+    from decalign.train.engine import check_modalities
+
+    labels = torch.linspace(-3, 3, 64)
+    data = SplitTensors(features={"index": torch.arange(64.0)[:, None, None]}, lengths={"index": torch.ones(64)},
+                        labels=labels, ids=np.arange(64).astype(str))
+    model = _ByModalities(labels)
+    config = resolve_config(_data(misleading=False), overrides=TINY)
+    ctx, cpu = Context.single(), torch.device("cpu")
+    from decalign.train.engine import evaluate
+
+    full = evaluate(model, data, config, cpu, ctx, sentiment_metrics).metrics
+    kept, metrics = check_modalities(model, data, config, cpu, ctx, sentiment_metrics, full)
+    # Leaving out text or audio keeps vision (no better); leaving out vision helps most. Next to
+    # the misleading modality, text looks useless too (the constant beats the noisy text path),
+    # but it is judged again only at the next validation.
+    assert kept == ("text", "audio") and model.active == ("text", "audio", "vision")
+    assert metrics["loss"] < full["loss"]
+    model.active = kept
+    again, _ = check_modalities(model, data, config, cpu, ctx, sentiment_metrics, evaluate(
+        model, data, config, cpu, ctx, sentiment_metrics).metrics)
+    assert again == ("audio",)  # judged on its own, the noisy text path loses to the constant
