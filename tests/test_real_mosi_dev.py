@@ -2,7 +2,7 @@
 acoustic descriptors, split by video).
 
 CMU-MOSI is research data, so it is not in the repository: ``.ci/run`` builds the pickle from
-``../shared/data/mosi-dev`` when that folder exists and points ``DECALIGN_MOSI_DEV`` at it.
+the shared mosi-dev folder when it is next to the checkout and points ``DECALIGN_MOSI_DEV`` at it.
 Elsewhere these tests are skipped. A short run must clear, by a clear margin, the two floors a
 model that learned anything clears: predicting the training mean, and a ridge probe on audio
 (which does not transfer across speakers on this data).
@@ -27,7 +27,7 @@ MOSI_DEV = os.environ.get("DECALIGN_MOSI_DEV")
 pytestmark = pytest.mark.skipif(
     not MOSI_DEV or not Path(MOSI_DEV).is_file(),
     reason="DECALIGN_MOSI_DEV is not set to a built mosi-dev pickle (.ci/run builds it when "
-    "../shared/data/mosi-dev exists; CMU-MOSI is research data and is not bundled)",
+    "the shared mosi-dev folder is next to the checkout; CMU-MOSI is research data, not bundled)",
 )
 
 SHORT = ["train.lr=1e-3", "train.num_epochs=3", "train.early_stop_patience=3", "model.fusion.num_layers=2",
