@@ -368,6 +368,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int] | str] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. The CLI configures the ``decalign`` logger and the warning display for
+    itself; both are restored on return, so calling ``main`` from Python (a notebook, a test) leaves
+    no handler bound to a stream that may be closed by then."""
+    logger = logging.getLogger("decalign")
+    saved = (logger.handlers[:], logger.level, logger.propagate, warnings.showwarning)
+    try:
+        return _main(argv)
+    finally:
+        logger.handlers[:], logger.level, logger.propagate, warnings.showwarning = saved
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
