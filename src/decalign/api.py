@@ -1,20 +1,12 @@
 """High-level Python API: resolve a configuration for some data, train over seeds, evaluate and
 predict with saved checkpoints. The CLI is a thin layer over these functions.
 
-A run directory holds::
-
-    config.json          the fully resolved RunConfig (loadable with config_from_dict)
-    dataset.json         what was trained on (kind, layout, source, sizes, notes)
-    results.json         per seed: best epoch, validation and test metrics; then mean and std
-    history.csv          per seed, epoch and split: every loss term and metric
-    seed_<s>/            model.safetensors (best epoch), state.pt (resume), history.csv,
-                         test_predictions.csv, result.json, tensorboard/
+The run directory's layout and files belong to :class:`decalign.train.rundir.RunDir`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,8 +21,6 @@ from decalign.config import (
     DataConfig,
     RunConfig,
     apply_overrides,
-    config_from_dict,
-    config_to_dict,
 )
 from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
 from decalign.presets import PRESETS, custom_preset, get_preset
@@ -39,6 +29,7 @@ __all__ = [
     "RunResult",
     "evaluate_checkpoint",
     "load_data",
+    "load_for_eval",
     "predict_checkpoint",
     "prepare",
     "resolve_config",
@@ -87,7 +78,8 @@ def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float]
 
 
 def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
-    """Read a dataset without standardisation (that is fitted per run and saved with the model)."""
+    """Read a dataset for a run: standardisation is left to :func:`prepare`, which fits it on the
+    train split (or applies a checkpoint's statistics) and saves it with the model."""
     return load_dataset(path, dataclasses.replace(data, standardize=None))
 
 
@@ -172,50 +164,19 @@ def prepare(
     With ``in_place`` the dataset's arrays are standardised where they are (the caller owns
     them); otherwise a copy is made, which for MOSEI costs gigabytes.
     """
-    from decalign.data.preprocess import (
-        FeatureStats,
-        apply_standardizer,
-        apply_standardizer_,
-        fit_standardizer,
-        standardized_modalities,
-    )
+    from decalign.data.preprocess import FeatureStats, standardize
     from decalign.model.factory import ModelInfo
     from decalign.train.batches import SplitTensors
 
-    stats: dict[str, FeatureStats] = {}
+    saved_stats = None
     if preprocess:
-        stats = {m: FeatureStats(**{k: np.asarray(v) for k, v in s.items()}) for m, s in preprocess.items()}
-    elif config.data.standardize is not None:
-        mods = standardized_modalities(dataset)
-        if mods:
-            stats = fit_standardizer(dataset.splits["train"], mods, config.data.standardize)
-    if stats:
-        dataset = (apply_standardizer_ if in_place else apply_standardizer)(dataset, stats)
+        saved_stats = {m: FeatureStats(**{k: np.asarray(v) for k, v in s.items()}) for m, s in preprocess.items()}
+    dataset, stats = standardize(dataset, config.data.standardize, saved_stats, in_place=in_place)
     info = info or ModelInfo.from_dataset(dataset)
     bert = config.model.text_encoder.kind == "bert"
     splits = {name: SplitTensors.from_split(sp, bert_text=bert) for name, sp in dataset.splits.items()}
     saved = {m: dict(s._asdict()) for m, s in stats.items()}
     return Prepared(splits, info, saved, _metric_fn(info))
-
-
-def _results_payload(config: RunConfig, dataset: MultimodalDataset, seeds: dict[int, dict[str, Any]]) -> dict[str, Any]:
-    from decalign.reporting import aggregate
-
-    per_seed = [seeds[s]["test"] for s in sorted(seeds)]
-    agg = aggregate(per_seed)
-    valid = aggregate([seeds[s]["valid"] for s in sorted(seeds)]) if all(seeds[s]["valid"] for s in seeds) else None
-    return {
-        "preset": config.preset,
-        "dataset": {"kind": dataset.kind, "layout": dataset.layout, "source": dataset.source},
-        "selection_metric": config.train.selection_metric,
-        "seeds": {str(s): seeds[s] for s in sorted(seeds)},
-        "mean": agg["mean"],
-        "std": agg["std"],
-        "std_kind": "sample standard deviation (ddof=1); 0 for a single seed",
-        "std_population": aggregate(per_seed, std="population")["std"],
-        "valid_mean": valid["mean"] if valid else {},
-        **_pooled_report(seeds),
-    }
 
 
 def _pooled_report(seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
@@ -229,34 +190,6 @@ def _pooled_report(seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     return {"test_report": {"seeds_pooled": len(reports), **report_from_confusion(total, reports[0]["class_names"])}}
 
 
-def _check_out_dir(out: Path, config: RunConfig, resume: bool) -> None:
-    saved = out / "config.json"
-    if resume:
-        if not saved.exists():
-            raise FileNotFoundError(f"--resume: {str(out)!r} holds no run to resume (no config.json)")
-        from decalign.train.runguard import read_json_file
-
-        previous = config_from_dict(RunConfig, read_json_file(saved, "configuration"))
-        if config_to_dict(previous) != config_to_dict(config):
-            a, b = config_to_dict(previous), config_to_dict(config)
-            diff = [k for k in _flat(a) if _flat(a).get(k) != _flat(b).get(k)]
-            raise ConfigError(f"--resume: the configuration differs from the saved run in {str(saved)!r}: {diff}")
-    elif saved.exists() or (out / "results.json").exists():
-        raise FileExistsError(
-            f"{str(out)!r} already holds a run; pass --resume to continue it, or choose another --out"
-        )
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping) and k not in ("conv_kernel", "attn_dropout", "dims"):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def train(
     config: RunConfig,
     dataset: MultimodalDataset,
@@ -265,7 +198,6 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
-    plots: bool = False,
     ctx: Any = None,
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     tensorboard: bool = True,
@@ -291,30 +223,31 @@ def train(
     holds both (``std``, ``std_population``)."""
     from decalign.data.checks import check_nonempty, check_values
     from decalign.train.distributed import Context
-    from decalign.train.runguard import check_device, data_fingerprint, opened_run
+    from decalign.train.rundir import RunDir
+    from decalign.train.runguard import check_device, data_fingerprint
 
     check_nonempty(dataset)  # before the run directory exists: nothing to clean up
     check_values(dataset)
     check_device(config.train.device)
     fingerprint = data_fingerprint(dataset)
     ctx = ctx or Context.single()
-    kwargs = {"resume": resume, "quiet": quiet, "plots": plots, "ctx": ctx, "epoch_callback": epoch_callback,
+    kwargs = {"resume": resume, "quiet": quiet, "ctx": ctx, "epoch_callback": epoch_callback,
               "tensorboard": tensorboard, "in_place": in_place, "progress": progress, "std": std,
               "fingerprint": fingerprint}
+    run = RunDir(out_dir)
     if not ctx.is_main:
-        return _train(config, dataset, out_dir, **kwargs)
-    with opened_run(out_dir, resume=resume, overwrite=overwrite):
-        return _train(config, dataset, out_dir, **kwargs)
+        return _train(config, dataset, run, **kwargs)
+    with run.opened(resume=resume, overwrite=overwrite):
+        return _train(config, dataset, run, **kwargs)
 
 
 def _train(
     config: RunConfig,
     dataset: MultimodalDataset,
-    out_dir: str | os.PathLike[str],
+    run: Any,
     *,
     resume: bool,
     quiet: bool,
-    plots: bool,
     ctx: Any,
     epoch_callback: Callable[[int, dict[str, float]], None] | None,
     tensorboard: bool,
@@ -323,25 +256,16 @@ def _train(
     std: str,
     fingerprint: dict[str, Any],
 ) -> RunResult:
-    from decalign.train.atomic import write_json
     from decalign.train.engine import fit_seed
-    from decalign.train.history import read_history, write_history
-    from decalign.train.runguard import check_fingerprint
+    from decalign.train.rundir import results_payload
 
-    out = Path(out_dir)
+    out = run.path
     if ctx.world_size > 1:  # every process refuses alike (and exits cleanly) before rank 0 writes
-        _check_out_dir(out, config, resume)
-        if resume:
-            check_fingerprint(out / "dataset.json", fingerprint)
+        run.check(config, resume, fingerprint)
         ctx.barrier()
     if ctx.is_main:
-        _check_out_dir(out, config, resume)
-        if resume:  # on other data: refused, touching nothing
-            check_fingerprint(out / "dataset.json", fingerprint)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", config_to_dict(config))
-        description = {**describe_dataset(dataset), "fingerprint": fingerprint}
-        write_json(out / "dataset.json", description)
+        run.check(config, resume, fingerprint)  # on other data: refused, touching nothing
+        run.create(config, describe_dataset(dataset), fingerprint)
         for note in dataset.notes:
             log.warning("data: %s", note)
     ctx.barrier()
@@ -349,11 +273,11 @@ def _train(
     seeds: dict[int, dict[str, Any]] = {}
     histories: list[dict[str, Any]] = []
     for seed in config.train.seeds:
-        seed_dir = out / f"seed_{seed}"
-        done = seed_dir / "result.json"
-        if resume and done.exists():
-            seeds[seed] = json.loads(done.read_text())
-            histories.extend(read_history(seed_dir / "history.csv"))
+        seed_dir = run.seed(seed).directory
+        done = run.read_seed_result(seed) if resume else None
+        if done is not None:
+            seeds[seed] = done
+            histories.extend(run.read_history(seed))
             log.info("seed %d: already complete, skipped", seed)
             continue
         if ctx.is_main:
@@ -373,21 +297,13 @@ def _train(
                                                       prepared.info)
         histories.extend(result.history)
         if ctx.is_main:
-            write_json(done, seeds[seed])
-            write_json(out / "results.json", _results_payload(config, dataset, seeds))
-            write_history(out / "history.csv", histories)
-    payload = _results_payload(config, dataset, seeds)
+            run.write_seed_result(seed, seeds[seed])
+            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds)})
+            run.write_history(histories)
+    payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds)}
     if ctx.is_main:
-        write_json(out / "results.json", payload)
-        write_history(out / "history.csv", histories)
-        if plots:
-            from decalign.plots import plot_run, plots_unavailable
-
-            note = plots_unavailable()
-            if note:
-                log.warning("%s", note)
-            else:
-                plot_run(out)
+        run.write_results(payload)
+        run.write_history(histories)
         if not quiet:
             spread = payload["std_population"] if std == "population" else payload["std"]
             log.info("test metrics of the best-validation epoch over %d seed(s):\n%s", len(seeds),
@@ -395,17 +311,39 @@ def _train(
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
 
 
-def _load_for_eval(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str] | None,
-                   dataset: MultimodalDataset | None) -> tuple[Any, MultimodalDataset, Prepared]:
+def load_for_eval(
+    checkpoint: Any,
+    data: str | os.PathLike[str] | None = None,
+    dataset: MultimodalDataset | None = None,
+    *,
+    trained_data: bool = False,
+) -> tuple[Any, MultimodalDataset, Prepared]:
+    """A checkpoint and data prepared for it with its own preprocessing statistics: what
+    evaluation, prediction and a run's figures all start from.
+
+    Args:
+        checkpoint: a ``model.safetensors`` path or a loaded
+            :class:`~decalign.train.checkpoint.LoadedCheckpoint`.
+        data: a data file (its kind detected). Without it: the built-in dataset for a model trained
+            on it, or with ``trained_data`` the data the model was trained on (its saved
+            ``data`` settings: path, kind, options).
+        dataset: an already loaded dataset instead of ``data`` (copied, never modified).
+
+    Returns:
+        ``(checkpoint, dataset, prepared)``.
+    """
     from decalign.train.checkpoint import load_checkpoint
 
-    ckpt = load_checkpoint(checkpoint)
+    ckpt = checkpoint if hasattr(checkpoint, "model") else load_checkpoint(checkpoint)
     owned = dataset is None
     if dataset is None:
-        dataset = "auto" if data is not None else ckpt.config.data.dataset
-        data_cfg = dataclasses.replace(ckpt.config.data, dataset=dataset)
-        if data is None and ckpt.config.data.dataset != "synthetic":
-            raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
+        if trained_data and data is None:
+            data, data_cfg = ckpt.config.data.path, ckpt.config.data
+        else:
+            kind = "auto" if data is not None else ckpt.config.data.dataset
+            data_cfg = dataclasses.replace(ckpt.config.data, dataset=kind)
+            if data is None and ckpt.config.data.dataset != "synthetic":
+                raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
         try:
             dataset = load_data(data, data_cfg)
         except DataError as err:
@@ -447,7 +385,7 @@ def evaluate_checkpoint_outputs(
     from decalign.train.distributed import Context
     from decalign.train.engine import evaluate, resolve_device
 
-    ckpt, loaded, prepared = _load_for_eval(checkpoint, data, dataset)
+    ckpt, loaded, prepared = load_for_eval(checkpoint, data, dataset)
     if split not in prepared.splits:
         raise ValueError(f"unknown split {split!r}; the data has {sorted(prepared.splits)}")
     check_nonempty(loaded, [split], "evaluation")

@@ -174,43 +174,21 @@ def plan_runs(
 # running
 
 
-def _config_diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[str]:
-    keys = []
-    for k in sorted(set(a) | set(b)):
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, Mapping) and isinstance(vb, Mapping):
-            keys.extend(_config_diff(va, vb, f"{prefix}{k}."))
-        elif va != vb:
-            keys.append(f"{prefix}{k}")
-    return keys
-
-
-def _complete(results_file: Path, seeds: Iterable[int]) -> bool:
-    if not results_file.exists():
-        return False
-    try:
-        done = set(json.loads(results_file.read_text())["seeds"])
-    except (ValueError, KeyError):
-        return False
-    return {str(s) for s in seeds} <= done
-
-
 def _run_one(run: BenchRun, dataset: Any, quiet: bool, tensorboard: bool) -> str:
     """Train, resume or skip one run; returns what was done."""
     from decalign.api import train
-    from decalign.config import ConfigError, RunConfig, config_from_dict, config_to_dict
+    from decalign.config import ConfigError
+    from decalign.train.rundir import RunDir
 
-    saved = run.directory / "config.json"
-    if saved.exists():
-        previous = config_to_dict(config_from_dict(RunConfig, json.loads(saved.read_text())))
-        wanted = config_to_dict(run.config)
-        if previous != wanted:
+    saved = RunDir(run.directory)
+    if saved.config_file.exists():
+        diff = saved.config_diff(run.config)
+        if diff:
             raise ConfigError(
                 f"bench: {str(run.directory)!r} holds a run with other settings (differences: "
-                f"{', '.join(_config_diff(previous, wanted))}); rerun with the same settings to resume it, "
-                "or choose another --out"
+                f"{', '.join(diff)}); rerun with the same settings to resume it, or choose another --out"
             )
-        if _complete(run.directory / "results.json", run.config.train.seeds):
+        if set(run.config.train.seeds) <= saved.completed_seeds():
             return "skipped"
         train(run.config, dataset, run.directory, resume=True, quiet=quiet, tensorboard=tensorboard)
         return "resumed"
@@ -285,12 +263,14 @@ def run_bench(
             log.warning("bench: %s", note)
             plots = "none"
     if plots != "none":
-        from decalign.plots import plot_run
+        from decalign.run_plots import plot_run
+        from decalign.train.rundir import RunDir
 
         plotted = [r for r in done if plots == "all" or r.name == "decalign"]
         plotted = plotted or ([done[0]] if plots == "summary" else [])
         for run in plotted:
-            if _stale(run.directory / "plots" / "curves.png", run.directory / "results.json"):
+            files = RunDir(run.directory)
+            if _stale(files.plots_dir / "curves.png", files.results_file):
                 plot_run(run.directory)
     failures = {name: f"{type(err).__name__}: {err}" for name, err in errors.items()}
     md_path, csv_path, figures, table = write_report(out, runs, results, dataset, base, plots=plots != "none", std=std,
@@ -303,8 +283,9 @@ def _read_results(run_dir: Path, std: str = "sample") -> dict[str, Any]:
     """A run's test mean and ``std`` (``sample`` or ``population``) over seeds, recomputed from
     its per-seed metrics so that runs written before ``std_population`` existed work too."""
     from decalign.reporting import aggregate
+    from decalign.train.rundir import RunDir
 
-    payload = json.loads((run_dir / "results.json").read_text())
+    payload = RunDir(run_dir).read_results()
     per_seed = [payload["seeds"][s]["test"] for s in sorted(payload["seeds"], key=int)]
     agg = aggregate(per_seed, std=std)
     return {"mean": payload["mean"], "std": agg["std"], "n": len(per_seed)}

@@ -180,17 +180,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from decalign.api import load_data, train
-    from decalign.config import RunConfig, apply_overrides, config_from_dict
+    from decalign.config import apply_overrides
+    from decalign.train.rundir import RunDir
 
     overrides = config_file_overrides(args) + run_overrides(args)
-    if args.resume and args.out and (Path(args.out) / "config.json").exists():
-        from decalign.train.runguard import read_json_file
-
-        saved = config_from_dict(RunConfig, read_json_file(Path(args.out) / "config.json", "configuration"))
+    if args.resume and args.out and RunDir(args.out).config_file.exists():
+        saved = RunDir(args.out).read_config()
         config = apply_overrides(saved, overrides) if overrides else saved
-        data_cfg = dataclasses.replace(config.data, standardize=None)
-        if args.data:
-            data_cfg = dataclasses.replace(data_cfg, path=args.data)
+        data_cfg = dataclasses.replace(config.data, path=args.data) if args.data else config.data
         dataset = load_data(data_cfg.path, data_cfg)
     else:
         dataset, config = load_and_resolve(args, overrides)
@@ -207,12 +204,21 @@ def cmd_train(args: argparse.Namespace) -> int:
         logging.getLogger("decalign").setLevel(logging.WARNING)  # one copy of the progress log
     try:
         result = train(config, dataset, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                       plots=args.plots, ctx=ctx, std=args.std or "sample",
+                       ctx=ctx, std=args.std or "sample",
                        tensorboard=not args.no_tensorboard, in_place=True)
         if ctx.is_main:
+            if args.plots:
+                from decalign.plots import plots_unavailable
+                from decalign.run_plots import plot_run
+
+                note = plots_unavailable()
+                if note:
+                    log.warning("%s", note)
+                else:
+                    plot_run(out)
             if args.quiet:
                 print(result.table(std=args.std or "sample"))
-            print(f"results: {out / 'results.json'}")
+            print(f"results: {RunDir(out).results_file}")
     finally:
         ctx.close()
     return 0

@@ -112,13 +112,13 @@ def config_file_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
-    """Data settings for loading: --dataset/--data plus any ``data.*`` overrides."""
-    from decalign.config import DataConfig, RunConfig, apply_overrides
+    """Data settings for loading: --dataset/--data plus every override of a ``data`` setting, in
+    any form the config accepts (``data.split_seed``, ``split_seed``, ``synthetic.n_train``)."""
+    from decalign.config import DataConfig, RunConfig, apply_overrides, section_overrides
 
     kind = args.dataset or ("auto" if args.data else "synthetic")
     base = RunConfig(data=DataConfig(dataset=kind, path=args.data))
-    data_overrides = [o for o in overrides if o.split("=", 1)[0].startswith(("data.", "synthetic."))]
-    return apply_overrides(base, data_overrides).data
+    return apply_overrides(base, section_overrides(overrides, "data")).data
 
 
 def run_overrides(args: argparse.Namespace) -> list[str]:

@@ -46,6 +46,7 @@ __all__ = [
     "flat_keys",
     "metric_mode",
     "read_config_file",
+    "section_overrides",
     "write_config_file",
 ]
 
@@ -458,6 +459,21 @@ def _resolve_key(key: str, valid: list[str]) -> tuple[str, str | None]:
     if len(matches) > 1:
         raise ConfigError(f"unknown setting {key!r} (ambiguous: {', '.join(matches)})")
     raise _unknown_key(key, valid)
+
+
+def section_overrides(overrides: Iterable[str], section: str) -> list[str]:
+    """The ``key=value`` overrides that set a key of ``section`` (e.g. ``data``), whatever form the
+    key takes (dotted, unique suffix, per-modality entry): resolved by the same lookup as
+    :func:`apply_overrides`, so data can be loaded before the rest of a config is known."""
+    valid = flat_keys(RunConfig)
+    chosen = []
+    for text in overrides:
+        if "=" not in text:
+            raise ConfigError(f"override {text!r} is not of the form key=value")
+        full, _ = _resolve_key(text.split("=", 1)[0].strip(), valid)
+        if full.startswith(section + "."):
+            chosen.append(text)
+    return chosen
 
 
 def apply_overrides(config: RunConfig, overrides: Iterable[str] | Mapping[str, Any]) -> RunConfig:

@@ -5,7 +5,7 @@
   by modality and by label (the paper's visualisation of decoupling).
 * :func:`plot_transport_plan` — the learned prototype transport plan as heat maps.
 * :func:`plot_ablation_bars` — one metric of every model/ablation as bars with the seed spread.
-* :func:`plot_run` — all of a run's figures into ``<run>/plots/`` (``decalign train --plots``).
+* :func:`decalign.run_plots.plot_run` draws all of a run's figures with these functions.
 
 matplotlib is imported inside the functions (``decalign --help`` must not pay for it) and used
 through its object-oriented API on an Agg canvas, never through ``pyplot``: no global figure state,
@@ -16,7 +16,6 @@ to read each figure.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import os
@@ -32,7 +31,6 @@ __all__ = [
     "plot_confusion",
     "plot_embeddings",
     "plot_regression",
-    "plot_run",
     "plot_test_predictions",
     "plot_training_curves",
     "plot_transport_plan",
@@ -643,64 +641,3 @@ def plot_test_predictions(run_dir: str | os.PathLike[str], split: str = "test") 
     true = [float(r["label"]) for r in rows]
     title = f"{run.name}, {seed}, {split} split"
     return [plot_regression(pred, true, run / "plots" / f"predictions_{split}.png", title)]
-
-
-def plot_run(run_dir: str | os.PathLike[str], split: str = "test", max_samples: int = 250) -> list[Path]:
-    """Write a run's figures into ``<run_dir>/plots/`` and return their paths.
-
-    ``curves.png`` from ``history.csv``; from the best checkpoint of the run's first seed on
-    ``split``: ``embeddings.png`` (models with decoupled features) and ``transport_plan.png``
-    (when the prototype OT term produced a plan). The data is rebuilt from the run's
-    configuration (``data.path``, or the built-in dataset) with the checkpoint's own
-    preprocessing; if it cannot be loaded, the checkpoint figures are skipped with a warning.
-    """
-    from decalign.config import RunConfig, config_from_dict
-    from decalign.train.history import read_history
-
-    run = Path(run_dir)
-    out_dir = run / "plots"
-    written: list[Path] = []
-    name = run.name
-    history_file = run / "history.csv"
-    if history_file.exists():
-        rows = read_history(history_file)
-        if rows:
-            written.append(plot_training_curves(rows, out_dir / "curves.png", title=f"Training curves: {name}"))
-    written.extend(plot_test_predictions(run))
-    config_file = run / "config.json"
-    if not config_file.exists():
-        return written
-    config = config_from_dict(RunConfig, json.loads(config_file.read_text()))
-    ckpt_file = run / f"seed_{config.train.seeds[0]}" / "model.safetensors"
-    if not ckpt_file.exists():
-        log.warning("plots: %s has no checkpoint yet; only the training curves were drawn", ckpt_file)
-        return written
-    from decalign.api import load_data, prepare
-    from decalign.train.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(ckpt_file)
-    try:
-        dataset = load_data(ckpt.config.data.path, ckpt.config.data)
-    except Exception as err:  # moved or deleted data must not fail a finished run
-        log.warning("plots: cannot reload the data of %s (%s); embedding and transport plots skipped", run, err)
-        return written
-    prepared = prepare(ckpt.config, dataset, ckpt.preprocess, ckpt.info)
-    if split not in prepared.splits:
-        raise ValueError(f"plot_run: unknown split {split!r}; the data has {sorted(prepared.splits)}")
-    feats = collect_features(ckpt.model, prepared.splits[split], ckpt.config.train.batch_size)
-    arch = ckpt.config.model.architecture
-    seed = config.train.seeds[0]
-    if feats["unique"] is not None:
-        written.append(plot_embeddings(
-            feats["unique"], feats["common"], feats["labels"], ckpt.info.modalities, out_dir / "embeddings.png",
-            class_names=ckpt.info.class_names if ckpt.info.task == "classification" else None,
-            max_samples=max_samples, title=f"{name} ({arch}, seed {seed}, {split} split)",
-        ))
-    plan = feats["plan"]
-    if plan is not None and np.isfinite(plan).all() and plan.sum() > 0:
-        batch = min(ckpt.config.train.batch_size, len(prepared.splits[split]))
-        written.append(plot_transport_plan(
-            plan, ckpt.info.modalities, out_dir / "transport_plan.png",
-            title=f"Prototype transport plan: {name} (seed {seed}, first {split} batch of {batch})",
-        ))
-    return written

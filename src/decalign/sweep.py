@@ -311,7 +311,9 @@ def open_study(url: str, study_name: str, direction: str | None, *, sampler: Any
 
 def _objective_value(run_dir: Path, metric: str) -> float:
     """Best-epoch validation ``metric`` of a finished run, averaged over its seeds."""
-    results = json.loads((run_dir / "results.json").read_text())
+    from decalign.train.rundir import RunDir
+
+    results = RunDir(run_dir).read_results()
     if metric in results.get("valid_mean", {}):
         return float(results["valid_mean"][metric])
     values = [float(s["valid"][metric]) for s in results["seeds"].values()]

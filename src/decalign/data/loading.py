@@ -25,7 +25,7 @@ from decalign.data.checks import check_values
 from decalign.data.iemocap import apply_iemocap_protocol, is_dialogue_layout, read_iemocap_dialogue
 from decalign.data.mmsa import read_mmsa
 from decalign.data.native import load_native, save_native, sniff_format
-from decalign.data.preprocess import apply_standardizer_, fit_standardizer, standardized_modalities
+from decalign.data.preprocess import standardize
 from decalign.data.safe_pickle import load_pickle
 from decalign.data.synthetic import make_synthetic
 from decalign.data.types import SPLITS, DataError, MultimodalDataset
@@ -71,11 +71,7 @@ def load_dataset(
     if ds.kind == "iemocap":
         ds = apply_iemocap_protocol(ds, config.iemocap_protocol)
     check_values(ds)  # before standardisation: 1e30 would poison the fitted statistics
-    if config.standardize is not None:
-        modalities = standardized_modalities(ds)
-        if modalities:
-            stats = fit_standardizer(ds.splits["train"], modalities, config.standardize)
-            apply_standardizer_(ds, stats)
+    ds, _ = standardize(ds, config.standardize, in_place=True)
     return ds
 
 

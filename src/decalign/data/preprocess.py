@@ -35,6 +35,7 @@ __all__ = [
     "apply_standardizer",
     "apply_standardizer_",
     "fit_standardizer",
+    "standardize",
     "standardize_array",
     "standardized_modalities",
 ]
@@ -204,3 +205,22 @@ def standardize_array(x: np.ndarray, stats: FeatureStats) -> np.ndarray:
     flat = out.reshape(-1, 1, out.shape[-1]) if out.ndim != 3 else out
     _transform_into(flat, flat, st)
     return out
+
+
+def standardize(
+    dataset: MultimodalDataset,
+    percentiles: tuple[float, float] | None = None,
+    stats: Mapping[str, FeatureStats] | None = None,
+    *,
+    in_place: bool = False,
+) -> tuple[MultimodalDataset, dict[str, FeatureStats]]:
+    """The one preparation step for features: clip and standardise every non-text modality with
+    ``stats`` (saved with a model) or, without them, statistics fitted here on the train split at
+    ``percentiles`` (``None``: nothing to do). Returns the dataset (``dataset`` itself with
+    ``in_place``, else a copy) and the statistics used."""
+    if stats is None:
+        modalities = standardized_modalities(dataset) if percentiles is not None else ()
+        stats = fit_standardizer(dataset.splits["train"], modalities, percentiles) if modalities else {}
+    if stats:
+        dataset = (apply_standardizer_ if in_place else apply_standardizer)(dataset, stats)
+    return dataset, dict(stats)
