@@ -48,3 +48,18 @@ def test_released_solver_is_selectable_in_the_model() -> None:
     rel = PrototypeTransport(HeterogeneityConfig(ot_solver="released"))(u)
     assert torch.allclose(log.local, rel.local)
     assert torch.isfinite(rel.ot)
+
+
+def test_method_argument_chooses_the_solver() -> None:
+    g = torch.Generator().manual_seed(3)
+    cost = 6.0 * torch.rand(3, 4, 2, generator=g, dtype=torch.float64)
+    nus = [torch.softmax(torch.randn(k, generator=g, dtype=torch.float64), 0) for k in cost.shape]
+    released, exact = released_entropic_ot(cost, nus, 0.1, 50), entropic_ot(cost, nus, 0.1, 50)
+    for (value, plan), (want_value, want_plan) in (
+        (entropic_ot(cost, nus, 0.1, 50, method="released"), released),
+        (entropic_ot(cost, nus, 0.1, 50, method="log"), exact),
+    ):
+        assert torch.equal(value, want_value) and torch.equal(plan, want_plan)
+    assert not torch.allclose(released[0], exact[0])  # the costs are large enough to tell them apart
+    with pytest.raises(ValueError, match="method"):
+        entropic_ot(cost, nus, 0.1, 50, method="sinkhorn")  # type: ignore[arg-type]

@@ -212,9 +212,7 @@ class DecAlign(MultimodalModel):
             if m not in lengths:
                 pooled.append(seq.mean(1))
                 continue
-            valid = (lengths[m].to(seq.device) - (self.projection.kernels[m] - 1)).clamp(1, steps)
-            if self.projection.convs[m].in_channels == self.config.d_model:
-                valid = lengths[m].to(seq.device).clamp(1, steps)
+            valid = self.projection.output_lengths(m, lengths[m].to(seq.device)).clamp(1, steps)
             mask = (torch.arange(steps, device=seq.device)[None, :] < valid[:, None]).to(seq.dtype)
             pooled.append((seq * mask[..., None]).sum(1) / valid[:, None].to(seq.dtype))
         return torch.stack(pooled)

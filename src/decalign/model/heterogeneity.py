@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from decalign.config import HeterogeneityConfig
 from decalign.ops.gmm import DiagonalGMM, fit_diag_gmm
 from decalign.ops.prototype_cost import joint_pairwise_cost
-from decalign.ops.sinkhorn import entropic_ot, released_entropic_ot
+from decalign.ops.sinkhorn import entropic_ot
 
 __all__ = ["HeterogeneityOutput", "PrototypeTransport", "prototype_local_loss"]
 
@@ -76,10 +76,9 @@ class PrototypeTransport(nn.Module):
         if cfg.prototype_ot:
             cost = joint_pairwise_cost(gmm.means, gmm.variances, cfg.cost_reduction)
             marginals = list(nu.unbind(0))
-            if cfg.ot_solver == "released":
-                ot, plan = released_entropic_ot(cost, marginals, cfg.ot_eps, cfg.ot_iters)
-            else:
-                ot, plan = entropic_ot(cost, marginals, cfg.ot_eps, cfg.ot_iters, gradient=cfg.ot_gradient)
+            ot, plan = entropic_ot(
+                cost, marginals, cfg.ot_eps, cfg.ot_iters, method=cfg.ot_solver, gradient=cfg.ot_gradient
+            )
         else:
             ot, plan = zero, unique_pooled.new_zeros([cfg.num_prototypes] * unique_pooled.shape[0])
         local = (

@@ -24,12 +24,19 @@ class TemporalProjection(nn.Module):
             {m: nn.Conv1d(dim, d_model, self.kernels[m], bias=False) for m, dim in input_dims.items()}
         )
 
+    def steps_lost(self, modality: str) -> int:
+        """Steps the projection removes from a sequence: ``k - 1``, or 0 for a pass-through."""
+        return 0 if self.convs[modality].in_channels == self.d_model else self.kernels[modality] - 1
+
     def output_length(self, modality: str, length: int) -> int:
         """Steps left after the projection of a sequence of ``length`` steps."""
-        if self.convs[modality].in_channels == self.d_model:
-            return length
         self.check_length(modality, length)
-        return length - self.kernels[modality] + 1
+        return length - self.steps_lost(modality)
+
+    def output_lengths(self, modality: str, lengths: Tensor) -> Tensor:
+        """:meth:`output_length` of each of a batch's true lengths ``[B]`` (not checked: a true
+        length may be shorter than the kernel; the caller clamps)."""
+        return lengths - self.steps_lost(modality)
 
     def check_length(self, modality: str, length: int) -> None:
         """A kernel longer than the sequence would give an empty output: say what to set."""

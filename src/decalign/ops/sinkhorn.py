@@ -33,10 +33,10 @@ __all__ = [
     "multi_marginal_sinkhorn",
     "released_entropic_ot",
     "sinkhorn_log_scalings",
-    "sinkhorn_log_scalings_reference",
 ]
 
 Gradient = Literal["unrolled", "envelope"]
+Method = Literal["log", "released"]
 
 # The released loss evaluates log(max(P, 1e-8)); we keep the floor so values match exactly, and it
 # only matters for plan entries below 1e-8 (never the case for the released defaults).
@@ -227,23 +227,6 @@ def sinkhorn_log_scalings(
     return scalings
 
 
-def sinkhorn_log_scalings_reference(
-    log_kernel: Tensor, log_marginals: list[Tensor], n_iters: int
-) -> list[Tensor]:
-    """The same iterations written plainly and differentiated by autograd: the reference that
-    tests hold :func:`sinkhorn_log_scalings` to."""
-    ndim = log_kernel.dim()
-    scalings = [torch.zeros_like(lm) for lm in log_marginals]
-    for _ in range(n_iters):
-        for m in range(ndim):
-            acc = log_kernel
-            for j in range(ndim):
-                if j != m:
-                    acc = acc + _broadcast(scalings[j], j, ndim)
-            scalings[m] = log_marginals[m] - torch.logsumexp(acc, dim=[a for a in range(ndim) if a != m])
-    return scalings
-
-
 def _log_marginal(nu: Tensor) -> Tensor:
     """``log(nu)``, -inf at zero entries, with a zero gradient there instead of NaN.
 
@@ -320,9 +303,14 @@ def entropic_ot(
     eps: float,
     n_iters: int,
     *,
+    method: Method = "log",
     gradient: Gradient = "unrolled",
 ) -> tuple[Tensor, Tensor]:
     r"""The entropic OT loss :math:`\mathcal{L}_{OT}` and its plan.
+
+    ``method`` chooses the solver, as POT's ``method=`` does: ``log`` (default) the log-domain
+    iterations below; ``released`` the authors' kernel-domain iterations
+    (:func:`released_entropic_ot`, differentiated by autograd whatever ``gradient`` says).
 
     ``unrolled`` (released behaviour): the primal value
     :math:`\langle P, C\rangle + \varepsilon \sum P (\log \max(P, 10^{-8}) - 1)` of the plan after
@@ -336,6 +324,10 @@ def entropic_ot(
     Returns:
         ``(loss, plan)``: a scalar and the ``[K_1, ..., K_M]`` plan.
     """
+    if method == "released":
+        return released_entropic_ot(cost, marginals, eps, n_iters)
+    if method != "log":
+        raise ValueError(f"method must be 'log' or 'released', got {method!r}")
     scalings, log_plan = _solve(cost, marginals, eps, n_iters, gradient)
     plan = torch.exp(log_plan)
     if gradient == "envelope":

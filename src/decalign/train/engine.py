@@ -39,13 +39,17 @@ from decalign.train.checkpoint import (
     save_training_state,
 )
 from decalign.train.distributed import Context
-from decalign.train.history import write_history
+from decalign.train.history import LEADING_COLUMNS, write_history, write_predictions
+from decalign.train.rundir import SeedFiles
 from decalign.train.seeding import capture_rng, restore_rng, seed_everything
 
 __all__ = [
     "EarlyStopping",
+    "EpochEnd",
     "EvalResult",
     "SeedResult",
+    "SeedTraining",
+    "build_training",
     "check_modalities",
     "drop_modality",
     "evaluate",
@@ -53,6 +57,8 @@ __all__ = [
     "make_optimizer",
     "optimizer_step",
     "resolve_device",
+    "resume_training",
+    "run_epoch",
     "train_epoch",
 ]
 
@@ -480,6 +486,149 @@ def _tensorboard(directory: Path, enabled: bool) -> Iterator[Any]:
             writer.close()
 
 
+@dataclass
+class SeedTraining:
+    """What one seed's loop carries from epoch to epoch; :meth:`state_dict` is ``state.pt``."""
+
+    model: nn.Module
+    """The model itself (checkpoints, best weights)."""
+    train_model: nn.Module
+    """What the loop calls: ``model`` wrapped for data parallelism and/or compiled."""
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    stopper: EarlyStopping
+    generator: torch.Generator
+    """Shuffles the training split."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    start_epoch: int = 1
+    elapsed: float = 0.0
+    best_state: dict[str, Tensor] | None = None
+    """CPU copy of the best epoch's weights."""
+    built_active: tuple[str, ...] = ()
+    """The modalities the model was built with (``train.modality_check`` may leave some out)."""
+    best_kept: tuple[str, ...] = ()
+    """The modalities the best epoch's model uses."""
+
+    def state_dict(self, epoch: int, rng: list[Any]) -> dict[str, Any]:
+        return {
+            "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "early_stopping": self.stopper.state_dict(),
+            "rng": rng[0], "history": self.history, "elapsed": self.elapsed, "best_kept": list(self.best_kept),
+            "active": list(self.model.active),
+            **({"rng_per_process": rng} if len(rng) > 1 else {}),
+        }
+
+
+@dataclass
+class EpochEnd:
+    """What an epoch produced, handed to the per-epoch handlers."""
+
+    epoch: int
+    train: dict[str, float]
+    valid: dict[str, float]
+    lr: float
+    seconds: float
+    improved: bool
+    kept: tuple[str, ...] = ()
+    """The modalities the epoch's validated model uses (``train.modality_check``)."""
+
+
+def build_training(
+    config: RunConfig, info: ModelInfo, train_split: SplitTensors, seed: int, device: torch.device, ctx: Context
+) -> SeedTraining:
+    """Seed everything, build the model, wrap it (data parallel, compile), and create the
+    optimizer, scheduler, early stopping and shuffling generator, in the order that fixes the
+    random numbers of a seed."""
+    tc = config.train
+    seed_everything(seed)
+    model = build_model(config, info).to(device)
+    # With modality dropout (or a modality the check leaves out) some batches leave parameters
+    # without gradients, which the probe (run on full batches) cannot see: data-parallel training
+    # must look for unused ones always.
+    probe = None if tc.modality_dropout > 0 or tc.modality_check else (
+        lambda m: _probe_loss(m, train_split, config, device))
+    train_model = ctx.wrap(model, gather_alignment=tc.gather_alignment, probe=probe)
+    ctx.seed_process(seed)  # after the identical initialisation: each process its own dropout masks
+    if tc.compile:
+        from decalign.model.compile import maybe_compile
+
+        train_model = maybe_compile(train_model, True)
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer,
+        mode=metric_mode(tc.scheduler_metric_name),
+        factor=tc.scheduler_factor,
+        patience=tc.scheduler_patience,
+    )
+    stopper = EarlyStopping(mode=metric_mode(tc.selection_metric), patience=tc.early_stop_patience)
+    return SeedTraining(model, train_model, optimizer, scheduler, stopper, torch.Generator().manual_seed(seed),
+                        built_active=model.active, best_kept=model.active)
+
+
+def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context) -> None:
+    """Continue from ``state.pt``: weights, optimizer, scheduler, early stopping, history and,
+    last of all, every random-number stream."""
+    state = load_training_state(files.state)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.stopper.load_state_dict(state["early_stopping"])
+    run.history = list(state["history"])
+    run.start_epoch = int(state["epoch"]) + 1
+    run.elapsed = float(state["elapsed"])
+    if run.stopper.best_epoch:
+        run.best_state = load_weights(files.model)
+        run.best_kept = tuple(state.get("best_kept", run.best_kept))
+    run.model.active = tuple(state.get("active", run.model.active))
+    per_process = state.get("rng_per_process")
+    if per_process is not None and len(per_process) == ctx.world_size:
+        restore_rng(per_process[ctx.rank], run.generator)  # last: nothing may draw random numbers after it
+    else:  # same data order; a different number of processes cannot replay the dropout masks
+        restore_rng(state["rng"], run.generator)
+        ctx.seed_process(seed + run.start_epoch)
+    log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, run.start_epoch - 1,
+             run.stopper.best_epoch)
+
+
+def run_epoch(
+    run: SeedTraining,
+    epoch: int,
+    config: RunConfig,
+    splits: dict[str, SplitTensors],
+    device: torch.device,
+    ctx: Context,
+    metric_fn: MetricFn,
+    progress: bool,
+    description: str,
+) -> EpochEnd:
+    """Train one epoch, validate, step the scheduler and early stopping, keep the best weights
+    and append the epoch's rows to the history."""
+    tc = config.train
+    t0 = time.perf_counter()
+    train_stats = train_epoch(run.train_model, splits["train"], config, run.optimizer, run.generator, device, ctx,
+                              metric_fn, progress, description)
+    valid = evaluate(run.train_model, splits["valid"], config, device, ctx, metric_fn).metrics
+    if tc.selection_metric not in valid:
+        raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
+                       f"dataset; choose one of {sorted(valid)}")
+    kept = run.model.active
+    if tc.modality_check:  # select (and schedule) on the model as it will be used
+        kept, valid = check_modalities(run.train_model, splits["valid"], config, device, ctx, metric_fn, valid)
+        if kept != run.model.active:  # left out for the rest of training too
+            log.info("%s: the modality check leaves out %s for good (validation %s %.4g)", description,
+                     [m for m in run.model.active if m not in kept], tc.selection_metric, valid[tc.selection_metric])
+            run.model.active = kept
+    run.scheduler.step(valid[tc.scheduler_metric_name])
+    improved = run.stopper.update(valid[tc.selection_metric], epoch)
+    if improved:
+        run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+        run.best_kept = kept
+    seconds = time.perf_counter() - t0
+    run.elapsed += seconds
+    lr = run.optimizer.param_groups[0]["lr"]
+    return EpochEnd(epoch, train_stats, valid, lr, seconds, improved, kept)
+
+
 def fit_seed(
     config: RunConfig,
     info: ModelInfo,
@@ -498,9 +647,10 @@ def fit_seed(
 ) -> SeedResult:
     """Train one seed, select the best validation epoch, and test it.
 
-    Files in ``seed_dir`` (written by the main process only): ``model.safetensors`` (best epoch),
-    ``state.pt`` (resumable state after the last completed epoch), ``history.csv``,
-    ``test_predictions.csv``, ``result.json`` and TensorBoard events.
+    Files in ``seed_dir`` (written by the main process only, see
+    :class:`~decalign.train.rundir.SeedFiles`): ``model.safetensors`` (best epoch), ``state.pt``
+    (resumable state after the last completed epoch), ``history.csv``, ``test_predictions.csv``
+    and TensorBoard events.
 
     ``epoch_callback(epoch, valid_metrics)`` runs after each epoch (sweeps use it for pruning;
     it may raise to stop the run).
@@ -515,136 +665,38 @@ def fit_seed(
         threads, why = cpu_threads(tc.num_threads)
         torch.set_num_threads(threads)
         log.info("seed %d: %d CPU thread%s (%s)", seed, threads, "" if threads == 1 else "s", why)
-    seed_everything(seed)
-    model = build_model(config, info).to(device)
-    # With modality dropout (or a modality the check leaves out) some batches leave parameters
-    # without gradients, which the probe (run on full batches) cannot see: data-parallel training
-    # must look for unused ones always.
-    probe = None if tc.modality_dropout > 0 or tc.modality_check else (
-        lambda m: _probe_loss(m, splits["train"], config, device))
-    train_model = ctx.wrap(model, gather_alignment=tc.gather_alignment, probe=probe)
-    ctx.seed_process(seed)  # after the identical initialisation: each process its own dropout masks
-    if tc.compile:
-        from decalign.model.compile import maybe_compile
-
-        train_model = maybe_compile(train_model, True)
-    optimizer = make_optimizer(model, config)
-    mode = metric_mode(tc.selection_metric)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer,
-        mode=metric_mode(tc.scheduler_metric_name),
-        factor=tc.scheduler_factor,
-        patience=tc.scheduler_patience,
-    )
-    stopper = EarlyStopping(mode=mode, patience=tc.early_stop_patience)
-    generator = torch.Generator().manual_seed(seed)
-    history: list[dict[str, Any]] = []
-    start_epoch = 1
-    elapsed = 0.0
-    best_state: dict[str, Tensor] | None = None
-    built_active: tuple[str, ...] = model.active
-    best_kept = built_active  # modalities the selected epoch's model uses
-    state_path = seed_dir / "state.pt"
-    best_path = seed_dir / "model.safetensors"
-    if resume and state_path.exists():
-        state = load_training_state(state_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        stopper.load_state_dict(state["early_stopping"])
-        history = list(state["history"])
-        start_epoch = int(state["epoch"]) + 1
-        elapsed = float(state["elapsed"])
-        if stopper.best_epoch:
-            best_state = load_weights(best_path)
-            best_kept = tuple(state.get("best_kept", best_kept))
-        model.active = tuple(state.get("active", model.active))
-        per_process = state.get("rng_per_process")
-        if per_process is not None and len(per_process) == ctx.world_size:
-            restore_rng(per_process[ctx.rank], generator)  # last: nothing may draw random numbers after it
-        else:  # same data order; a different number of processes cannot replay the dropout masks
-            restore_rng(state["rng"], generator)
-            ctx.seed_process(seed + start_epoch)
-        log.info("seed %d: resumed after epoch %d (best so far: epoch %d)", seed, start_epoch - 1, stopper.best_epoch)
+    files = SeedFiles(seed_dir)
+    run = build_training(config, info, splits["train"], seed, device, ctx)
+    if resume and files.state.exists():
+        resume_training(run, files, seed, ctx)
     bars = show_progress(quiet) if progress is None else (progress and not quiet and interactive())
-    show_keys = list(dict.fromkeys(k for columns in METRIC_FAMILIES.values() for k in columns))
-    epochs_run = start_epoch - 1
-    with _tensorboard(seed_dir / "tensorboard", tensorboard and ctx.is_main) as tb:
-        for epoch in range(start_epoch, tc.num_epochs + 1):
-            if stopper.should_stop:
+    epochs_run = run.start_epoch - 1
+    with _tensorboard(files.tensorboard, tensorboard and ctx.is_main) as tb:
+        handlers = [
+            lambda end: _record(run, end, seed),
+            lambda end: _save_epoch(run, end, seed, config, info, preprocess, files, ctx),
+            lambda end: _report_epoch(end, tb, tc.num_epochs, quiet, ctx, progress),
+            lambda end: ctx.barrier(),
+        ]
+        if epoch_callback is not None:
+            handlers.append(lambda end: epoch_callback(end.epoch, end.valid))
+        for epoch in range(run.start_epoch, tc.num_epochs + 1):
+            if run.stopper.should_stop:
                 break
             epochs_run = epoch
-            t0 = time.perf_counter()
-            train_stats = train_epoch(train_model, splits["train"], config, optimizer, generator, device, ctx,
-                                      metric_fn, bars, f"seed {seed} epoch {epoch}/{tc.num_epochs}")
-            valid = evaluate(train_model, splits["valid"], config, device, ctx, metric_fn).metrics
-            if tc.selection_metric not in valid:
-                raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
-                               f"dataset; choose one of {sorted(valid)}")
-            kept = model.active
-            if tc.modality_check:  # select (and schedule) on the model as it will be used
-                kept, valid = check_modalities(train_model, splits["valid"], config, device, ctx, metric_fn, valid)
-                if kept != model.active:  # left out for the rest of training too
-                    log.info("seed %d epoch %d: the modality check leaves out %s for good (validation %s %.4g)",
-                             seed, epoch, [m for m in model.active if m not in kept], tc.selection_metric,
-                             valid[tc.selection_metric])
-                    model.active = kept
-            scheduler.step(valid[tc.scheduler_metric_name])
-            improved = stopper.update(valid[tc.selection_metric], epoch)
-            if improved:
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-                best_kept = kept
-            seconds = time.perf_counter() - t0
-            elapsed += seconds
-            lr = optimizer.param_groups[0]["lr"]
-            for split, stats in (("train", train_stats), ("valid", valid)):
-                history.append({"seed": seed, "epoch": epoch, "split": split, "lr": lr, "time_s": seconds, **stats})
-            rng = ctx.gather_objects(capture_rng(generator))  # every process's streams, in rank order
-            if ctx.is_main:
-                if improved:
-                    save_checkpoint(best_path, model, _with_modalities(config, kept, built_active), info, preprocess,
-                                    {"seed": seed, "epoch": epoch})
-                save_training_state(state_path, {
-                    "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(),
-                    "rng": rng[0], "history": history, "elapsed": elapsed, "best_kept": list(best_kept),
-                    "active": list(model.active),
-                    **({"rng_per_process": rng} if len(rng) > 1 else {}),
-                })
-                write_history(seed_dir / "history.csv", history)
-                if tb is not None:
-                    for split, stats in (("train", train_stats), ("valid", valid)):
-                        for k, v in stats.items():
-                            tb.add_scalar(f"{split}/{k}", v, epoch)
-                    tb.add_scalar("lr", lr, epoch)
-                if not quiet:
-                    _log_epoch(epoch, tc.num_epochs, train_stats, valid, lr, seconds, show_keys, progress)
-            ctx.barrier()
-            if epoch_callback is not None:
-                epoch_callback(epoch, valid)
-        if best_state is None:
-            raise RuntimeError(f"seed {seed}: no epoch was completed (train.num_epochs={tc.num_epochs})")
-        model.load_state_dict(best_state)
-        left_out: list[str] | None = None
-        if tc.modality_check:  # test the selected epoch's model as the check left it
-            left_out = [m for m in built_active if m not in best_kept]
-            model.active = best_kept
-            if left_out:
-                log.info("seed %d: the modality check left out %s (validation)", seed, left_out)
-        test = evaluate(train_model, splits["test"], config, device, ctx, metric_fn)
-        valid_best = next(
-            (row for row in history if row["epoch"] == stopper.best_epoch and row["split"] == "valid"), {}
-        )
-        history.append({"seed": seed, "epoch": stopper.best_epoch, "split": "test",
-                        "lr": math.nan, "time_s": 0.0, **test.metrics})
+            end = run_epoch(run, epoch, config, splits, device, ctx, metric_fn, bars,
+                            f"seed {seed} epoch {epoch}/{tc.num_epochs}")
+            for handler in handlers:
+                handler(end)
+        test, valid_best, left_out = _test_best(run, config, splits["test"], device, ctx, metric_fn, seed)
         if ctx.is_main:
-            write_history(seed_dir / "history.csv", history)
-            _write_predictions(seed_dir / "test_predictions.csv", splits["test"], test.predictions, info)
+            write_history(files.history, run.history)
+            write_predictions(files.predictions, splits["test"].ids, splits["test"].labels.numpy(), test.predictions,
+                              info.class_names)
             if tb is not None:
                 for k, v in test.metrics.items():
-                    tb.add_scalar(f"test/{k}", v, stopper.best_epoch)
-    valid_metrics = {k: v for k, v in valid_best.items() if k not in ("seed", "epoch", "split", "lr", "time_s")}
-    return SeedResult(seed, stopper.best_epoch, epochs_run, valid_metrics, test.metrics, elapsed, history,
+                    tb.add_scalar(f"test/{k}", v, run.stopper.best_epoch)
+    return SeedResult(seed, run.stopper.best_epoch, epochs_run, valid_best, test.metrics, run.elapsed, run.history,
                       test.predictions, left_out)
 
 
@@ -656,7 +708,59 @@ def _with_modalities(config: RunConfig, kept: tuple[str, ...], built: tuple[str,
     return replace(config, model=replace(config.model, modalities=tuple(kept)))
 
 
-def _write_predictions(path: Path, data: SplitTensors, predictions: np.ndarray, info: ModelInfo) -> None:
-    from decalign.train.history import write_predictions
+def _record(run: SeedTraining, end: EpochEnd, seed: int) -> None:
+    """Handler: the epoch's train and valid rows into the history."""
+    for split, stats in (("train", end.train), ("valid", end.valid)):
+        run.history.append({"seed": seed, "epoch": end.epoch, "split": split, "lr": end.lr, "time_s": end.seconds,
+                            **stats})
 
-    write_predictions(path, data.ids, data.labels.numpy(), predictions, info.class_names)
+
+def _save_epoch(run: SeedTraining, end: EpochEnd, seed: int, config: RunConfig, info: ModelInfo,
+                preprocess: dict[str, dict[str, np.ndarray]] | None, files: SeedFiles, ctx: Context) -> None:
+    """Handler: the best checkpoint (when improved), ``state.pt`` and ``history.csv``."""
+    rng = ctx.gather_objects(capture_rng(run.generator))  # every process's streams, in rank order
+    if ctx.is_main:
+        if end.improved:
+            save_checkpoint(files.model, run.model, _with_modalities(config, end.kept, run.built_active), info,
+                            preprocess, {"seed": seed, "epoch": end.epoch})
+        save_training_state(files.state, run.state_dict(end.epoch, rng))
+        write_history(files.history, run.history)
+
+
+def _report_epoch(end: EpochEnd, tb: Any, num_epochs: int, quiet: bool, ctx: Context,
+                  progress: bool | None) -> None:
+    """Handler: TensorBoard scalars and the epoch's log line (main process)."""
+    if not ctx.is_main:
+        return
+    if tb is not None:
+        for split, stats in (("train", end.train), ("valid", end.valid)):
+            for k, v in stats.items():
+                tb.add_scalar(f"{split}/{k}", v, end.epoch)
+        tb.add_scalar("lr", end.lr, end.epoch)
+    if not quiet:
+        _log_epoch(end.epoch, num_epochs, end.train, end.valid, end.lr, end.seconds, _SHOWN_METRICS, progress)
+
+
+_SHOWN_METRICS = list(dict.fromkeys(k for columns in METRIC_FAMILIES.values() for k in columns))
+"""Validation metrics of the epoch log line (those a dataset has), in report-column order."""
+
+
+def _test_best(run: SeedTraining, config: RunConfig, test_split: SplitTensors, device: torch.device, ctx: Context,
+               metric_fn: MetricFn, seed: int) -> tuple[EvalResult, dict[str, float], list[str] | None]:
+    """Restore the best epoch's weights, test them, add the test row to the history; returns the
+    test result, the best epoch's validation metrics and, with ``train.modality_check``, the
+    modalities the check left out."""
+    if run.best_state is None:
+        raise RuntimeError(f"seed {seed}: no epoch was completed (train.num_epochs={config.train.num_epochs})")
+    run.model.load_state_dict(run.best_state)
+    left_out: list[str] | None = None
+    if config.train.modality_check:  # test the selected epoch's model as the check left it
+        left_out = [m for m in run.built_active if m not in run.best_kept]
+        run.model.active = run.best_kept
+        if left_out:
+            log.info("seed %d: the modality check left out %s (validation)", seed, left_out)
+    test = evaluate(run.train_model, test_split, config, device, ctx, metric_fn)
+    best = run.stopper.best_epoch
+    valid_best = next((row for row in run.history if row["epoch"] == best and row["split"] == "valid"), {})
+    run.history.append({"seed": seed, "epoch": best, "split": "test", "lr": math.nan, "time_s": 0.0, **test.metrics})
+    return test, {k: v for k, v in valid_best.items() if k not in LEADING_COLUMNS}, left_out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,14 @@ import numpy as np
 
 from decalign.train.atomic import write_text
 
-__all__ = ["read_history", "write_history", "write_predictions"]
+__all__ = ["LEADING_COLUMNS", "read_history", "write_history", "write_predictions"]
 
-_LEADING = ["seed", "epoch", "split", "lr", "time_s"]
+LEADING_COLUMNS: tuple[str, ...] = ("seed", "epoch", "split", "lr", "time_s")
+"""The columns that place a history row; the rest are loss terms and metrics."""
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    seen: dict[str, None] = dict.fromkeys(_LEADING)
+    seen: dict[str, None] = dict.fromkeys(LEADING_COLUMNS)
     for row in rows:
         seen.update(dict.fromkeys(row))
     return list(seen)
@@ -62,21 +64,34 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 
 def write_predictions(
-    path: Path, ids: np.ndarray, labels: np.ndarray, predictions: np.ndarray, class_names: Sequence[str] | None
+    path: str | os.PathLike[str],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    class_names: Sequence[str] | None,
+    splits: Sequence[str] | None = None,
 ) -> Path:
-    """``id,label,prediction`` (regression) or ``id,label,predicted,<p_class>...`` (classification)."""
+    """The one prediction file writer (a run's ``test_predictions.csv``, ``decalign predict``):
+    ``id,label,prediction`` (regression) or ``id,label,predicted,<p_class>...`` (classification:
+    softmax probabilities), preceded by a ``split`` column when ``splits`` names each row's."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    lead = ["split"] if splits is not None else []
+    where = list(splits) if splits is not None else None
+
+    def first(row: int) -> list[str]:
+        return [where[row]] if where is not None else []
+
     if predictions.ndim == 1:
-        writer.writerow(["id", "label", "prediction"])
-        for i, y, p in zip(ids, labels, predictions):
-            writer.writerow([str(i), float(y), float(p)])
+        writer.writerow([*lead, "id", "label", "prediction"])
+        for row, (i, y, p) in enumerate(zip(ids, labels, predictions)):
+            writer.writerow([*first(row), str(i), float(y), float(p)])
     else:
         names = list(class_names) if class_names is not None else [f"class_{c}" for c in range(predictions.shape[1])]
         z = predictions - predictions.max(1, keepdims=True)
         probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-        writer.writerow(["id", "label", "predicted", *[f"p_{n}" for n in names]])
-        for i, y, p in zip(ids, labels, probs):
-            writer.writerow([str(i), names[int(y)] if 0 <= int(y) < len(names) else int(y),
+        writer.writerow([*lead, "id", "label", "predicted", *[f"p_{n}" for n in names]])
+        for row, (i, y, p) in enumerate(zip(ids, labels, probs)):
+            writer.writerow([*first(row), str(i), names[int(y)] if 0 <= int(y) < len(names) else int(y),
                              names[int(p.argmax())], *[f"{float(v):.6f}" for v in p]])
     return write_text(path, buf.getvalue())
