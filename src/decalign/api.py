@@ -18,11 +18,11 @@ import numpy as np
 
 from decalign.config import (
     ConfigError,
-    DataConfig,
     RunConfig,
     apply_overrides,
 )
-from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
+from decalign.data import DataError, MultimodalDataset, describe_dataset
+from decalign.data.loading import load_data  # re-exported: the API's name for it
 from decalign.presets import PRESETS, custom_preset, get_preset
 
 __all__ = [
@@ -75,12 +75,6 @@ def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float]
     if style == "mmsa":
         return format_mmsa(rows, keys=keys)  # type: ignore[arg-type]
     return format_table(rows, keys=keys, style=style, std=std_kind, names=names)  # type: ignore[arg-type]
-
-
-def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
-    """Read a dataset for a run: standardisation is left to :func:`prepare`, which fits it on the
-    train split (or applies a checkpoint's statistics) and saves it with the model."""
-    return load_dataset(path, dataclasses.replace(data, standardize=None))
 
 
 def resolve_config(

@@ -225,7 +225,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from decalign.inference import drop_each_report, evaluate_report
+    from decalign.evaluation import drop_each_report, evaluate_report
 
     if args.drop_each:
         print(drop_each_report(args.run, args.checkpoint, args.data, args.split, args.device, args.json))

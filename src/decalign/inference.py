@@ -83,7 +83,7 @@ class Predictor:
     def __init__(self, model: Any, config: Any, info: Any,
                  preprocess: Mapping[str, Mapping[str, np.ndarray]] | None = None, device: str = "cpu") -> None:
         from decalign.data.preprocess import FeatureStats
-        from decalign.train.engine import resolve_device
+        from decalign.train.devices import resolve_device
 
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
@@ -301,7 +301,7 @@ def load_samples(data: str | os.PathLike[str] | None, config: Any) -> Any:
     (:mod:`decalign.data.samples`). ``None``: the built-in dataset of ``config``."""
     import dataclasses
 
-    from decalign.api import load_data
+    from decalign.data.loading import load_data
     from decalign.data.samples import read_samples, samples_from_dataset
 
     if data is None:
@@ -331,10 +331,7 @@ def predict_to_csv(
     """Write one row per sample of ``data``: ``split, id, [label,] prediction`` (regression) or
     ``split, id, [label,] predicted, p_<class>...`` (classification). ``splits`` default: ``test``
     of a full dataset, every set of a file of samples. Returns the written path."""
-    import csv
-    import io
-
-    from decalign.train.atomic import write_text
+    from decalign.train.history import write_predictions
 
     predictor = Predictor.from_checkpoint(checkpoint, device)
     samples = load_samples(data, predictor.config)
@@ -348,37 +345,24 @@ def predict_to_csv(
     if unknown:
         raise DataError(f"{samples.source}: no split {unknown[0]!r}; it has {list(samples.sets)}")
     labelled = all(samples.sets[s].labels is not None for s in splits)
-    names = predictor.class_names
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    label_col = ["label"] if labelled else []
-    if names is None:
-        writer.writerow(["split", "id", *label_col, "prediction"])
-    else:
-        writer.writerow(["split", "id", *label_col, "predicted", *[f"p_{c}" for c in names]])
+    ids, labels, outputs, where = [], [], [], []
     for split in splits:
         sset = samples.sets[split]
-        where = f"{samples.source}, split {split!r}"
+        where_split = f"{samples.source}, split {split!r}"
         absent = [m for m in predictor.modalities if m not in sset.features and m not in drop]
         if absent:
-            warnings.warn(f"{where} has no {absent} features: predicted without them, the model's rule for a "
-                          "missing modality", stacklevel=2)
+            warnings.warn(f"{where_split} has no {absent} features: predicted without them, the model's rule "
+                          "for a missing modality", stacklevel=2)
         try:
             out = predictor.predict_split(sset, drop=drop)
         except DataError as err:
-            raise DataError(f"{where}: {err}") from None
-        for i in range(len(sset)):
-            label: list[Any] = []
-            if labelled:
-                y = sset.labels[i]  # type: ignore[index]
-                label = [names[int(y)] if names is not None and 0 <= int(y) < len(names) else float(y)]
-            if names is None:
-                writer.writerow([split, str(sset.ids[i]), *label, float(out.values[i])])
-            else:
-                probs = out.probabilities[i]  # type: ignore[index]
-                writer.writerow([split, str(sset.ids[i]), *label, names[int(out.values[i])],
-                                 *[f"{float(v):.6f}" for v in probs]])
-    return write_text(out_csv, buf.getvalue())
+            raise DataError(f"{where_split}: {err}") from None
+        ids.append(np.asarray([str(i) for i in sset.ids], dtype=object))
+        labels.append(np.asarray(sset.labels) if labelled else np.zeros(0))
+        outputs.append(out.values if out.logits is None else out.logits)
+        where += [split] * len(sset)
+    return write_predictions(out_csv, np.concatenate(ids), np.concatenate(labels) if labelled else None,
+                             np.concatenate(outputs), predictor.class_names, splits=where)
 
 
 SPLITS_FULL = ("train", "valid", "test")
@@ -429,94 +413,6 @@ def unlabelled_error(data: Any, err: Exception) -> Exception:
                      f"scores the sets {list(samples.sets)} of this file and writes their labels beside)")
 
 
-def drop_each(
-    checkpoints: Sequence[str | os.PathLike[str]],
-    data: str | os.PathLike[str] | None,
-    split: str = "test",
-    device: str = "auto",
-) -> dict[str, Any]:
-    """The robustness table: metrics with every modality, then with each one left out.
-
-    Returns ``{"split", "modalities", "rows": {row: {"seeds": {name: metrics}, "mean", "std"}}}``
-    with rows ``all`` and ``w/o <modality>``; each checkpoint is one seed (a run's
-    ``seed_<s>/model.safetensors``). The data is read once.
-    """
-    import dataclasses
-    from pathlib import Path
-
-    from decalign.api import evaluate_checkpoint, load_data
-    from decalign.reporting import aggregate
-    from decalign.train.checkpoint import load_checkpoint
-
-    first = load_checkpoint(checkpoints[0])
-    if data is None and first.config.data.dataset != "synthetic":
-        raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
-    data_cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
-    try:
-        dataset = load_data(data, data_cfg)
-    except DataError as err:
-        raise unlabelled_error(data, err) from None
-    modalities = [m for m in first.info.modalities if m in getattr(first.model, "active", first.info.modalities)]
-    variants: dict[str, tuple[str, ...]] = {"all": ()}
-    if len(modalities) > 1:
-        variants.update({f"w/o {m}": (m,) for m in modalities})
-    rows: dict[str, Any] = {}
-    for row, drop in variants.items():
-        seeds = {Path(c).parent.name if len(checkpoints) > 1 else Path(c).name:
-                 evaluate_checkpoint(c, data, split, dataset=dataset, device=device, drop=drop) for c in checkpoints}
-        agg = aggregate(list(seeds.values()))
-        rows[row] = {"dropped": list(drop), "seeds": seeds, "mean": agg["mean"], "std": agg["std"]}
-    return {"split": split, "modalities": modalities, "kind": dataset.kind, "task": dataset.task, "rows": rows}
-
-
-def drop_each_table(result: Mapping[str, Any], style: str = "text") -> str:
-    """:func:`drop_each`'s rows as a table of the dataset's report columns (``mean ± std``)."""
-    from decalign.bench import table_keys
-    from decalign.reporting import format_table
-
-    rows = result["rows"]
-    keys = table_keys(result["kind"], result["task"], next(iter(rows.values()))["mean"])
-    return format_table({name: {"mean": r["mean"], "std": r["std"]} for name, r in rows.items()}, keys=keys,
-                        style=style, row_header=f"{result['split']} split")  # type: ignore[arg-type]
-
-
-def drop_each_report(
-    run: str | os.PathLike[str] | None,
-    checkpoint: str | os.PathLike[str] | None,
-    data: str | os.PathLike[str] | None,
-    split: str = "test",
-    device: str = "auto",
-    json_path: str | os.PathLike[str] | None = None,
-) -> str:
-    """``decalign eval --drop-each``: :func:`drop_each` over a run's seeds (or one checkpoint),
-    written to ``json_path`` and, for a run, to ``<run>/drop_each_<split>.json`` and ``.md``.
-    Returns the text table."""
-    from pathlib import Path
-
-    from decalign.train.atomic import write_json, write_text
-
-    if run is not None:
-        checkpoints: list[Any] = sorted(Path(run).glob("seed_*/model.safetensors"))
-        if not checkpoints:
-            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
-    else:
-        checkpoints = [checkpoint]
-    result = drop_each(checkpoints, data, split, device)
-    text = drop_each_table(result)
-    if json_path is not None:
-        write_json(json_path, result)
-    if run is not None:
-        seeds = len(checkpoints)
-        md = (f"# Missing modalities at test time ({split} split)\n\n"
-              f"Each row leaves the named modality out of every {split} sample; the model treats it as "
-              f"inactive (its slots of the fused representation are zeros, no other modality attends to it). "
-              f"Mean ± sample std over {seeds} seed{'s' if seeds > 1 else ''}.\n\n"
-              f"{drop_each_table(result, style='markdown')}\n")
-        write_json(Path(run) / f"drop_each_{split}.json", result)
-        write_text(Path(run) / f"drop_each_{split}.md", md)
-    return text
-
-
 def class_report(predictions: np.ndarray, labels: np.ndarray, info: Any) -> dict[str, Any]:
     """Confusion matrix and per-class precision/recall/F1 for a classification model's outputs
     (:func:`decalign.metrics.classification_report` with the model's class names)."""
@@ -541,106 +437,3 @@ def format_class_report(report: Mapping[str, Any]) -> str:
         lines.append(name.ljust(width) + f"{100 * r['precision']:11.2f}{100 * r['recall']:9.2f}{100 * r['f1']:9.2f}"
                      f"{r['support']:9d}")
     return "\n".join(lines)
-
-
-def evaluate_report(
-    run: str | os.PathLike[str] | None,
-    checkpoint: str | os.PathLike[str] | None,
-    data: str | os.PathLike[str] | None,
-    split: str = "test",
-    device: str = "auto",
-    drop: Sequence[str] = (),
-    json_path: str | os.PathLike[str] | None = None,
-    figure: str | os.PathLike[str] | None = None,
-    *,
-    std: str = "sample",
-    style: str = "text",
-    names: str = "ours",
-) -> str:
-    """``decalign eval``: metrics of a run's seeds (mean ± std) or of one checkpoint, the paper's
-    numbers beside them on its benchmarks, and for classification the confusion matrix and
-    per-class scores (pooled over a run's seeds). Writes ``json_path`` and ``figure`` (a confusion
-    matrix, or predictions against labels with the residuals) when given. Returns the text.
-
-    ``std``: ``sample`` or ``population`` standard deviation over seeds (named in the header);
-    ``style``: ``text``, ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); ``names``:
-    ``ours`` or ``mmsa`` metric names (see :func:`decalign.api.metrics_table`)."""
-    from pathlib import Path
-
-    from decalign.api import evaluate_checkpoint_outputs, load_data, metrics_table
-    from decalign.metrics import report_from_confusion
-    from decalign.reporting import aggregate
-    from decalign.train.atomic import write_json
-
-    if run is not None:
-        checkpoints: list[Any] = sorted(Path(run).glob("seed_*/model.safetensors"))
-        if not checkpoints:
-            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
-    else:
-        checkpoints = [checkpoint]
-    dataset = None
-    if len(checkpoints) > 1:  # read the data once for every seed
-        import dataclasses
-
-        from decalign.train.checkpoint import load_checkpoint
-
-        first = load_checkpoint(checkpoints[0])
-        if data is None and first.config.data.dataset != "synthetic":
-            raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
-        cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
-        try:
-            dataset = load_data(data, cfg)
-        except DataError as err:
-            raise unlabelled_error(data, err) from None
-    per_seed: dict[str, dict[str, float]] = {}
-    predictions, labels, reports = [], [], []
-    info = None
-    for c in checkpoints:
-        ckpt, result, y = evaluate_checkpoint_outputs(c, data, split, dataset, device, drop)
-        info = ckpt.info
-        per_seed[Path(c).parent.name if run is not None else split] = result.metrics
-        predictions.append(result.predictions)
-        labels.append(y)
-        if info.task == "classification":
-            reports.append(class_report(result.predictions, y, info))
-    title = f"{split}" + (f" ({len(per_seed)} seeds)" if run is not None else "") + (
-        f" without {', '.join(drop)}" if drop else "")
-    if run is not None:
-        agg = aggregate(list(per_seed.values()), std=std)
-        mean, spread = agg["mean"], agg["std"]
-        payload: dict[str, Any] = {"split": split, "seeds": per_seed, "mean": mean, "std": spread, "std_kind": std}
-    else:
-        mean, spread = next(iter(per_seed.values())), None
-        payload = {"split": split, "metrics": mean}
-    if drop:
-        payload["dropped"] = list(drop)
-    text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
-                         kind=info.kind if info else None, std_kind=std, names=names)
-    if spread is None:  # one checkpoint: plain values, no "± 0"
-        from decalign.losses import LOG_KEYS
-        from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
-
-        rows: dict[str, Any] = {title: dict(mean)}
-        paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")
-        if paper:
-            rows[f"paper ({info.kind}, DecAlign)"] = dict(paper)  # type: ignore[union-attr]
-        keys = [k for k in mean if k not in LOG_KEYS]
-        text = format_mmsa(rows, keys=keys) if style == "mmsa" else format_table(rows, keys=keys, style=style,
-                                                                                  names=names)
-    if reports:
-        total = np.sum([np.asarray(r["confusion"]) for r in reports], axis=0)
-        report = report_from_confusion(total, reports[0]["class_names"])
-        payload["report"] = {"seeds_pooled": len(reports), **report}
-        text += "\n\n" + format_class_report(report)
-    if json_path is not None:
-        write_json(json_path, payload)
-    if figure is not None:
-        from decalign import plots
-
-        name = Path(run).name if run is not None else Path(str(checkpoint)).parent.name
-        fig_title = f"{name}, {title}" + (" (seeds pooled)" if len(checkpoints) > 1 else "")
-        if reports:
-            plots.plot_confusion(payload["report"], figure, fig_title)
-        else:
-            plots.plot_regression(np.concatenate(predictions), np.concatenate(labels), figure, fig_title)
-    return text

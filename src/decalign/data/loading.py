@@ -30,7 +30,7 @@ from decalign.data.safe_pickle import load_pickle
 from decalign.data.synthetic import make_synthetic
 from decalign.data.types import SPLITS, DataError, MultimodalDataset
 
-__all__ = ["convert", "describe_dataset", "load_dataset"]
+__all__ = ["convert", "describe_dataset", "load_data", "load_dataset"]
 
 
 def load_dataset(
@@ -73,6 +73,13 @@ def load_dataset(
     check_values(ds)  # before standardisation: 1e30 would poison the fitted statistics
     ds, _ = standardize(ds, config.standardize, in_place=True)
     return ds
+
+
+def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
+    """Read a dataset for a run, evaluation or prediction: standardisation is left to
+    :func:`decalign.api.prepare`, which fits it on the train split (or applies a checkpoint's
+    statistics) and saves it with the model."""
+    return load_dataset(path, dataclasses.replace(data, standardize=None))
 
 
 def _read(path: Path, kind: str | None, config: DataConfig) -> MultimodalDataset:

@@ -38,6 +38,7 @@ from decalign.train.checkpoint import (
     save_checkpoint,
     save_training_state,
 )
+from decalign.train.devices import resolve_device  # re-exported: its former home
 from decalign.train.distributed import Context
 from decalign.train.history import LEADING_COLUMNS, write_history, write_predictions
 from decalign.train.rundir import SeedFiles
@@ -65,21 +66,6 @@ __all__ = [
 log = logging.getLogger("decalign")
 
 MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then Apple MPS, then the CPU; an unavailable device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device=cuda but CUDA is not available on this machine (use auto or cpu)")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
-        raise RuntimeError("train.device=mps but Apple MPS is not available on this machine (use auto or cpu)")
-    return torch.device(name)
 
 
 def show_progress(quiet: bool) -> bool:

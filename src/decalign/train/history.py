@@ -66,32 +66,45 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def write_predictions(
     path: str | os.PathLike[str],
     ids: np.ndarray,
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     predictions: np.ndarray,
     class_names: Sequence[str] | None,
     splits: Sequence[str] | None = None,
 ) -> Path:
     """The one prediction file writer (a run's ``test_predictions.csv``, ``decalign predict``):
-    ``id,label,prediction`` (regression) or ``id,label,predicted,<p_class>...`` (classification:
-    softmax probabilities), preceded by a ``split`` column when ``splits`` names each row's."""
+    ``id,label,prediction`` (regression outputs ``[N]``) or ``id,label,predicted,<p_class>...``
+    (classification logits ``[N, C]``: the arg-max class and the softmax probabilities), preceded
+    by a ``split`` column when ``splits`` names each row's, without ``label`` when ``labels`` is
+    ``None`` (unlabelled data)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     lead = ["split"] if splits is not None else []
+    label_col = ["label"] if labels is not None else []
     where = list(splits) if splits is not None else None
-
-    def first(row: int) -> list[str]:
-        return [where[row]] if where is not None else []
-
-    if predictions.ndim == 1:
-        writer.writerow([*lead, "id", "label", "prediction"])
-        for row, (i, y, p) in enumerate(zip(ids, labels, predictions)):
-            writer.writerow([*first(row), str(i), float(y), float(p)])
-    else:
+    classification = predictions.ndim == 2
+    names = None
+    if classification:
         names = list(class_names) if class_names is not None else [f"class_{c}" for c in range(predictions.shape[1])]
+
+    def head(row: int) -> list[Any]:
+        cells: list[Any] = [where[row]] if where is not None else []
+        cells.append(str(ids[row]))
+        if labels is not None:
+            y = labels[row]
+            if names is None:
+                cells.append(float(y))
+            else:
+                cells.append(names[int(y)] if 0 <= int(y) < len(names) else int(y))
+        return cells
+
+    if names is None:
+        writer.writerow([*lead, "id", *label_col, "prediction"])
+        for row, p in enumerate(predictions):
+            writer.writerow([*head(row), float(p)])
+    else:
         z = predictions - predictions.max(1, keepdims=True)
         probs = np.exp(z) / np.exp(z).sum(1, keepdims=True)
-        writer.writerow([*lead, "id", "label", "predicted", *[f"p_{n}" for n in names]])
-        for row, (i, y, p) in enumerate(zip(ids, labels, probs)):
-            writer.writerow([*first(row), str(i), names[int(y)] if 0 <= int(y) < len(names) else int(y),
-                             names[int(p.argmax())], *[f"{float(v):.6f}" for v in p]])
+        writer.writerow([*lead, "id", *label_col, "predicted", *[f"p_{n}" for n in names]])
+        for row, (logit, p) in enumerate(zip(predictions, probs)):
+            writer.writerow([*head(row), names[int(logit.argmax())], *[f"{float(v):.6f}" for v in p]])
     return write_text(path, buf.getvalue())
