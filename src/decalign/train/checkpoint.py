@@ -54,8 +54,17 @@ class LoadedCheckpoint:
     preprocess: dict[str, dict[str, np.ndarray]]
     """Standardisation statistics per modality (``lo``, ``hi``, ``mean``, ``std``), or empty."""
     metadata: dict[str, str]
-    # For raw features use decalign.inference.Predictor.from_checkpoint (the model with its
-    # preprocessing): inference sits above this module, so the checkpoint does not build one.
+
+    def predictor(self, device: str = "cpu") -> Any:
+        """A :class:`decalign.inference.Predictor`: this model with its preprocessing, for raw
+        features (``ckpt.model`` alone skips the run's standardisation).
+
+        A convenience kept for the documented ``load_checkpoint(path).predictor()``; inference
+        sits above this module, so the import happens only when called (the one upward import
+        the layering test allows, ``tests/test_layering.py``)."""
+        from decalign.inference import Predictor
+
+        return Predictor(self.model, self.config, self.info, self.preprocess, device)
 
 
 def save_checkpoint(
