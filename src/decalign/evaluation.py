@@ -33,21 +33,12 @@ def drop_each(
     with rows ``all`` and ``w/o <modality>``; each checkpoint is one seed (a run's
     ``seed_<s>/model.safetensors``). The data is read once.
     """
-    import dataclasses
     from pathlib import Path
 
-    from decalign.api import evaluate_checkpoint, load_data
+    from decalign.api import evaluate_checkpoint
     from decalign.reporting import aggregate
-    from decalign.train.checkpoint import load_checkpoint
 
-    first = load_checkpoint(checkpoints[0])
-    if data is None and first.config.data.dataset != "synthetic":
-        raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
-    data_cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
-    try:
-        dataset = load_data(data, data_cfg)
-    except DataError as err:
-        raise unlabelled_error(data, err) from None
+    first, dataset = _data_of_first(checkpoints[0], data)
     modalities = [m for m in first.info.modalities if m in getattr(first.model, "active", first.info.modalities)]
     variants: dict[str, tuple[str, ...]] = {"all": ()}
     if len(modalities) > 1:
@@ -134,7 +125,7 @@ def evaluate_report(
     ``ours`` or ``mmsa`` metric names (see :func:`decalign.api.metrics_table`)."""
     from pathlib import Path
 
-    from decalign.api import evaluate_checkpoint_outputs, load_data, metrics_table
+    from decalign.api import evaluate_checkpoint_outputs, metrics_table
     from decalign.metrics import report_from_confusion
     from decalign.reporting import aggregate
     from decalign.train.atomic import write_json
@@ -148,18 +139,7 @@ def evaluate_report(
         checkpoints = [checkpoint]
     dataset = None
     if len(checkpoints) > 1:  # read the data once for every seed
-        import dataclasses
-
-        from decalign.train.checkpoint import load_checkpoint
-
-        first = load_checkpoint(checkpoints[0])
-        if data is None and first.config.data.dataset != "synthetic":
-            raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
-        cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
-        try:
-            dataset = load_data(data, cfg)
-        except DataError as err:
-            raise unlabelled_error(data, err) from None
+        dataset = _data_of_first(checkpoints[0], data)[1]
     per_seed: dict[str, dict[str, float]] = {}
     predictions, labels, reports = [], [], []
     info = None
@@ -212,3 +192,21 @@ def evaluate_report(
         else:
             plots.plot_regression(np.concatenate(predictions), np.concatenate(labels), figure, fig_title)
     return text
+
+
+def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
+    """The first checkpoint and the data it is evaluated on, read once for every seed of a run:
+    the built-in dataset when the checkpoint was trained on it and no file is named."""
+    import dataclasses
+
+    from decalign.api import load_data
+    from decalign.train.checkpoint import load_checkpoint
+
+    first = load_checkpoint(checkpoint)
+    if data is None and first.config.data.dataset != "synthetic":
+        raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
+    cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
+    try:
+        return first, load_data(data, cfg)
+    except DataError as err:
+        raise unlabelled_error(data, err) from None
