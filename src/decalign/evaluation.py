@@ -77,14 +77,8 @@ def drop_each_report(
     from pathlib import Path
 
     from decalign.train.atomic import write_json, write_text
-    from decalign.train.rundir import RunDir
 
-    if run is not None:
-        checkpoints: list[Any] = RunDir(run).checkpoints()
-        if not checkpoints:
-            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
-    else:
-        checkpoints = [checkpoint]
+    checkpoints = _checkpoints_of(run, checkpoint)
     result = drop_each(checkpoints, data, split, device)
     text = drop_each_table(result)
     if json_path is not None:
@@ -129,14 +123,8 @@ def evaluate_report(
     from decalign.metrics import report_from_confusion
     from decalign.reporting import aggregate
     from decalign.train.atomic import write_json
-    from decalign.train.rundir import RunDir
 
-    if run is not None:
-        checkpoints: list[Any] = RunDir(run).checkpoints()
-        if not checkpoints:
-            raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
-    else:
-        checkpoints = [checkpoint]
+    checkpoints = _checkpoints_of(run, checkpoint)
     dataset = None
     if len(checkpoints) > 1:  # read the data once for every seed
         dataset = _data_of_first(checkpoints[0], data)[1]
@@ -210,3 +198,16 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
         return first, load_data(data, cfg)
     except DataError as err:
         raise unlabelled_error(data, err) from None
+
+
+def _checkpoints_of(run: Any, checkpoint: Any) -> list[Any]:
+    """A run's seed checkpoints (through its :class:`~decalign.train.rundir.RunDir`), or the one
+    checkpoint named."""
+    from decalign.train.rundir import RunDir
+
+    if run is None:
+        return [checkpoint]
+    checkpoints: list[Any] = RunDir(run).checkpoints()
+    if not checkpoints:
+        raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
+    return checkpoints
