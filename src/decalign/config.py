@@ -178,6 +178,11 @@ class ModelConfig:
     """Active modalities (ablations: unimodal, bimodal). ``None``: all modalities of the data."""
     decoupling_loss: bool = True
     """Ablation switch for the decoupling (orthogonality) loss."""
+    padding_mask: bool = False
+    """Ignore zero padding (off: released). With the data's true lengths, attention keys at padded
+    steps are masked and every time-mean (fused sequences, common features, the unique features
+    of the prototypes) runs over valid steps only; without it a short utterance in a long padded
+    sequence is mostly padding (docs/method.md §6.1)."""
     fusion: FusionConfig = Field(default_factory=FusionConfig)
     heterogeneity: HeterogeneityConfig = Field(default_factory=HeterogeneityConfig)
     homogeneity: HomogeneityConfig = Field(default_factory=HomogeneityConfig)

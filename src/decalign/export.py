@@ -80,6 +80,11 @@ def PredictionGraph(predictor: Any) -> Any:
 
         raise UsageError("export: models with the fine-tuned BERT text encoder (model.text_encoder.kind=bert) "
                          "cannot be exported yet; export a model trained on precomputed text features")
+    if getattr(getattr(predictor.model, "config", None), "padding_mask", False):
+        from decalign.errors import UsageError
+
+        raise UsageError("export: a model trained with model.padding_mask=true needs each sample's true lengths, "
+                         "which the exported graph does not take yet; use the Predictor (decalign predict)")
     import copy
 
     model = copy.deepcopy(predictor.model).to("cpu").eval().requires_grad_(False)

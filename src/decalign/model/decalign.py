@@ -32,6 +32,7 @@ from decalign.model.decoupling import Decoupler, decoupling_loss
 from decalign.model.heads import PredictionHead
 from decalign.model.heterogeneity import PrototypeTransport
 from decalign.model.homogeneity import DistributionMatching
+from decalign.model.kernels import masked_mean
 from decalign.model.transformer import CrossModalTransformer
 
 __all__ = ["LOSS_KEYS", "TERM_KEYS", "DecAlign", "DecAlignOutput"]
@@ -107,17 +108,19 @@ class DecAlign(MultimodalModel):
         Args:
             features: modality name -> ``[B, T_m, D_m]`` float tensor (for the BERT text encoder,
                 ``text`` is the ``[B, 3, T]`` token tensor). Modalities may be left out.
-            lengths: optional modality name -> ``[B]`` true lengths; used only by the
-                masked-pooling option (released behaviour pools over padding too).
+            lengths: optional modality name -> ``[B]`` true lengths; used only by the options
+                ``model.padding_mask`` and ``heterogeneity.masked_pooling`` (released behaviour
+                pools over padding too).
         """
         index, projected = self.project(self.projection, features)
         names = [self.modalities[i] for i in index]
-        unique_seq, unique_pooled, common_pooled, common_seq = self._decouple(projected, index)
+        masks = self._masks(projected, names, lengths)
+        unique_seq, unique_pooled, common_pooled, common_seq = self._decouple(projected, index, masks)
         if isinstance(unique_seq, Tensor):
             dec = decoupling_loss(unique_seq, common_seq)  # type: ignore[arg-type]
         else:
             dec = torch.stack([decoupling_loss(u, c) for u, c in zip(unique_seq, common_seq)]).mean()
-        if self.config.heterogeneity.masked_pooling and lengths is not None:
+        if self.config.heterogeneity.masked_pooling and lengths is not None and masks is None:
             unique_pooled = self._masked_pool(unique_seq, names, lengths)
         align_unique, align_common = unique_pooled, common_pooled  # [M', B, d]
         if self.feature_gather is not None and self.training:
@@ -128,7 +131,7 @@ class DecAlign(MultimodalModel):
         all_active = len(index) == len(self.modalities) and len(index) >= 2
         hetero, homo, plan, terms = self._alignment(align_unique, align_common, index, all_active)
         terms = {"decoupling": dec, **terms}
-        representation, prediction = self._fuse(unique_seq, common_pooled, index)
+        representation, prediction = self._fuse(unique_seq, common_pooled, index, masks)
         common_all, unique_all = self.scatter(common_pooled, index), self.scatter(unique_pooled, index)
         return DecAlignOutput(
             prediction=prediction,
@@ -147,31 +150,60 @@ class DecAlign(MultimodalModel):
         prediction, which reads only the fused unique sequences and the pooled common features;
         they are batch statistics with data-dependent loops that neither ``torch.export`` nor
         ONNX can capture. This path is what the predictor and the exported graphs run.
-        ``lengths`` is accepted for the common signature and not used (the released model pools
-        over padding).
+        ``lengths`` is used only with ``model.padding_mask`` (the released model pools over
+        padding).
         """
         index, projected = self.project(self.projection, features)
-        unique_seq, _, common_pooled, _ = self._decouple(projected, index)
-        return self._fuse(unique_seq, common_pooled, index)[1]
+        masks = self._masks(projected, [self.modalities[i] for i in index], lengths)
+        unique_seq, _, common_pooled, _ = self._decouple(projected, index, masks)
+        return self._fuse(unique_seq, common_pooled, index, masks)[1]
+
+    def _masks(
+        self, projected: list[Tensor], names: list[str], lengths: Mapping[str, Tensor] | None
+    ) -> list[Tensor] | None:
+        """With ``model.padding_mask`` and lengths: per active modality a boolean ``[B, T'_m]``,
+        True at the projected sequence's real steps (a modality without lengths is all real).
+        ``None`` otherwise (released behaviour)."""
+        if not self.config.padding_mask or lengths is None:
+            return None
+        masks = []
+        for m, p in zip(names, projected):
+            batch, steps = p.shape[0], p.shape[1]
+            if m not in lengths:
+                masks.append(torch.ones(batch, steps, dtype=torch.bool, device=p.device))
+                continue
+            valid = self.projection.output_lengths(m, lengths[m].to(p.device)).clamp(1, steps)
+            masks.append(torch.arange(steps, device=p.device)[None, :] < valid[:, None])
+        return masks
 
     def _decouple(
-        self, projected: list[Tensor], index: list[int]
+        self, projected: list[Tensor], index: list[int], masks: list[Tensor] | None = None
     ) -> tuple[Tensor | list[Tensor], Tensor, Tensor, Tensor | list[Tensor]]:
         """Unique sequences (stacked ``[M', B, T, d]`` when the lengths agree, else a list),
-        time-pooled unique and common features ``[M', B, d]``, and the common sequences."""
+        time-pooled unique and common features ``[M', B, d]`` (over the real steps when
+        ``masks`` are given), and the common sequences."""
         if len({p.shape[1] for p in projected}) == 1:
             unique, common = self.decoupler(torch.stack(projected), index)
-            return unique, unique.mean(2), common.mean(2), common
+            if masks is None:
+                return unique, unique.mean(2), common.mean(2), common
+            stacked = torch.stack(masks)
+            return unique, masked_mean(unique, stacked, 2), masked_mean(common, stacked, 2), common
         pairs = [self.decoupler.one(p, i) for p, i in zip(projected, index)]
         unique_list, common_list = [u for u, _ in pairs], [c for _, c in pairs]
-        unique_pooled = torch.stack([u.mean(1) for u in unique_list])
-        return unique_list, unique_pooled, torch.stack([c.mean(1) for c in common_list]), common_list
+
+        def pool(seqs: list[Tensor]) -> Tensor:
+            if masks is None:
+                return torch.stack([s.mean(1) for s in seqs])
+            return torch.stack([masked_mean(s, mk, 1) for s, mk in zip(seqs, masks)])
+
+        return unique_list, pool(unique_list), pool(common_list), common_list
 
     def _fuse(
-        self, unique_seq: Tensor | list[Tensor], common_pooled: Tensor, index: list[int]
+        self, unique_seq: Tensor | list[Tensor], common_pooled: Tensor, index: list[int],
+        masks: list[Tensor] | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Cross-modal fusion and the head: the representation ``[B, 2 M d]`` and the prediction."""
-        fused = self.fusion(unique_seq, index)  # [M', B, d]
+        fused = self.fusion(unique_seq, index, masks)  # [M', B, d]
         scattered = [self.scatter(fused, index), self.scatter(common_pooled, index)]
         representation = self.concat(torch.cat(scattered, dim=0))
         return representation, self.head(representation)

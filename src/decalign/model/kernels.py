@@ -40,6 +40,7 @@ __all__ = [
     "dropout_add",
     "dropout_mask",
     "fast_kernels",
+    "masked_mean",
     "set_fast_kernels",
 ]
 
@@ -212,7 +213,7 @@ def _softmax_(scores: Tensor) -> Tensor:
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 0.0, causal: bool = False,
-              groups: int = 1) -> Tensor:
+              groups: int = 1, key_mask: Tensor | None = None) -> Tensor:
     """Scaled dot-product attention, ``F.scaled_dot_product_attention``'s maths and layout.
 
     Args:
@@ -222,6 +223,10 @@ def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 
             group of ``N / groups`` consecutive heads (one group per modality).
         causal: mask keys after the query's position (self-attention only).
         groups: number of groups that a list ``dropout_p`` refers to.
+        key_mask: optional boolean ``[q.shape[0], Tk]`` (e.g. ``[B, Tk]``, shared by the heads),
+            True where a key may be attended to (padding masks). Every query must keep at least one key. It
+            runs ``scaled_dot_product_attention`` with a boolean mask (the small-head kernel
+            has no mask).
 
     Returns:
         ``[..., T, e]``, equal to ``F.scaled_dot_product_attention`` with the same dropout
@@ -231,6 +236,8 @@ def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 
     n = q[..., 0, 0].numel()
     if len(probs) != groups or n % groups:
         raise ValueError(f"{len(probs)} dropout values for {groups} groups of {n} heads")
+    if key_mask is not None:
+        return _sdpa_grouped(q, k, v, probs, causal, _full_mask(key_mask, q, causal))
     if not _use_custom(q) or q.shape[-1] > SMALL_HEAD_DIM or any(p >= 1.0 for p in probs):
         return _sdpa_grouped(q, k, v, probs, causal)
     needs_grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
@@ -244,15 +251,40 @@ def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float | list[float] = 
     return _SmallHeadAttention.apply(q, k, v, q.shape[-1] ** -0.5, chunks, causal)
 
 
-def _sdpa_grouped(q: Tensor, k: Tensor, v: Tensor, probs: list[float], causal: bool) -> Tensor:
-    """``scaled_dot_product_attention``, one call per run of equal dropout probabilities."""
+def _full_mask(key_mask: Tensor, q: Tensor, causal: bool) -> Tensor:
+    """``[N0, Tk]`` key mask -> a boolean mask broadcastable to the scores ``[..., T, Tk]``, with
+    the causal triangle folded in (SDPA takes either ``is_causal`` or a mask, not both)."""
+    t_q, t_k = q.shape[-2], key_mask.shape[-1]
+    mask = key_mask.reshape(q.shape[0], *([1] * (q.dim() - 2)), t_k).bool()
+    if causal:
+        mask = mask & torch.ones(t_q, t_k, dtype=torch.bool, device=mask.device).tril()
+    return mask
+
+
+def _sdpa_grouped(q: Tensor, k: Tensor, v: Tensor, probs: list[float], causal: bool,
+                  mask: Tensor | None = None) -> Tensor:
+    """``scaled_dot_product_attention``, one call per run of equal dropout probabilities (with a
+    boolean ``mask``, causality is already in it)."""
+    is_causal = causal and mask is None
     if len(set(probs)) == 1:
-        return F.scaled_dot_product_attention(q, k, v, dropout_p=probs[0], is_causal=causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=probs[0], is_causal=is_causal)
     per = q.shape[0] // len(probs)  # groups split the first dimension
     return torch.cat([
         F.scaled_dot_product_attention(
             q[g * per : (g + 1) * per], k[g * per : (g + 1) * per], v[g * per : (g + 1) * per],
-            dropout_p=p, is_causal=causal,
+            attn_mask=None if mask is None else mask[g * per : (g + 1) * per],
+            dropout_p=p, is_causal=is_causal,
         )
         for g, p in enumerate(probs)
     ])
+
+
+def masked_mean(x: Tensor, mask: Tensor, dim: int) -> Tensor:
+    r"""Mean of ``x`` over dimension ``dim`` where ``mask`` is True:
+    :math:`\bar x = \sum_t m_t x_t / \max(1, \sum_t m_t)`.
+
+    ``mask`` has ``x``'s shape without its last (feature) dimension; a row with no True entry
+    gives zeros rather than NaN.
+    """
+    w = mask.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(dim) / w.sum(dim).clamp_min(1.0)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from decalign.config import FusionConfig
-from decalign.model.kernels import attention, dropout, dropout_add
+from decalign.model.kernels import attention, dropout, dropout_add, masked_mean
 from decalign.model.stacked import StackedLayerNorm, StackedLinear, select
 
 __all__ = ["CrossModalLayer", "CrossModalTransformer"]
@@ -89,9 +89,11 @@ class CrossModalLayer(nn.Module):
         relu_dropout: float,
         res_dropout: float,
         causal: bool,
+        key_mask: Tensor | None = None,
     ) -> Tensor:
         """``x`` ``[M', B, T, d]``; ``keys``/``values`` ``[M', B, Tc, d]`` (cross-modal) or ``None``
-        (self-attention on ``x``); ``attn_dropout`` per selected modality."""
+        (self-attention on ``x``); ``attn_dropout`` per selected modality; ``key_mask`` optional
+        boolean ``[M', B, Tc]`` (True: a real step)."""
         n_mod, batch, steps, d = x.shape
         flat = x.reshape(n_mod, batch * steps, d)
         q, k, v = self._project_qkv(flat, keys, values, index)
@@ -99,6 +101,7 @@ class CrossModalLayer(nn.Module):
         attn = attention(
             self._heads(q, batch), self._heads(k, batch), self._heads(v, batch),
             dropout_p=probs, causal=causal and keys is None, groups=n_mod,
+            key_mask=None if key_mask is None else key_mask.reshape(n_mod * batch, -1),
         )
         h = self.attn_out(self._merge(attn, n_mod, batch), index)
         flat = self.attn_norm(dropout_add(flat, h, res_dropout, self.training), index)
@@ -120,7 +123,11 @@ class CrossModalTransformer(nn.Module):
             CrossModalLayer(len(modalities), d_model, config.num_heads) for _ in range(config.num_layers)
         )
 
-    def _run(self, x: Tensor, context: Tensor | None, index: list[int]) -> Tensor:
+    def _run(self, x: Tensor, context: Tensor | None, index: list[int], query_mask: Tensor | None = None,
+             key_mask: Tensor | None = None) -> Tensor:
+        """``x`` ``[M', B, T, d]`` through the layers, then the time-mean (over the steps where
+        ``query_mask`` ``[M', B, T]`` is True, when given); ``key_mask`` masks the context's
+        keys ``[M', B, Tc]``, or ``x``'s own steps in self-attention."""
         cfg = self.config
         scale = math.sqrt(self.d_model)
         x = dropout(x, cfg.embed_dropout, self.training, scale=scale)
@@ -133,10 +140,11 @@ class CrossModalTransformer(nn.Module):
                 keys = values = context * scale
         drops = [self.attn_dropout[i] for i in index]
         for layer in self.layers:
-            x = layer(x, keys, values, index, drops, cfg.relu_dropout, cfg.res_dropout, cfg.attn_mask)
-        return x.mean(2)
+            x = layer(x, keys, values, index, drops, cfg.relu_dropout, cfg.res_dropout, cfg.attn_mask, key_mask)
+        return x.mean(2) if query_mask is None else masked_mean(x, query_mask, dim=2)
 
-    def forward(self, unique: Tensor | Sequence[Tensor], index: list[int]) -> Tensor:
+    def forward(self, unique: Tensor | Sequence[Tensor], index: list[int],
+                masks: Sequence[Tensor] | None = None) -> Tensor:
         """Fuse the unique sequences of the active modalities ``index`` (positions in
         ``self.modalities``).
 
@@ -144,6 +152,9 @@ class CrossModalTransformer(nn.Module):
             unique: stacked ``[M', B, T, d]`` when all lengths agree, else a sequence of M'
                 tensors ``[B, T_m, d]``.
             index: the active modalities, in the order of ``unique``.
+            masks: optional boolean ``[B, T_m]`` per active modality, True at real steps
+                (``model.padding_mask``): padded keys are not attended to and the time-mean
+                runs over real steps. ``None``: released behaviour, padding included.
 
         Returns:
             ``[M', B, d]`` fused vectors.
@@ -157,11 +168,21 @@ class CrossModalTransformer(nn.Module):
                                       device=unique.device)
                 _, batch, steps, d = unique.shape
                 context = unique[others].permute(0, 2, 1, 3, 4).reshape(n_active, batch, (n_active - 1) * steps, d)
-            return self._run(unique, context, index)
+            if masks is None:
+                return self._run(unique, context, index)
+            query_mask = torch.stack(list(masks))  # [M', B, T]
+            key_mask = query_mask
+            if cross:
+                key_mask = query_mask[others].permute(0, 2, 1, 3).reshape(n_active, batch, (n_active - 1) * steps)
+            return self._run(unique, context, index, query_mask, key_mask)
         fused = []
         for i, m in enumerate(index):
-            context = None
+            context = key_mask = query_mask = None
             if cross:
                 context = torch.cat([unique[j] for j in range(n_active) if j != i], dim=1)[None]
-            fused.append(self._run(unique[i][None], context, [m])[0])
+            if masks is not None:
+                query_mask = key_mask = masks[i][None]
+                if cross:
+                    key_mask = torch.cat([masks[j] for j in range(n_active) if j != i], dim=1)[None]
+            fused.append(self._run(unique[i][None], context, [m], query_mask, key_mask)[0])
         return torch.stack(fused)
