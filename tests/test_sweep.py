@@ -167,3 +167,46 @@ def test_two_workers_share_one_sqlite_study(tmp_path: Path, capsys: pytest.Captu
     assert not (out / "importance.png").exists()
     assert main(["sweep", "--report", "--out", str(out), "--study", "tiny", "--importance-min-trials", "3"]) == 0
     assert (out / "importance.png").stat().st_size > 0
+
+
+class _RecordingTrial:
+    """The two methods of an Optuna trial that the pruning reporter calls."""
+
+    def __init__(self, prune_at: int | None = None) -> None:
+        self.reports: list[tuple[int, float]] = []
+        self.prune_at = prune_at
+
+    def report(self, value: float, step: int) -> None:
+        self.reports.append((step, value))
+
+    def should_prune(self) -> bool:
+        return self.prune_at is not None and self.reports[-1][0] >= self.prune_at
+
+
+@pytest.mark.parametrize("minimize", [True, False])
+def test_pruning_reporter_reports_each_seeds_best_so_far_on_distinct_steps(minimize: bool) -> None:
+    """A noisy curve is reported as its running best (what the trial's result is compared on),
+    restarted for each seed, on steps ``seed_index * num_epochs + epoch``."""
+    from decalign.sweep import _PruningReporter
+
+    sign = 1.0 if minimize else -1.0
+    trial = _RecordingTrial()
+    reporter = _PruningReporter(trial, "loss", num_epochs=10, minimize=minimize)
+    for epoch, value in enumerate([3.0, 1.0, 2.0, float("nan"), 0.5], start=1):
+        reporter(epoch, {"loss": sign * value})
+    for epoch, value in enumerate([4.0, 2.0, 5.0], start=1):
+        reporter(epoch, {"loss": sign * value})
+    want = [(1, 3.0), (2, 1.0), (3, 1.0), (5, 0.5), (11, 4.0), (12, 2.0), (13, 2.0)]
+    assert trial.reports == [(step, sign * v) for step, v in want]
+
+
+def test_pruning_reporter_raises_trial_pruned_and_warmup_is_half_the_epochs() -> None:
+    import optuna
+
+    from decalign.sweep import _PruningReporter, pruning_warmup
+
+    reporter = _PruningReporter(_RecordingTrial(prune_at=2), "loss", num_epochs=4)
+    reporter(1, {"loss": 1.0})
+    with pytest.raises(optuna.TrialPruned, match="after epoch 2"):
+        reporter(2, {"loss": 0.9})
+    assert [pruning_warmup(n) for n in (1, 3, 10, 18)] == [2, 2, 5, 9]

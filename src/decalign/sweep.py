@@ -59,6 +59,7 @@ __all__ = [
     "load_space",
     "open_storage",
     "open_study",
+    "pruning_warmup",
     "run",
 ]
 
@@ -320,27 +321,42 @@ def _objective_value(run_dir: Path, metric: str) -> float:
     return sum(values) / len(values)
 
 
+def pruning_warmup(num_epochs: int) -> int:
+    """Steps before the median pruner may stop a trial: half the first seed's epochs (at least
+    2). Early validation scores say little about the selected epoch's (the learning rate is still
+    warming up, the modality check has not decided), so pruning on them discards good trials."""
+    return max(2, num_epochs // 2)
+
+
 class _PruningReporter:
     """``epoch_callback`` that reports the validation metric to Optuna and prunes.
 
     Steps are ``seed_index * num_epochs + epoch`` so that several seeds of one trial report on
     distinct steps and every trial reports the same epoch of the same seed on the same step.
+    The value reported is the seed's best so far, which is what the trial's result (the metric at
+    the selected epoch) will be compared on. Reporting each epoch's raw value instead gives a
+    noisy curve a chance to fall below the median at every step: on real data (mosi-dev, 10
+    epochs x 2 seeds) that pruned 23 of the 23 trials after the first five.
     """
 
-    def __init__(self, trial: Any, metric: str, num_epochs: int) -> None:
-        self.trial, self.metric, self.num_epochs = trial, metric, num_epochs
+    def __init__(self, trial: Any, metric: str, num_epochs: int, minimize: bool = True) -> None:
+        self.trial, self.metric, self.num_epochs, self.minimize = trial, metric, num_epochs, minimize
         self.seed_index, self.last_epoch = 0, 0
+        self.best: float | None = None
 
     def __call__(self, epoch: int, valid: dict[str, float]) -> None:
         import optuna
 
         if epoch <= self.last_epoch:
             self.seed_index += 1
+            self.best = None
         self.last_epoch = epoch
         value = float(valid[self.metric])
         if not math.isfinite(value):
             return
-        self.trial.report(value, self.seed_index * self.num_epochs + epoch)
+        if self.best is None or (value < self.best if self.minimize else value > self.best):
+            self.best = value
+        self.trial.report(self.best, self.seed_index * self.num_epochs + epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.metric} = {value:.4g})")
 
@@ -360,6 +376,7 @@ def _torchrun_command(args: argparse.Namespace, run_dir: Path, overrides: list[s
 def _make_objective(args: argparse.Namespace, out: Path, dataset: Any, fixed: list[str],
                     space: list[ParamSpec], metric: str, num_epochs: int) -> Callable[[Any], float]:
     from decalign.api import resolve_config, train
+    from decalign.metrics import metric_mode
 
     def objective(trial: Any) -> float:
         params = {spec.name: spec.suggest(trial) for spec in space}
@@ -378,8 +395,9 @@ def _make_objective(args: argparse.Namespace, out: Path, dataset: Any, fixed: li
                 raise RuntimeError(f"trial {trial.number}: torchrun exited with status {rc}; see {log_path}")
         else:
             config = resolve_config(dataset, args.preset, overrides, path=args.data)
-            train(config, dataset, run_dir, quiet=True, tensorboard=not args.no_tensorboard,
-                  epoch_callback=None if args.pruner == "none" else _PruningReporter(trial, metric, num_epochs))
+            reporter = None if args.pruner == "none" else _PruningReporter(
+                trial, metric, num_epochs, minimize=metric_mode(metric) == "min")
+            train(config, dataset, run_dir, quiet=True, tensorboard=not args.no_tensorboard, epoch_callback=reporter)
         value = _objective_value(run_dir, metric)
         log.info("trial %d: %s = %.6g  (%s)", trial.number, metric, value, run_dir)
         return value
@@ -419,8 +437,9 @@ def run_worker(args: argparse.Namespace) -> int:
         log.warning("--set %s is searched by the space; the trial's values win", ", ".join(clash))
     metric = config.train.selection_metric
     direction = "minimize" if metric_mode(metric) == "min" else "maximize"
+    warmup = pruning_warmup(config.train.num_epochs)
     pruner = (optuna.pruners.NopPruner() if args.pruner == "none"
-              else optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2))
+              else optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup))
     sampler = optuna.samplers.TPESampler(seed=args.sampler_seed)
     storage_url = args.storage or default_storage(out)
     study = open_study(storage_url, args.study, direction, sampler=sampler, pruner=pruner,
@@ -502,6 +521,9 @@ def report(args: argparse.Namespace) -> int:
         except (RuntimeError, ValueError) as err:  # e.g. no parameter varied
             print(f"importance: not computed ({err})")
             return 0
+    ax.set_title("", loc="left")  # optuna's own title, which ours would overlap
+    if ax.get_legend() is not None:  # one series ("Objective Value"): the legend says nothing
+        ax.get_legend().remove()
     ax.set_title(f"Hyper-parameter importance (fANOVA) from {len(complete)} completed trials", fontsize=10)
     ax.figure.set_size_inches(6.8, max(2.0, 0.35 * len(complete[0].params) + 1.2))
     out.mkdir(parents=True, exist_ok=True)
