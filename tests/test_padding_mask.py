@@ -130,3 +130,19 @@ def test_export_refuses_a_padding_mask_model() -> None:
 
     with pytest.raises(UsageError, match="padding_mask"):
         PredictionGraph(SimpleNamespace(model=_model(True)))
+
+
+def test_heterogeneity_masked_pooling_pools_the_prototypes_features_over_real_steps() -> None:
+    """``heterogeneity.masked_pooling`` alone: the unique features the prototypes see are the
+    real-step means (equal to those of ``padding_mask``, same weights), so more zero padding
+    does not change them, while the released mean shrinks with it."""
+    feats, lens = _batch({"text": 10, "audio": 10, "vision": 10})
+    longer = {m: torch.cat([x, torch.zeros(4, 5, x.shape[2])], 1) for m, x in feats.items()}
+    torch.manual_seed(0)
+    cfg = ModelConfig(heterogeneity={"masked_pooling": True}, fusion={"num_layers": 2})  # type: ignore[arg-type]
+    pooled = DecAlign(cfg, DIMS).eval()
+    released = _model(False)
+    with torch.no_grad():
+        torch.testing.assert_close(pooled(longer, lens).unique, pooled(feats, lens).unique)
+        torch.testing.assert_close(pooled(feats, lens).unique, _model(True)(feats, lens).unique)
+        assert (released(longer, lens).unique - released(feats, lens).unique).abs().max() > 1e-3

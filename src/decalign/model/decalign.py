@@ -114,14 +114,14 @@ class DecAlign(MultimodalModel):
         """
         index, projected = self.project(self.projection, features)
         names = [self.modalities[i] for i in index]
-        masks = self._masks(projected, names, lengths)
+        masks = self._masks(projected, names, lengths) if self.config.padding_mask else None
         unique_seq, unique_pooled, common_pooled, common_seq = self._decouple(projected, index, masks)
         if isinstance(unique_seq, Tensor):
             dec = decoupling_loss(unique_seq, common_seq)  # type: ignore[arg-type]
         else:
             dec = torch.stack([decoupling_loss(u, c) for u, c in zip(unique_seq, common_seq)]).mean()
-        if self.config.heterogeneity.masked_pooling and lengths is not None and masks is None:
-            unique_pooled = self._masked_pool(unique_seq, names, lengths)
+        if self.config.heterogeneity.masked_pooling and masks is None and lengths is not None:
+            unique_pooled = _pool(list(unique_seq), self._masks(projected, names, lengths))
         align_unique, align_common = unique_pooled, common_pooled  # [M', B, d]
         if self.feature_gather is not None and self.training:
             align_unique = self.feature_gather(unique_pooled, 1)  # [M', B_global, d]
@@ -154,17 +154,18 @@ class DecAlign(MultimodalModel):
         padding).
         """
         index, projected = self.project(self.projection, features)
-        masks = self._masks(projected, [self.modalities[i] for i in index], lengths)
+        names = [self.modalities[i] for i in index]
+        masks = self._masks(projected, names, lengths) if self.config.padding_mask else None
         unique_seq, _, common_pooled, _ = self._decouple(projected, index, masks)
         return self._fuse(unique_seq, common_pooled, index, masks)[1]
 
     def _masks(
         self, projected: list[Tensor], names: list[str], lengths: Mapping[str, Tensor] | None
     ) -> list[Tensor] | None:
-        """With ``model.padding_mask`` and lengths: per active modality a boolean ``[B, T'_m]``,
-        True at the projected sequence's real steps (a modality without lengths is all real).
-        ``None`` otherwise (released behaviour)."""
-        if not self.config.padding_mask or lengths is None:
+        """Per active modality a boolean ``[B, T'_m]``, True at the projected sequence's real steps
+        (the true length minus the steps the projection removes, at least 1; a modality without
+        lengths is all real). ``None`` without lengths."""
+        if lengths is None:
             return None
         masks = []
         for m, p in zip(names, projected):
@@ -190,13 +191,7 @@ class DecAlign(MultimodalModel):
             return unique, masked_mean(unique, stacked, 2), masked_mean(common, stacked, 2), common
         pairs = [self.decoupler.one(p, i) for p, i in zip(projected, index)]
         unique_list, common_list = [u for u, _ in pairs], [c for _, c in pairs]
-
-        def pool(seqs: list[Tensor]) -> Tensor:
-            if masks is None:
-                return torch.stack([s.mean(1) for s in seqs])
-            return torch.stack([masked_mean(s, mk, 1) for s, mk in zip(seqs, masks)])
-
-        return unique_list, pool(unique_list), pool(common_list), common_list
+        return unique_list, _pool(unique_list, masks), _pool(common_list, masks), common_list
 
     def _fuse(
         self, unique_seq: Tensor | list[Tensor], common_pooled: Tensor, index: list[int],
@@ -233,18 +228,10 @@ class DecAlign(MultimodalModel):
                 terms["moments"], terms["mmd"] = hout.moments, hout.mmd
         return hetero, homo, plan, terms
 
-    def _masked_pool(
-        self, unique_seq: Tensor | list[Tensor], names: list[str], lengths: Mapping[str, Tensor]
-    ) -> Tensor:
-        """Mean over the valid steps of each unique sequence (option ``masked_pooling``)."""
-        pooled = []
-        for i, m in enumerate(names):
-            seq = unique_seq[i]
-            steps = seq.shape[1]
-            if m not in lengths:
-                pooled.append(seq.mean(1))
-                continue
-            valid = self.projection.output_lengths(m, lengths[m].to(seq.device)).clamp(1, steps)
-            mask = (torch.arange(steps, device=seq.device)[None, :] < valid[:, None]).to(seq.dtype)
-            pooled.append((seq * mask[..., None]).sum(1) / valid[:, None].to(seq.dtype))
-        return torch.stack(pooled)
+
+def _pool(seqs: list[Tensor], masks: list[Tensor] | None) -> Tensor:
+    """Time-means ``[M', B, d]`` of per-modality sequences ``[B, T_m, d]``, over the real steps
+    when ``masks`` are given."""
+    if masks is None:
+        return torch.stack([s.mean(1) for s in seqs])
+    return torch.stack([masked_mean(s, mk, 1) for s, mk in zip(seqs, masks)])
