@@ -258,6 +258,11 @@ class TrainConfig:
     active ones) out of the batch, so the model also learns to predict without each modality:
     the left-out modality is inactive exactly as a missing one (zeros in its slots, no
     alignment losses for that batch). 0: off (released)."""
+    ema_decay: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    """Exponential moving average of the trainable weights with this decay per optimizer step
+    (ramped up over the first steps): validation, model selection, the saved checkpoint and the
+    test use the averaged weights, training the raw ones (docs/method.md §10). It averages over
+    about ``1 / (1 - ema_decay)`` steps. 0: off (released)."""
     modality_check: bool = False
     """At every validation, also evaluate the model with each active modality left out in turn;
     a modality whose absence improves the selection metric by more than 2 % is left out for the

@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from decalign.data.detect import METRIC_FAMILIES
 from decalign.losses import LOG_KEYS, MODEL_LOSSES, objective, task_loss
 from decalign.metrics import metric_mode
 from decalign.model.factory import ModelInfo, build_model
+from decalign.train.averaging import WeightAverage
 from decalign.train.batches import SplitTensors, batch_indices
 from decalign.train.checkpoint import (
     load_training_state,
@@ -234,6 +235,7 @@ def train_epoch(
     metric_fn: MetricFn,
     progress: bool,
     description: str = "train",
+    average: WeightAverage | None = None,
 ) -> dict[str, float]:
     """One pass over the shuffled training split; returns mean loss terms and the metrics of the
     training predictions (made with dropout on, as they were trained).
@@ -241,7 +243,9 @@ def train_epoch(
     With ``train.grad_accumulation = a`` the gradients of ``a`` consecutive batches, each weighted
     by its share of their samples, are summed before one optimizer step: for per-sample losses
     that is the gradient of one batch ``a`` times as large. DecAlign's alignment losses are batch
-    statistics (GMM, OT, moments, MMD, contrastive) and are still computed per batch."""
+    statistics (GMM, OT, moments, MMD, contrastive) and are still computed per batch.
+
+    ``average`` (``train.ema_decay``) is updated after every optimizer step."""
     model.train()
     tc = config.train
     batches = batch_indices(len(data), tc.batch_size, shuffle=True, generator=generator)
@@ -288,6 +292,8 @@ def train_epoch(
             if tc.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)
             optimizer_step(optimizer)
+            if average is not None:
+                average.update()
         seen += n
         totals += torch.stack([terms[k] for k in LOG_KEYS]).to(totals.dtype) * n
         if n:
@@ -494,6 +500,13 @@ class SeedTraining:
     """The modalities the model was built with (``train.modality_check`` may leave some out)."""
     best_kept: tuple[str, ...] = ()
     """The modalities the best epoch's model uses."""
+    average: WeightAverage | None = None
+    """``train.ema_decay``: the averaged weights, which are validated, selected and saved."""
+
+    def evaluated_weights(self) -> AbstractContextManager[None]:
+        """Inside the block ``model`` holds the weights that are validated and saved: the
+        average with ``train.ema_decay``, else its own."""
+        return self.average.applied() if self.average is not None else nullcontext()
 
     def state_dict(self, epoch: int, rng: list[Any]) -> dict[str, Any]:
         return {
@@ -501,6 +514,7 @@ class SeedTraining:
             "scheduler": self.scheduler.state_dict(), "early_stopping": self.stopper.state_dict(),
             "rng": rng[0], "history": self.history, "elapsed": self.elapsed, "best_kept": list(self.best_kept),
             "active": list(self.model.active),
+            **({"weight_average": self.average.state_dict()} if self.average is not None else {}),
             **({"rng_per_process": rng} if len(rng) > 1 else {}),
         }
 
@@ -547,8 +561,9 @@ def build_training(
         patience=tc.scheduler_patience,
     )
     stopper = EarlyStopping(mode=metric_mode(tc.selection_metric), patience=tc.early_stop_patience)
+    average = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
     return SeedTraining(model, train_model, optimizer, scheduler, stopper, torch.Generator().manual_seed(seed),
-                        built_active=model.active, best_kept=model.active)
+                        built_active=model.active, best_kept=model.active, average=average)
 
 
 def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context) -> None:
@@ -559,6 +574,10 @@ def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.stopper.load_state_dict(state["early_stopping"])
+    if run.average is not None:
+        if "weight_average" not in state:
+            raise ValueError(f"{files.state}: saved without train.ema_decay, so it cannot be resumed with it")
+        run.average.load_state_dict(state["weight_average"])
     run.history = list(state["history"])
     run.start_epoch = int(state["epoch"]) + 1
     run.elapsed = float(state["elapsed"])
@@ -592,23 +611,25 @@ def run_epoch(
     tc = config.train
     t0 = time.perf_counter()
     train_stats = train_epoch(run.train_model, splits["train"], config, run.optimizer, run.generator, device, ctx,
-                              metric_fn, progress, description)
-    valid = evaluate(run.train_model, splits["valid"], config, device, ctx, metric_fn).metrics
-    if tc.selection_metric not in valid:
-        raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
-                       f"dataset; choose one of {sorted(valid)}")
-    kept = run.model.active
-    if tc.modality_check:  # select (and schedule) on the model as it will be used
-        kept, valid = check_modalities(run.train_model, splits["valid"], config, device, ctx, metric_fn, valid)
-        if kept != run.model.active:  # left out for the rest of training too
-            log.info("%s: the modality check leaves out %s for good (validation %s %.4g)", description,
-                     [m for m in run.model.active if m not in kept], tc.selection_metric, valid[tc.selection_metric])
-            run.model.active = kept
-    run.scheduler.step(valid[tc.scheduler_metric_name])
-    improved = run.stopper.update(valid[tc.selection_metric], epoch)
-    if improved:
-        run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
-        run.best_kept = kept
+                              metric_fn, progress, description, run.average)
+    with run.evaluated_weights():
+        valid = evaluate(run.train_model, splits["valid"], config, device, ctx, metric_fn).metrics
+        if tc.selection_metric not in valid:
+            raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
+                           f"dataset; choose one of {sorted(valid)}")
+        kept = run.model.active
+        if tc.modality_check:  # select (and schedule) on the model as it will be used
+            kept, valid = check_modalities(run.train_model, splits["valid"], config, device, ctx, metric_fn, valid)
+            if kept != run.model.active:  # left out for the rest of training too
+                log.info("%s: the modality check leaves out %s for good (validation %s %.4g)", description,
+                         [m for m in run.model.active if m not in kept], tc.selection_metric,
+                         valid[tc.selection_metric])
+                run.model.active = kept
+        run.scheduler.step(valid[tc.scheduler_metric_name])
+        improved = run.stopper.update(valid[tc.selection_metric], epoch)
+        if improved:
+            run.best_state = {k: v.detach().to("cpu", copy=True) for k, v in run.model.state_dict().items()}
+            run.best_kept = kept
     seconds = time.perf_counter() - t0
     run.elapsed += seconds
     lr = run.optimizer.param_groups[0]["lr"]
@@ -707,8 +728,9 @@ def _save_epoch(run: SeedTraining, end: EpochEnd, seed: int, config: RunConfig, 
     rng = ctx.gather_objects(capture_rng(run.generator))  # every process's streams, in rank order
     if ctx.is_main:
         if end.improved:
-            save_checkpoint(files.model, run.model, _with_modalities(config, end.kept, run.built_active), info,
-                            preprocess, {"seed": seed, "epoch": end.epoch})
+            with run.evaluated_weights():
+                save_checkpoint(files.model, run.model, _with_modalities(config, end.kept, run.built_active), info,
+                                preprocess, {"seed": seed, "epoch": end.epoch})
         save_training_state(files.state, run.state_dict(end.epoch, rng))
         write_history(files.history, run.history)
 
