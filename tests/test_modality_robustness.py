@@ -95,6 +95,8 @@ def test_modality_check_leaves_the_misleading_modality_out(tmp_path: Path) -> No
     result = train(config, data, tmp_path / "run", quiet=True, tensorboard=False)
     seed = json.loads((tmp_path / "run" / "seed_1" / "result.json").read_text())
     assert seed["modalities_left_out"] == ["vision"]
+    # left out at a validation no later than the selected epoch's (whose model is without it)
+    assert list(seed["left_out_epochs"]) == ["vision"] and 1 <= seed["left_out_epochs"]["vision"] <= seed["best_epoch"]
     # the saved model is the checked one: it ignores vision and reproduces the run's test metrics
     again = evaluate_checkpoint(tmp_path / "run" / "seed_1" / "model.safetensors", dataset=_data(misleading=True))
     assert again["mae"] == pytest.approx(result.mean["mae"], rel=1e-5)

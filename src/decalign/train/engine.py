@@ -157,12 +157,15 @@ class SeedResult:
     """``[N]`` outputs or ``[N, C]`` logits of the selected model on the test split (not in JSON)."""
     modalities_left_out: list[str] | None = None
     """With ``train.modality_check``: the modalities the check left out (possibly none)."""
+    left_out_epochs: dict[str, int] = field(default_factory=dict)
+    """The epoch after whose validation the check left out each of ``modalities_left_out``."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
                "valid": self.valid, "test": self.test, "time_s": self.time_s}
         if self.modalities_left_out is not None:
             out["modalities_left_out"] = self.modalities_left_out
+            out["left_out_epochs"] = self.left_out_epochs
         return out
 
 
@@ -502,6 +505,8 @@ class SeedTraining:
     """The modalities the best epoch's model uses."""
     average: WeightAverage | None = None
     """``train.ema_decay``: the averaged weights, which are validated, selected and saved."""
+    left_out_epochs: dict[str, int] = field(default_factory=dict)
+    """``train.modality_check``: the epoch at which each modality was left out for good."""
 
     def evaluated_weights(self) -> AbstractContextManager[None]:
         """Inside the block ``model`` holds the weights that are validated and saved: the
@@ -513,7 +518,7 @@ class SeedTraining:
             "epoch": epoch, "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "early_stopping": self.stopper.state_dict(),
             "rng": rng[0], "history": self.history, "elapsed": self.elapsed, "best_kept": list(self.best_kept),
-            "active": list(self.model.active),
+            "active": list(self.model.active), "left_out_epochs": dict(self.left_out_epochs),
             **({"weight_average": self.average.state_dict()} if self.average is not None else {}),
             **({"rng_per_process": rng} if len(rng) > 1 else {}),
         }
@@ -585,6 +590,7 @@ def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context
         run.best_state = load_weights(files.model)
         run.best_kept = tuple(state.get("best_kept", run.best_kept))
     run.model.active = tuple(state.get("active", run.model.active))
+    run.left_out_epochs = {str(m): int(e) for m, e in state.get("left_out_epochs", {}).items()}
     per_process = state.get("rng_per_process")
     if per_process is not None and len(per_process) == ctx.world_size:
         restore_rng(per_process[ctx.rank], run.generator)  # last: nothing may draw random numbers after it
@@ -624,6 +630,7 @@ def run_epoch(
                 log.info("%s: the modality check leaves out %s for good (validation %s %.4g)", description,
                          [m for m in run.model.active if m not in kept], tc.selection_metric,
                          valid[tc.selection_metric])
+                run.left_out_epochs.update({m: epoch for m in run.model.active if m not in kept})
                 run.model.active = kept
         run.scheduler.step(valid[tc.scheduler_metric_name])
         improved = run.stopper.update(valid[tc.selection_metric], epoch)
@@ -696,6 +703,7 @@ def fit_seed(
             for handler in handlers:
                 handler(end)
         test, valid_best, left_out = _test_best(run, config, splits["test"], device, ctx, metric_fn, seed)
+        left_out_epochs = {m: run.left_out_epochs[m] for m in left_out or () if m in run.left_out_epochs}
         if ctx.is_main:
             write_history(files.history, run.history)
             write_predictions(files.predictions, splits["test"].ids, splits["test"].labels.numpy(), test.predictions,
@@ -704,7 +712,7 @@ def fit_seed(
                 for k, v in test.metrics.items():
                     tb.add_scalar(f"test/{k}", v, run.stopper.best_epoch)
     return SeedResult(seed, run.stopper.best_epoch, epochs_run, valid_best, test.metrics, run.elapsed, run.history,
-                      test.predictions, left_out)
+                      test.predictions, left_out, left_out_epochs)
 
 
 def _with_modalities(config: RunConfig, kept: tuple[str, ...], built: tuple[str, ...]) -> RunConfig:
