@@ -1,0 +1,86 @@
+"""Compare training procedures on the validation split alone, without the selection's optimism.
+
+A run selects its epoch on the validation split, so the selected epoch's validation metric is the
+best of several noisy values and flatters a procedure whose validation curve is noisy (raw
+weights at a high learning rate) over one whose curve is smooth (``train.ema_decay``). This
+script splits the validation split of an MMSA-layout pickle **by video** into two halves of
+about equal size and writes two files with the same train split: in ``<stem>_a.pkl`` half A is
+the validation split and half B the test split, in ``<stem>_b.pkl`` the other way round. The
+original test split is left out of both, so choosing with them never reads it. A run on each
+file selects on one half and is measured on the other: the mean of the two "test" results is an
+honest estimate of how the procedure does on videos it did not select on::
+
+    python benchmarks/valid_halves.py mosi_dev.pkl halves      # halves_a.pkl, halves_b.pkl
+    decalign train --data halves_a.pkl --dataset mosi ...; decalign train --data halves_b.pkl ...
+
+The video of a clip is its id up to the last ``$_$`` (CMU-MOSI, MOSEI) or ``_`` (CH-SIMS style).
+"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["halves", "main", "video_of"]
+
+
+def video_of(clip_id: str) -> str:
+    """The video a clip id belongs to."""
+    for sep in ("$_$", "_"):
+        if sep in clip_id:
+            return clip_id.rsplit(sep, 1)[0]
+    return clip_id
+
+
+def halves(split: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks of halves A and B of ``split`` by video: videos largest first, each to the
+    half with fewer clips so far (ties to A), so the halves differ by at most one video's clips."""
+    videos = np.array([video_of(str(i)) for i in split["id"]])
+    names, counts = np.unique(videos, return_counts=True)
+    if len(names) < 2:
+        raise ValueError(f"the validation split has {len(names)} video(s); two halves need at least 2")
+    in_a: set[str] = set()
+    size_a = size_b = 0
+    for k in sorted(range(len(names)), key=lambda k: (-counts[k], names[k])):
+        if size_a <= size_b:
+            in_a.add(str(names[k]))
+            size_a += int(counts[k])
+        else:
+            size_b += int(counts[k])
+    mask = np.array([v in in_a for v in videos])
+    return mask, ~mask
+
+
+def _subset(split: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
+    n = len(mask)
+    return {k: (v[mask] if isinstance(v, np.ndarray) and v.shape[:1] == (n,) else v) for k, v in split.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", type=Path, help="an MMSA-layout pickle (e.g. mosi_dev.pkl)")
+    ap.add_argument("stem", type=Path, help="output path without suffix: writes STEM_a.pkl and STEM_b.pkl")
+    args = ap.parse_args(argv)
+    from decalign.data.safe_pickle import load_pickle
+
+    data = load_pickle(args.input)
+    a, b = halves(data["valid"])
+    for name, (select, measure) in {"a": (a, b), "b": (b, a)}.items():
+        out = args.stem.parent / f"{args.stem.name}_{name}.pkl"
+        if out.resolve() == args.input.resolve():
+            ap.error("the output would overwrite the input")
+        split = {"train": data["train"], "valid": _subset(data["valid"], select),
+                 "test": _subset(data["valid"], measure)}
+        with open(out, "wb") as f:
+            pickle.dump(split, f, protocol=4)
+        videos = sorted({video_of(str(i)) for i in split["valid"]["id"]})
+        print(f"wrote {out}: valid {int(select.sum())} clips of {len(videos)} videos, "
+              f"test {int(measure.sum())} clips (the other half of the original valid)")
+
+
+if __name__ == "__main__":
+    main()
