@@ -22,7 +22,7 @@ __all__ = ["main", "run_row"]
 KEYS = ("mae", "corr", "acc2_non0", "f1_non0", "acc7")
 
 
-def run_row(directories: list[Path], split: str) -> dict[str, Any]:
+def run_row(directories: list[Path], split: str, keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
     """Mean and std over the seeds of run directories on ``split`` (``valid`` or ``test``); the
     seeds of one configuration may have been trained as separate runs (each seed's run depends
     only on its own seed)."""
@@ -30,7 +30,7 @@ def run_row(directories: list[Path], split: str) -> dict[str, Any]:
     if not seeds:
         raise FileNotFoundError(f"{directories}: no seed_*/result.json (finished run directories?)")
     per_seed = [json.loads(p.read_text())[split] for p in seeds]
-    row = aggregate([{k: s[k] for k in KEYS if k in s} for s in per_seed])
+    row = aggregate([{k: s[k] for k in keys if k in s} for s in per_seed])
     row["n"] = len(per_seed)
     return row
 
@@ -40,16 +40,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="*", metavar="LABEL=DIR[,DIR]", help="a row label and its run directories")
     ap.add_argument("--split", default="test", choices=["valid", "test"])
     ap.add_argument("--probes", type=Path, help="the --json file of `decalign probe`")
+    ap.add_argument("--keys", default=",".join(KEYS),
+                    help="comma-separated metric columns (add `loss`, the task loss runs select on; runs only)")
     args = ap.parse_args(argv)
+    keys = tuple(args.keys.split(","))
+    if args.probes and not set(keys) <= set(KEYS):
+        ap.error(f"--probes has only {list(KEYS)}")
     rows: dict[str, Any] = {}
     if args.probes:
         for name, probe in json.loads(args.probes.read_text()).items():
-            rows[f"ridge {name} (alpha {probe['alpha']:.3g})"] = {k: probe[args.split][k] for k in KEYS}
+            rows[f"ridge {name} (alpha {probe['alpha']:.3g})"] = {k: probe[args.split][k] for k in keys}
     for spec in args.runs:
         label, _, directory = spec.partition("=")
-        row = run_row([Path(d) for d in directory.split(",")], args.split)
+        row = run_row([Path(d) for d in directory.split(",")], args.split, keys)
         rows[f"{label} ({row.pop('n')} seeds)"] = row
-    print(format_table(rows, keys=list(KEYS), style="markdown", bold_best=True))
+    print(format_table(rows, keys=list(keys), style="markdown", bold_best=True))
 
 
 if __name__ == "__main__":
