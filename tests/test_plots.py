@@ -17,6 +17,7 @@ from decalign.plots import (
     plot_embeddings,
     plot_training_curves,
     plot_transport_plan,
+    plot_validation_curves,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,6 +48,21 @@ def test_training_curves(tmp_path: Path) -> None:
     assert _is_png(plot_training_curves(_history(seeds=(1,), baseline=True), tmp_path / "baseline.png"))
     with pytest.raises(ValueError, match="no train"):
         plot_training_curves([], tmp_path / "empty.png")
+
+
+def test_validation_curves_mark_each_seeds_selected_epoch(tmp_path: Path, drawn: list) -> None:
+    runs = {"raw": _history(seeds=(1, 2)), "averaged": _history(seeds=(1,), epochs=4)}
+    assert _is_png(plot_validation_curves(runs, tmp_path / "v.png", metrics=("loss", "f1_non0")))
+    fig = drawn[0]
+    loss_ax, f1_ax = fig.axes
+    dots = [ln for ln in loss_ax.lines if ln.get_marker() == "o"]
+    assert [list(ln.get_xdata()) for ln in dots] == [[3.0], [3.0], [4.0]]  # each seed's test-row epoch
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["raw", "averaged"]
+    assert max(max(ln.get_ydata()) for ln in f1_ax.lines) > 1  # F1 drawn in percent, as tables print it
+    with pytest.raises(ValueError, match="'raw' has no validation values of \\['corr'\\]"):
+        plot_validation_curves(runs, tmp_path / "x.png", metrics=("corr",))
+    with pytest.raises(ValueError, match="no runs"):
+        plot_validation_curves({}, tmp_path / "x.png")
 
 
 def test_embeddings_regression_and_classification(tmp_path: Path) -> None:

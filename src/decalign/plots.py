@@ -5,6 +5,8 @@
   by modality and by label (the paper's visualisation of decoupling).
 * :func:`plot_transport_plan` — the learned prototype transport plan as heat maps.
 * :func:`plot_ablation_bars` — one metric of every model/ablation as bars with the seed spread.
+* :func:`plot_validation_curves` — the validation curves of several runs side by side (e.g. a
+  setting on and off), each seed a thin line, the selected epochs marked.
 * :func:`decalign.run_plots.plot_run` draws all of a run's figures with these functions.
 
 matplotlib is imported inside the functions (``decalign --help`` must not pay for it) and used
@@ -34,6 +36,7 @@ __all__ = [
     "plot_test_predictions",
     "plot_training_curves",
     "plot_transport_plan",
+    "plot_validation_curves",
 ]
 
 log = logging.getLogger("decalign")
@@ -209,6 +212,59 @@ def plot_training_curves(
         fig.legend(handles=handles, loc="outside lower center", ncol=len(seeds), fontsize=7, frameon=False,
                    title="line style", title_fontsize=7)
     fig.suptitle(f"{title or 'Training curves'} ({_plural_seeds(seeds)})", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_validation_curves(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    path: str | os.PathLike[str],
+    metrics: Sequence[str] = ("loss", "corr"),
+    title: str | None = None,
+) -> Path:
+    """Validation curves of several runs, one colour each, for comparing settings.
+
+    One panel per metric; each seed is a thin line and the epoch the run selected (its test
+    row's epoch) a dot on it, so the figure shows both how smooth a curve is and where on it
+    selection landed. Sized for a full text width (7 in).
+
+    Args:
+        runs: label -> rows of the run's ``history.csv`` (:func:`decalign.train.history.read_history`;
+            several run directories of one setting may be joined).
+        path: the PNG to write.
+        metrics: validation columns to draw (``loss`` is the task loss the runs select on).
+        title: figure title.
+    """
+    if not runs:
+        raise ValueError("plot_validation_curves: no runs to draw")
+    for label, rows in runs.items():
+        missing = [m for m in metrics if not _finite([r for r in rows if r.get("split") == "valid"], m)]
+        if missing:
+            raise ValueError(f"plot_validation_curves: run {label!r} has no validation values of {missing}")
+    colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
+    fig = _figure(7.0, 2.9)
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    for ax, metric in zip(axes, metrics):
+        for r_i, (label, rows) in enumerate(runs.items()):
+            color = colors[r_i % len(colors)]
+            seeds = sorted({r["seed"] for r in rows if r.get("split") == "valid"})
+            for s_i, seed in enumerate(seeds):
+                x, y = _series(rows, seed, "valid", metric)
+                y = _display(metric, y)
+                ax.plot(x, y, "-", linewidth=1.0, alpha=0.8, color=color, label=label if s_i == 0 else None)
+                chosen = {int(r["epoch"]) for r in rows if r.get("seed") == seed and r.get("split") == "test"}
+                picked = np.isin(x, list(chosen))
+                ax.plot(x[picked], y[picked], "o", markersize=4, color=color, markeredgecolor="black",
+                        markeredgewidth=0.5)
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel(_metric_label(metric), fontsize=8)
+        ax.set_title(f"validation {metric}", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title or "Validation curves (lines: seeds; dots: the selected epochs)", fontsize=10)
     return _save(fig, path)
 
 
