@@ -22,11 +22,13 @@ __all__ = ["main", "run_row"]
 KEYS = ("mae", "corr", "acc2_non0", "f1_non0", "acc7")
 
 
-def run_row(directories: list[Path], split: str, keys: tuple[str, ...] = KEYS) -> dict[str, Any]:
+def run_row(directories: list[Path], split: str, keys: tuple[str, ...] = KEYS,
+            only: set[int] | None = None) -> dict[str, Any]:
     """Mean and std over the seeds of run directories on ``split`` (``valid`` or ``test``); the
     seeds of one configuration may have been trained as separate runs (each seed's run depends
-    only on its own seed)."""
-    seeds = sorted(p for d in directories for p in d.glob("seed_*/result.json"))
+    only on its own seed). ``only``: just these seeds."""
+    seeds = sorted(p for d in directories for p in d.glob("seed_*/result.json")
+                   if only is None or int(p.parent.name.removeprefix("seed_")) in only)
     if not seeds:
         raise FileNotFoundError(f"{directories}: no seed_*/result.json (finished run directories?)")
     per_seed = [json.loads(p.read_text())[split] for p in seeds]
@@ -42,8 +44,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--probes", type=Path, help="the --json file of `decalign probe`")
     ap.add_argument("--keys", default=",".join(KEYS),
                     help="comma-separated metric columns (add `loss`, the task loss runs select on; runs only)")
+    ap.add_argument("--seeds", metavar="SEED,SEED", help="comma-separated: only these seeds of every run")
     args = ap.parse_args(argv)
     keys = tuple(args.keys.split(","))
+    only = {int(s) for s in args.seeds.split(",")} if args.seeds else None
     if args.probes and not set(keys) <= set(KEYS):
         ap.error(f"--probes has only {list(KEYS)}")
     rows: dict[str, Any] = {}
@@ -52,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
             rows[f"ridge {name} (alpha {probe['alpha']:.3g})"] = {k: probe[args.split][k] for k in keys}
     for spec in args.runs:
         label, _, directory = spec.partition("=")
-        row = run_row([Path(d) for d in directory.split(",")], args.split, keys)
+        row = run_row([Path(d) for d in directory.split(",")], args.split, keys, only)
         rows[f"{label} ({row.pop('n')} seeds)"] = row
     print(format_table(rows, keys=list(keys), style="markdown", bold_best=True))
 
