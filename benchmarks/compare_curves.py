@@ -25,12 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("runs", nargs="+", metavar="LABEL=DIR[,DIR]", help="a setting's label and its run directories")
     ap.add_argument("--out", type=Path, required=True, help="the PNG to write")
     ap.add_argument("--metrics", default="loss,corr", help="comma-separated validation columns")
+    ap.add_argument("--seeds", metavar="SEED,SEED", help="comma-separated: only these seeds of every run")
     ap.add_argument("--title")
     args = ap.parse_args(argv)
+    only = {int(x) for x in args.seeds.split(",")} if args.seeds else None
     runs: dict[str, list[dict[str, Any]]] = {}
     for spec in args.runs:
         label, _, directories = spec.partition("=")
-        files = [p for d in directories.split(",") for p in sorted(Path(d).glob("seed_*/history.csv"))]
+        files = [p for d in directories.split(",") for p in sorted(Path(d).glob("seed_*/history.csv"))
+                 if only is None or int(p.parent.name.removeprefix("seed_")) in only]
         if not files:
             ap.error(f"{directories}: no seed_*/history.csv")
         runs[label] = [row for f in files for row in read_history(f)]
