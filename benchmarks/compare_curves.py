@@ -16,6 +16,7 @@ from typing import Any
 
 from decalign.plots import plot_validation_curves
 from decalign.train.history import read_history
+from real_table import seed_files  # the sibling script (benchmarks/ is on the path when run)
 
 __all__ = ["main"]
 
@@ -32,8 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     runs: dict[str, list[dict[str, Any]]] = {}
     for spec in args.runs:
         label, _, directories = spec.partition("=")
-        files = [p for d in directories.split(",") for p in sorted(Path(d).glob("seed_*/history.csv"))
-                 if only is None or int(p.parent.name.removeprefix("seed_")) in only]
+        files = seed_files([Path(d) for d in directories.split(",")], "history.csv", only)
         if not files:
             ap.error(f"{directories}: no seed_*/history.csv")
         runs[label] = [row for f in files for row in read_history(f)]

@@ -17,9 +17,16 @@ from typing import Any
 
 from decalign.reporting import aggregate, format_table
 
-__all__ = ["main", "run_row"]
+__all__ = ["main", "run_row", "seed_files"]
 
 KEYS = ("mae", "corr", "acc2_non0", "f1_non0", "acc7")
+
+
+def seed_files(directories: list[Path], name: str, only: set[int] | None = None) -> list[Path]:
+    """Each seed's file ``name`` in run directories (``seed_<s>/<name>``); ``only``: just these
+    seeds. Also used by ``compare_curves.py``."""
+    return sorted(p for d in directories for p in d.glob(f"seed_*/{name}")
+                  if only is None or int(p.parent.name.removeprefix("seed_")) in only)
 
 
 def run_row(directories: list[Path], split: str, keys: tuple[str, ...] = KEYS,
@@ -27,8 +34,7 @@ def run_row(directories: list[Path], split: str, keys: tuple[str, ...] = KEYS,
     """Mean and std over the seeds of run directories on ``split`` (``valid`` or ``test``); the
     seeds of one configuration may have been trained as separate runs (each seed's run depends
     only on its own seed). ``only``: just these seeds."""
-    seeds = sorted(p for d in directories for p in d.glob("seed_*/result.json")
-                   if only is None or int(p.parent.name.removeprefix("seed_")) in only)
+    seeds = seed_files(directories, "result.json", only)
     if not seeds:
         raise FileNotFoundError(f"{directories}: no seed_*/result.json (finished run directories?)")
     per_seed = [json.loads(p.read_text())[split] for p in seeds]

@@ -240,6 +240,8 @@ def plot_validation_curves(
         missing = [m for m in metrics if not _finite([r for r in rows if r.get("split") == "valid"], m)]
         if missing:
             raise ValueError(f"plot_validation_curves: run {label!r} has no validation values of {missing}")
+    from matplotlib.ticker import MaxNLocator
+
     colors = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown"]
     fig = _figure(7.0, 2.9)
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
@@ -260,8 +262,6 @@ def plot_validation_curves(
         ax.set_title(f"validation {metric}", fontsize=9)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7)
-        from matplotlib.ticker import MaxNLocator
-
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].legend(fontsize=7)
     fig.suptitle(title or "Validation curves (lines: seeds; dots: the selected epochs)", fontsize=10)
