@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.output.resolve() == args.input.resolve():
         ap.error("output must differ from input")
     from decalign.data.safe_pickle import load_pickle
+    from decalign.errors import DecalignError
 
-    data = add_misleading_modality(load_pickle(args.input), args.dim, args.noise, args.seed)
+    try:
+        data = add_misleading_modality(load_pickle(args.input), args.dim, args.noise, args.seed)
+    except (DecalignError, OSError, ValueError) as err:
+        ap.error(str(err))
     with open(args.output, "wb") as f:
         pickle.dump(data, f, protocol=4)
     print(f"wrote {args.output}: + vision [N, 1, {args.dim}] (label-driven on train, shuffled labels elsewhere)")

@@ -66,9 +66,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("stem", type=Path, help="output path without suffix: writes STEM_a.pkl and STEM_b.pkl")
     args = ap.parse_args(argv)
     from decalign.data.safe_pickle import load_pickle
+    from decalign.errors import DecalignError
 
-    data = load_pickle(args.input)
-    a, b = halves(data["valid"])
+    try:
+        data = load_pickle(args.input)
+        if "valid" not in data or "id" not in data["valid"]:
+            raise ValueError(f"{args.input}: no valid split with clip ids ('valid' -> 'id')")
+        a, b = halves(data["valid"])
+    except (DecalignError, OSError, ValueError) as err:
+        ap.error(str(err))
     for name, (select, measure) in {"a": (a, b), "b": (b, a)}.items():
         out = args.stem.parent / f"{args.stem.name}_{name}.pkl"
         if out.resolve() == args.input.resolve():

@@ -49,3 +49,17 @@ def test_halves_by_video_swap_roles_and_leave_the_test_split_out(tmp_path: Path)
         for split in ("valid", "test"):
             s = out[split]
             np.testing.assert_array_equal(s["regression_labels"], [order[i] for i in s["id"]])
+
+
+def test_a_missing_or_unsplit_file_is_a_one_line_error(tmp_path: Path) -> None:
+    missing = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path / "nope.pkl"), str(tmp_path / "h")],
+                             capture_output=True, text=True)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert missing.stderr.strip().splitlines()[-1].endswith("nope.pkl: file not found")
+    one_video = tmp_path / "one.pkl"
+    one_video.write_bytes(pickle.dumps({"train": _split({"t": 2}, 0.0), "valid": _split({"a": 3}, 1.0)}, protocol=4))
+    refused = subprocess.run([sys.executable, str(SCRIPT), str(one_video), str(tmp_path / "h")],
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "1 video(s); two halves need at least 2" in refused.stderr
+    assert not (tmp_path / "h_a.pkl").exists()
