@@ -25,34 +25,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["halves", "main", "video_of"]
+from video_cv import fold_of_clips, video_of  # the sibling script (benchmarks/ is on the path when run)
 
-
-def video_of(clip_id: str) -> str:
-    """The video a clip id belongs to."""
-    for sep in ("$_$", "_"):
-        if sep in clip_id:
-            return clip_id.rsplit(sep, 1)[0]
-    return clip_id
+__all__ = ["halves", "main"]
 
 
 def halves(split: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks of halves A and B of ``split`` by video: videos largest first, each to the
-    half with fewer clips so far (ties to A), so the halves differ by at most one video's clips."""
-    videos = np.array([video_of(str(i)) for i in split["id"]])
-    names, counts = np.unique(videos, return_counts=True)
-    if len(names) < 2:
-        raise ValueError(f"the validation split has {len(names)} video(s); two halves need at least 2")
-    in_a: set[str] = set()
-    size_a = size_b = 0
-    for k in sorted(range(len(names)), key=lambda k: (-counts[k], names[k])):
-        if size_a <= size_b:
-            in_a.add(str(names[k]))
-            size_a += int(counts[k])
-        else:
-            size_b += int(counts[k])
-    mask = np.array([v in in_a for v in videos])
-    return mask, ~mask
+    half with fewer clips so far (ties to A), so the halves differ by at most one video's clips
+    (``video_cv.fold_of_clips`` with two folds)."""
+    n_videos = len({video_of(str(i)) for i in split["id"]})
+    if n_videos < 2:
+        raise ValueError(f"the validation split has {n_videos} video(s); two halves need at least 2")
+    in_a = fold_of_clips(split["id"], 2) == 0
+    return in_a, ~in_a
 
 
 def _subset(split: dict[str, Any], mask: np.ndarray) -> dict[str, Any]:
