@@ -424,7 +424,8 @@ def write_report(
         "",
         f"Test metrics at the best-validation epoch, mean ± {STD_KINDS[std]} over seeds "
         "(accuracies and F1 in %); the best of our runs in each column in **bold**."
-        + (" Rows marked *(paper)* are the numbers the paper reports (ablations: MAE and F1 only)."
+        + (f" Rows marked *(paper)* are the numbers the paper reports on the full {dataset.kind} benchmark with "
+           "its own features (ablations: MAE and F1 only): like for like only when this data is that benchmark."
            if paper else ""),
         "",
         table_md,
