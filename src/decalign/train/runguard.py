@@ -3,7 +3,9 @@
 * **One run at a time.** :class:`RunLock` holds an OS file lock (``filelock``) on ``<out>/.lock``
   for as long as a run writes there; a second ``decalign.train()`` on the same directory, from this
   process or another, is refused at once instead of interleaving its files with the first. The
-  OS releases the lock when a process dies, so a killed run never leaves it stuck.
+  OS releases the lock when a process dies, so a killed run never leaves it stuck. The empty
+  ``.lock`` file itself stays: deleting it on release would let a third process lock a new file
+  of the same name while a second still waits on the old one (two "exclusive" holders).
 * **The same data on resume.** :func:`data_fingerprint` hashes what identifies a dataset (kind,
   task, per split the sample count, ids, labels, feature shapes and a fixed sample of feature
   values); it is stored in ``dataset.json`` and ``--resume`` on other data is refused before
