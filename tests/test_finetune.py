@@ -145,6 +145,11 @@ def test_train_layers_is_checked_at_the_edge(bert_dir: Path) -> None:
         apply_overrides(get_preset("mosi"), ["train.bert_warmup_steps=10"])
     with pytest.raises(ConfigError, match="grad_accumulation"):
         apply_overrides(get_preset("mosi"), ["train.grad_accumulation=0"])
+    # max_length was never read (the token length is the data's): refused rather than ignored,
+    # while a saved config that holds its default (null) still loads
+    with pytest.raises(ConfigError, match=r"max_length is not read: .* --text-max-len"):
+        apply_overrides(get_preset("mosi"), ["model.text_encoder.max_length=30"])
+    assert TextEncoderConfig(**{"kind": "features", "max_length": None}).max_length is None
     frozen = BertTextEncoder(bert_dir, train_layers=0)
     assert not any(p.requires_grad for p in frozen.parameters())
 

@@ -143,6 +143,8 @@ class TextEncoderConfig:
     path: str | None = None
     """Local directory of a HuggingFace BERT-family model (no hub downloads)."""
     max_length: PosInt | None = None
+    """Not a setting: the token length is the data's ``text_bert`` width. Kept as a field so that
+    older ``config.json`` files (which hold ``null``) still load; any other value is refused."""
     train_layers: NonNegInt | None = None
     """Fine-tune only the top ``k`` transformer layers; the embeddings and lower layers are frozen
     and run in eval mode. ``None``: fine-tune everything (released)."""
@@ -158,6 +160,11 @@ class TextEncoderConfig:
             )
         if self.kind != "bert" and self.train_layers is not None:
             raise ValueError("model.text_encoder.train_layers needs model.text_encoder.kind='bert'")
+        if self.max_length is not None:
+            raise ValueError(
+                "model.text_encoder.max_length is not read: the token length is the width of the data's "
+                "text_bert (set it when extracting: decalign extract --text-max-len); remove the setting"
+            )
 
 
 @dataclass(config=_FROZEN)
