@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -108,12 +109,14 @@ def test_modality_check_leaves_the_misleading_modality_out(tmp_path: Path) -> No
 
 class _ByModalities(torch.nn.Module):
     """Predictions that depend only on which modalities are active: with ``vision`` they are
-    wrong, with ``text`` (an undertrained text path) worse than the constant 0, else that constant."""
+    wrong, with ``text`` the labels plus noise of size ``text_noise`` (2.5: an undertrained text
+    path, worse than a constant), else the constant 0 (audio carries nothing)."""
 
-    def __init__(self, labels: torch.Tensor) -> None:
+    def __init__(self, labels: torch.Tensor, text_noise: float) -> None:
         super().__init__()
         self.active: tuple[str, ...] = ("text", "audio", "vision")
         self.labels = labels
+        self.text_noise = text_noise
 
     def forward(self, features: dict[str, torch.Tensor], lengths: Any = None) -> Any:
         from types import SimpleNamespace
@@ -125,34 +128,76 @@ class _ByModalities(torch.nn.Module):
         if "vision" in self.active:
             pred = -3 * y
         elif "text" in self.active:
-            pred = y + 2.5 * torch.sign(torch.sin(idx.float() * 12.9898))  # noisier than the constant
+            pred = y + self.text_noise * torch.sign(torch.sin(idx.float() * 12.9898))
         else:
             pred = torch.zeros_like(y)
         return SimpleNamespace(prediction=pred, losses=dict.fromkeys(MODEL_LOSSES, torch.zeros(())))
 
 
-def test_modality_check_removes_at_most_the_most_harmful_modality_per_validation() -> None:
+def _check(model: _ByModalities) -> tuple[tuple[str, ...], dict[str, float], dict[str, float]]:
+    """One validation's check of ``model`` as the engine runs it: (kept, their metrics, full metrics)."""
     from decalign.metrics import sentiment_metrics
     from decalign.train.batches import SplitTensors
     from decalign.train.distributed import Context
-    from decalign.train.engine import check_modalities
+    from decalign.train.engine import check_modalities, constant_metrics, evaluate
 
-    labels = torch.linspace(-3, 3, 64)
+    labels = model.labels
     data = SplitTensors(features={"index": torch.arange(64.0)[:, None, None]}, lengths={"index": torch.ones(64)},
                         labels=labels, ids=np.arange(64).astype(str))
-    model = _ByModalities(labels)
     config = resolve_config(_data(misleading=False), overrides=TINY)
     ctx, cpu = Context.single(), torch.device("cpu")
-    from decalign.train.engine import evaluate
-
     full = evaluate(model, data, config, cpu, ctx, sentiment_metrics).metrics
-    kept, metrics = check_modalities(model, data, config, cpu, ctx, sentiment_metrics, full)
-    # Leaving out text or audio keeps vision (no better); leaving out vision helps most. Next to
-    # the misleading modality, text looks useless too (the constant beats the noisy text path),
-    # but it is judged again only at the next validation.
+    constant = constant_metrics(labels.numpy(), None, config, sentiment_metrics)
+    kept, metrics = check_modalities(model, data, config, cpu, ctx, sentiment_metrics, full, constant)
+    return kept, metrics, full
+
+
+def test_constant_metrics_are_the_best_constant_predictions_closed_form() -> None:
+    from decalign.metrics import sentiment_metrics
+    from decalign.train.engine import constant_metrics
+
+    y = np.array([-2.0, -1.0, 0.5, 1.5, 3.0], np.float32)
+    mse = resolve_config(_data(misleading=False), overrides=TINY)
+    assert constant_metrics(y, None, mse, sentiment_metrics)["loss"] == pytest.approx(np.var(y))  # R^2 = 0
+    l1 = resolve_config(_data(misleading=False), overrides=[*TINY, "objective.task_loss=l1"])
+    assert constant_metrics(y, None, l1, sentiment_metrics)["loss"] == pytest.approx(np.mean(np.abs(y - 0.5)))
+    assert constant_metrics(y, None, mse, sentiment_metrics)["corr"] == 0.0  # the metrics' value for a constant
+
+    def accuracy(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        return {"acc": float(np.mean(logits.argmax(1) == labels))}
+
+    ce = replace(mse, objective=replace(mse.objective, task_loss="ce"))
+    c = np.array([0, 0, 0, 2], np.int64)  # class 1 never occurs: its logit is tiny, not -inf
+    out = constant_metrics(c, 3, ce, accuracy)
+    assert out["acc"] == 0.75 and out["loss"] == pytest.approx(-(0.75 * np.log(0.75) + 0.25 * np.log(0.25)))
+
+
+def test_modality_check_removes_at_most_the_most_harmful_modality_per_validation() -> None:
+    labels = torch.linspace(-3, 3, 64)
+    model = _ByModalities(labels, text_noise=0.5)
+    kept, metrics, full = _check(model)
+    # Leaving out text or audio keeps vision (no better); leaving out vision helps most, and the
+    # model without it (text + audio) beats every constant: vision goes, the others stay for now.
     assert kept == ("text", "audio") and model.active == ("text", "audio", "vision")
     assert metrics["loss"] < full["loss"]
     model.active = kept
-    again, _ = check_modalities(model, data, config, cpu, ctx, sentiment_metrics, evaluate(
-        model, data, config, cpu, ctx, sentiment_metrics).metrics)
-    assert again == ("audio",)  # judged on its own, the noisy text path loses to the constant
+    again, _, _ = _check(model)
+    # without text the model is the constant 0, no better than a constant: text stays; without
+    # audio nothing changes: audio stays
+    assert again == ("text", "audio")
+
+
+def test_modality_check_keeps_a_modality_whose_absence_leaves_a_constant() -> None:
+    """The failure this rule prevents (mosi-dev, cross-validation fold 4, frozen features, seed
+    1113): after one epoch the text path was worse than a constant, the model without text (audio
+    carries nothing) was better than the full one, and text was left out for good: test Acc-2 48."""
+    labels = torch.linspace(-3, 3, 64)
+    model = _ByModalities(labels, text_noise=2.5)
+    model.active = ("text", "audio")
+    kept, metrics, full = _check(model)
+    assert kept == ("text", "audio") and metrics == full
+    # next to a misleading modality, an undertrained text path also keeps vision in this
+    # validation: the model without vision is no better than a constant either; it is judged
+    # again at the next validation, once the text path has trained
+    model.active = ("text", "audio", "vision")
+    assert _check(model)[0] == ("text", "audio", "vision")

@@ -355,22 +355,59 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return getattr(module, "_orig_mod", module)  # torch.compile
 
 
+def constant_metrics(labels: np.ndarray, width: int | None, config: RunConfig, metric_fn: MetricFn) -> dict[str, float]:
+    r"""The validation metrics of the best *constant* prediction for ``labels``: what a model that
+    has learnt nothing from its inputs can reach at most on this split.
+
+    The constant is fitted on these labels themselves, so it is an optimistic floor: for the task
+    loss ``mse`` it is the mean :math:`\bar y` (loss :math:`\frac1N \sum_i (y_i - \bar y)^2`, the
+    variance: a model beats it only with :math:`R^2 > 0`), for ``l1`` the median, for ``ce`` the
+    class frequencies :math:`p_c` as probabilities (logits :math:`\log p_c`, loss the entropy
+    :math:`-\sum_c p_c \log p_c`). ``width``: the number of classes (``ce``), else ``None``.
+    A metric a constant leaves undefined is what ``metric_fn`` makes of it (the sentiment
+    metrics give Pearson's r 0); a NaN one sets no floor in :func:`check_modalities`.
+    """
+    kind = config.objective.task_loss
+    if kind == "ce":
+        counts = np.bincount(labels.astype(np.int64), minlength=width or 0).astype(np.float64)
+        logits = np.log(np.maximum(counts / counts.sum(), 1e-12))
+        prediction = np.broadcast_to(logits, (len(labels), len(counts))).astype(np.float32)
+    else:
+        centre = np.median(labels) if kind == "l1" else np.mean(labels)
+        prediction = np.full(labels.shape, centre, dtype=np.float32)
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # the correlation of a constant is undefined
+        metrics = {k: float(v) for k, v in metric_fn(prediction, labels).items()}
+    metrics["loss"] = float(task_loss(torch.from_numpy(prediction), torch.from_numpy(labels), kind))
+    return metrics
+
+
 def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device, ctx: Context,
-                     metric_fn: MetricFn, full: dict[str, float]) -> tuple[tuple[str, ...], dict[str, float]]:
+                     metric_fn: MetricFn, full: dict[str, float],
+                     constant: dict[str, float] | None = None) -> tuple[tuple[str, ...], dict[str, float]]:
     """``train.modality_check``: at most one modality out per validation, the most harmful one.
 
     Evaluates the model with each active modality left out in turn and picks the one whose
     absence improves the selection metric most, if by more than
-    :data:`MODALITY_CHECK_TOLERANCE` (relative). One per validation, because next to a
-    misleading modality every other one looks useless too (early on, predicting a constant beats
-    an undertrained text path): the misleading one goes first, and the others are judged again
-    after the model has trained without it. ``full`` are the validation metrics with every
-    active modality. Returns the modalities to keep and their validation metrics; ``model``'s
-    active set is left as it was.
+    :data:`MODALITY_CHECK_TOLERANCE` (relative), **and** if the model without it beats
+    ``constant``, the metrics of the best constant prediction (:func:`constant_metrics`). The
+    second condition is what makes leaving out evidence: a model without ``m`` that is no
+    better than a constant has learnt nothing from the modalities it keeps, so its lead over the
+    full model only says that the full model is not yet trained (early on, an undertrained text
+    path loses to a constant), not that ``m`` misleads; and leaving out is for good. One per
+    validation, because next to a misleading modality every other one looks useless too: the
+    misleading one goes first, and the others are judged again after the model has trained
+    without it. ``full`` are the validation metrics with every active modality. Returns the
+    modalities to keep and their validation metrics; ``model``'s active set is left as it was.
     """
     inner = _unwrap(model)
     metric = config.train.selection_metric
     smaller = metric_mode(metric) == "min"
+
+    def better(a: float, b: float) -> bool:
+        return a < b if smaller else a > b
+
+    floor = (constant or {}).get(metric, math.nan)
     original = inner.active
     kept, best = original, full
     try:
@@ -379,7 +416,7 @@ def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, de
             inner.active = tuple(x for x in original if x != m)
             trial = evaluate(model, data, config, device, ctx, metric_fn).metrics
             target = best[metric] if kept != original else (full[metric] - margin if smaller else full[metric] + margin)
-            if (trial[metric] < target) if smaller else (trial[metric] > target):
+            if better(trial[metric], target) and (math.isnan(floor) or better(trial[metric], floor)):
                 kept, best = inner.active, trial
     finally:
         inner.active = original
@@ -619,13 +656,17 @@ def run_epoch(
     train_stats = train_epoch(run.train_model, splits["train"], config, run.optimizer, run.generator, device, ctx,
                               metric_fn, progress, description, run.average)
     with run.evaluated_weights():
-        valid = evaluate(run.train_model, splits["valid"], config, device, ctx, metric_fn).metrics
+        result = evaluate(run.train_model, splits["valid"], config, device, ctx, metric_fn)
+        valid = result.metrics
         if tc.selection_metric not in valid:
             raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
                            f"dataset; choose one of {sorted(valid)}")
         kept = run.model.active
         if tc.modality_check:  # select (and schedule) on the model as it will be used
-            kept, valid = check_modalities(run.train_model, splits["valid"], config, device, ctx, metric_fn, valid)
+            width = result.predictions.shape[1] if result.predictions.ndim == 2 else None
+            constant = constant_metrics(splits["valid"].labels.numpy(), width, config, metric_fn)
+            kept, valid = check_modalities(run.train_model, splits["valid"], config, device, ctx, metric_fn, valid,
+                                           constant)
             if kept != run.model.active:  # left out for the rest of training too
                 log.info("%s: the modality check leaves out %s for good (validation %s %.4g)", description,
                          [m for m in run.model.active if m not in kept], tc.selection_metric,
