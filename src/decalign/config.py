@@ -273,10 +273,11 @@ class TrainConfig:
     modality_check: bool = False
     """At every validation, also evaluate the model with each active modality left out in turn;
     a modality whose absence improves the selection metric by more than 2 %, and leaves a model
-    that still beats the best constant prediction on validation, is left out for the rest of
-    training, at test and in the saved checkpoint, and selection uses the metrics of the model
-    without it: a modality that fits the training labels but misleads on unseen data is dropped,
-    and an undertrained one is not. Meant with ``modality_dropout`` > 0, which teaches the
+    that beats the best constant prediction on validation or removes at least half of the full
+    model's shortfall against it, is left out for the rest of training, at test and in the
+    saved checkpoint, and selection uses the metrics of the model without it: a modality that
+    fits the training labels but misleads on unseen data is dropped, and an undertrained one
+    next to uninformative ones is not (``check_modalities``). Meant with ``modality_dropout`` > 0, which teaches the
     model to predict without each modality. Off: released."""
 
     @property

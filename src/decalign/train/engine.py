@@ -382,6 +382,16 @@ def constant_metrics(labels: np.ndarray, width: int | None, config: RunConfig, m
     return metrics
 
 
+def _evidence(reduced: float, full: float, floor: float, smaller: bool) -> bool:
+    """Whether a model without a modality (``reduced``) says the modality harms, beside the
+    full model and the best constant (``floor``, NaN: none): see :func:`check_modalities`."""
+    if math.isnan(floor):
+        return True
+    sign = 1.0 if smaller else -1.0  # shortfall: how much worse than the constant, >= 0 is worse
+    short_reduced, short_full = sign * (reduced - floor), sign * (full - floor)
+    return short_reduced < 0 or short_reduced <= 0.5 * short_full
+
+
 def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device, ctx: Context,
                      metric_fn: MetricFn, full: dict[str, float],
                      constant: dict[str, float] | None = None) -> tuple[tuple[str, ...], dict[str, float]]:
@@ -389,16 +399,18 @@ def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, de
 
     Evaluates the model with each active modality left out in turn and picks the one whose
     absence improves the selection metric most, if by more than
-    :data:`MODALITY_CHECK_TOLERANCE` (relative), **and** if the model without it beats
-    ``constant``, the metrics of the best constant prediction (:func:`constant_metrics`). The
-    second condition is what makes leaving out evidence: a model without ``m`` that is no
-    better than a constant has learnt nothing from the modalities it keeps, so its lead over the
-    full model only says that the full model is not yet trained (early on, an undertrained text
-    path loses to a constant), not that ``m`` misleads; and leaving out is for good. One per
-    validation, because next to a misleading modality every other one looks useless too: the
-    misleading one goes first, and the others are judged again after the model has trained
-    without it. ``full`` are the validation metrics with every active modality. Returns the
-    modalities to keep and their validation metrics; ``model``'s active set is left as it was.
+    :data:`MODALITY_CHECK_TOLERANCE` (relative). Leaving out is for good, so one validation's
+    evidence must say that ``m`` *harms*, not just that the model is not yet trained. With
+    ``constant``, the metrics of the best constant prediction (:func:`constant_metrics`), the
+    model without ``m`` must therefore also either beat that constant (the modalities it keeps
+    carry signal), or remove at least half of the full model's shortfall against it (``m`` is
+    what makes the model worse than knowing nothing: a misleading modality). An undertrained
+    text path next to an uninformative audio fails both: early on the full model is a little
+    worse than a constant, and the model without text is a constant. One per validation,
+    because next to a misleading modality every other one looks useless too: the misleading one
+    goes first, and the others are judged again after the model has trained without it.
+    ``full`` are the validation metrics with every active modality. Returns the modalities to
+    keep and their validation metrics; ``model``'s active set is left as it was.
     """
     inner = _unwrap(model)
     metric = config.train.selection_metric
@@ -416,7 +428,7 @@ def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, de
             inner.active = tuple(x for x in original if x != m)
             trial = evaluate(model, data, config, device, ctx, metric_fn).metrics
             target = best[metric] if kept != original else (full[metric] - margin if smaller else full[metric] + margin)
-            if better(trial[metric], target) and (math.isnan(floor) or better(trial[metric], floor)):
+            if better(trial[metric], target) and _evidence(trial[metric], full[metric], floor, smaller):
                 kept, best = inner.active, trial
     finally:
         inner.active = original
