@@ -406,7 +406,9 @@ def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, de
     carry signal), or remove at least half of the full model's shortfall against it (``m`` is
     what makes the model worse than knowing nothing: a misleading modality). An undertrained
     text path next to an uninformative audio fails both: early on the full model is a little
-    worse than a constant, and the model without text is a constant. One per validation,
+    worse than a constant, and the model without text (audio only) is about as far from it.
+    The rule cannot tell undertrained from harmful when the model without ``m`` is the best
+    constant itself; it then leaves ``m`` out (tested). One per validation,
     because next to a misleading modality every other one looks useless too: the misleading one
     goes first, and the others are judged again after the model has trained without it.
     ``full`` are the validation metrics with every active modality. Returns the modalities to
