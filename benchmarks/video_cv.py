@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from real_table import run_row  # the sibling script (benchmarks/ is on the path when run)
+
 __all__ = ["fold_of_clips", "main", "pool", "video_of"]
 
 KEYS = ("mae", "corr", "acc2_non0", "f1_non0", "acc7")
@@ -107,14 +109,6 @@ def write_folds(data: dict[str, Any], stem: Path, k: int) -> list[Path]:
                                            for s in ("train", "valid", "test")))
         paths.append(out)
     return paths
-
-
-def _fold_mean(directory: Path, keys: tuple[str, ...]) -> dict[str, float]:
-    seeds = sorted(directory.glob("seed_*/result.json"))
-    if not seeds:
-        raise FileNotFoundError(f"{directory}: no seed_*/result.json (a finished run directory?)")
-    results = [json.loads(p.read_text())["test"] for p in seeds]
-    return {key: statistics.fmean(r[key] for r in results) for key in keys}
 
 
 def _cell(key: str, values: list[float]) -> str:
@@ -194,7 +188,8 @@ def main(argv: list[str] | None = None) -> None:
             label, _, pattern = spec.partition("=")
             if "{k}" not in pattern:
                 raise ValueError(f"{spec!r}: the directory needs {{k}} for the fold number")
-            rows[label] = [_fold_mean(Path(pattern.format(k=f)), keys) for f in range(1, args.folds + 1)]
+            rows[label] = [run_row([Path(pattern.format(k=f))], "test", keys)["mean"]
+                           for f in range(1, args.folds + 1)]
     except (OSError, ValueError, KeyError) as err:
         ap.error(str(err))
     print(table(rows, baseline, keys))

@@ -277,8 +277,8 @@ class TrainConfig:
     model's shortfall against it, is left out for the rest of training, at test and in the
     saved checkpoint, and selection uses the metrics of the model without it: a modality that
     fits the training labels but misleads on unseen data is dropped, and an undertrained one
-    next to uninformative ones is not (``check_modalities``). Meant with ``modality_dropout`` > 0, which teaches the
-    model to predict without each modality. Off: released."""
+    next to uninformative ones is not (``check_modalities``). Meant with ``modality_dropout``
+    > 0, which teaches the model to predict without each modality. Off: released."""
 
     @property
     def scheduler_metric_name(self) -> str:
