@@ -160,7 +160,8 @@ def _maxrss_bytes() -> int:
 class Bench:
     """A model of one preset with its inputs, optimizer and training step."""
 
-    def __init__(self, preset: str, batch: int | None, device: Any, compile_model: bool, seed: int = 0) -> None:
+    def __init__(self, preset: str, batch: int | None, device: Any, compile_model: bool, seed: int = 0,
+                 amp: bool = False) -> None:
         import torch
 
         from decalign.presets import get_preset
@@ -171,6 +172,7 @@ class Bench:
         self.config = get_preset(preset_name)
         self.batch = batch or self.config.train.batch_size
         self.device = device
+        self.amp = amp
         torch.manual_seed(seed)
         from decalign.model import DecAlign
 
@@ -202,9 +204,16 @@ class Bench:
 
         return objective(output, self.labels, self.config.objective)[0]
 
+    def autocast(self) -> Any:
+        """bf16 autocast as ``train.amp`` runs the step (CUDA only), else nothing."""
+        import torch
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+
     def forward_loss(self) -> Any:
         self.run_model.train()
-        return self.loss(self.run_model(self.features))
+        with self.autocast():
+            return self.loss(self.run_model(self.features))
 
     def backward_update(self, loss: Any) -> None:
         import torch
@@ -223,9 +232,62 @@ class Bench:
         import torch
 
         self.run_model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), self.autocast():
             self.run_model(self.features)
         _sync(self.device)
+
+
+class ReferenceStep:
+    """The same step on ``tests/reference_decalign.py``: a plain re-implementation of the
+    authors' released forward pass (their module layout, sequence-first tensors, Python loops over
+    modalities and pairs, ``nn.MultiheadAttention``, the kernel-domain Sinkhorn), checked against
+    our model to 1e-5 by ``tests/test_model_reference.py``. It stands in for the authors' step:
+    same inputs, the same weighted loss terms (the contrastive term, which needs the fused
+    representation the reference does not return, is left out: a few microseconds), the same
+    clipping and Adam, always in float32."""
+
+    def __init__(self, bench: Bench) -> None:
+        import torch
+
+        sys.path.insert(0, str(HERE.parent / "tests"))
+        from reference_decalign import ReferenceDecAlign
+
+        self.bench = bench
+        torch.manual_seed(0)
+        self.model = ReferenceDecAlign(bench.config.model, bench.shapes.dims, bench.shapes.num_outputs).to(bench.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=bench.config.train.lr,
+                                          weight_decay=bench.config.train.weight_decay)
+
+    def _forward(self) -> Any:
+        f = self.bench.features
+        return self.model(f["text"], f["audio"], f["vision"])
+
+    def train_step(self) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        obj = self.bench.config.objective
+        self.model.train()
+        out = self._forward()
+        labels = self.bench.labels
+        pred = out["prediction"]
+        task = F.cross_entropy(pred, labels) if pred.shape[-1] > 1 else F.mse_loss(pred.flatten(), labels)
+        loss = (task + obj.w_dec * out["decoupling"] + obj.alpha * out["heterogeneity"]
+                + obj.beta * out["homogeneity"])
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.bench.config.train.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.bench.config.train.grad_clip)
+        self.optimizer.step()
+        _sync(self.bench.device)
+
+    def infer(self) -> None:
+        import torch
+
+        self.model.eval()
+        with torch.inference_mode():
+            self._forward()
+        _sync(self.bench.device)
 
 
 def count_flops(bench: Bench) -> dict[str, float]:
@@ -588,7 +650,7 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
         allocator_tuned = tune_cpu_allocator()
     device = torch.device(args.device)
     load_before = os.getloadavg()
-    bench = Bench(args.preset, args.batch, device, args.compile)
+    bench = Bench(args.preset, args.batch, device, args.compile, amp=args.amp)
     repeat = args.repeat
     result: dict[str, Any] = {
         "preset": args.preset,
@@ -596,6 +658,8 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
         "batch": bench.batch,
         "threads": torch.get_num_threads(),
         "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "amp": args.amp,
         "parameters": sum(p.numel() for p in bench.model.parameters()),
         "compile": args.compile,
         "straightforward": args.straightforward,
@@ -629,6 +693,9 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
         fns["train_straightforward"] = _with_kernels(bench.train_step, False)
         fns["infer_straightforward"] = _with_kernels(bench.infer, False)
         fns["train"], fns["infer"] = _with_kernels(bench.train_step, True), _with_kernels(bench.infer, True)
+    if args.reference:  # the released code's step, re-implemented, interleaved step by step
+        reference = ReferenceStep(bench)
+        fns["train_reference"], fns["infer_reference"] = reference.train_step, reference.infer
     timed = interleaved(fns, repeat, warmup=1)
     train, infer = timed["train"], timed["infer"]
     rate = probe.summary()
@@ -663,6 +730,11 @@ def run_preset(args: argparse.Namespace) -> dict[str, Any]:
             result[f"{kind}_speedup_cpu"] = other["cpu_s"] / timed[kind]["cpu_s"]
             result[f"{kind}_straightforward_fraction_of_matmul"] = (
                 flops[f"{kind}_gflop"] / other["wall_s"] / rate["gflops"])
+    if args.reference:
+        for kind in ("train", "infer"):
+            other = timed[f"{kind}_reference"]
+            result[f"{kind}_reference_ms"] = other["wall_s"] * 1e3
+            result[f"{kind}_reference_speedup"] = other["wall_s"] / timed[kind]["wall_s"]
     result["train_gflops"] = flops["train_gflop"] / train_s
     result["train_fraction_of_matmul"] = result["train_gflops"] / rate["gflops"]
     result["infer_gflops"] = flops["infer_gflop"] / infer_s
@@ -729,7 +801,7 @@ def _child_command(args: argparse.Namespace, preset: str, threads: int) -> list[
            "--repeat", str(args.repeat), "--device", args.device, "--max-scaling-batch", str(args.max_scaling_batch)]
     if args.batch:
         cmd += ["--batch", str(args.batch)]
-    for flag in ("ab", "compile", "straightforward", "tune_allocator", "no_parts", "no_scaling"):
+    for flag in ("ab", "compile", "straightforward", "tune_allocator", "no_parts", "no_scaling", "amp", "reference"):
         if getattr(args, flag):
             cmd.append("--" + flag.replace("_", "-"))
     return cmd
@@ -759,6 +831,12 @@ def print_table(results: list[dict[str, Any]]) -> None:
                   f"infer {r['infer_straightforward_ms']:.1f} ms; "
                   f"speed-up train {r['train_speedup']:.2f}x (CPU time {r['train_speedup_cpu']:.2f}x), "
                   f"infer {r['infer_speedup']:.2f}x (CPU time {r['infer_speedup_cpu']:.2f}x)")
+    for r in results:
+        if "train_reference_speedup" in r:
+            print(f"{r['preset']} ({r['threads']} thr) reference (released layout): "
+                  f"train {r['train_reference_ms']:.1f} ms, infer {r['infer_reference_ms']:.1f} ms; "
+                  f"decalign is {r['train_reference_speedup']:.2f}x faster to train, "
+                  f"{r['infer_reference_speedup']:.2f}x to infer")
     for r in results:
         if "parts_ms" in r:
             parts = ", ".join(f"{k} {v:.1f}" for k, v in r["parts_ms"].items())
@@ -796,12 +874,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-scaling", action="store_true", help="skip the alignment-loss scaling")
     parser.add_argument("--max-scaling-batch", type=int, default=512)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast around forward and loss, as train.amp (needs --device cuda)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also time the reference re-implementation of the released model "
+                             "(tests/reference_decalign.py), interleaved step by step")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "step.json")
     parser.add_argument("--merge", action="store_true",
                         help="add to the results already in --output (replacing the same preset and settings)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--preset", default="mosi", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.amp and not args.device.startswith("cuda"):
+        parser.error("--amp needs --device cuda: train.amp has no effect on other devices")
     if args.quick:
         args.repeat = min(args.repeat, 3)
         args.max_scaling_batch = min(args.max_scaling_batch, 128)
@@ -826,7 +911,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.merge and args.output.exists():  # keep other presets/thread counts from earlier runs
         previous = json.loads(args.output.read_text())
         key = lambda r: (r["preset"], r["threads"], r.get("compile"), r.get("straightforward"),  # noqa: E731
-                         r.get("allocator_tuned"))
+                         r.get("allocator_tuned"), r.get("device", "cpu"), r.get("amp", False))
         fresh = {key(r) for r in results}
         results = [r for r in previous.get("results", []) if key(r) not in fresh] + results
         meta["commands"] = [*previous.get("meta", {}).get("commands", []), meta["command"]]
