@@ -133,7 +133,7 @@ def reference_gmm(u: Tensor, k: int, iters: int, var_floor: float) -> tuple[Tens
         idx = torch.arange(k) % batch
     mu = u[idx]
     var = ((u - u.mean(0)) ** 2).mean(0).clamp_min(var_floor).unsqueeze(0).repeat(k, 1)
-    pi = torch.full((k,), 1.0 / k, dtype=u.dtype)
+    pi = torch.full((k,), 1.0 / k, dtype=u.dtype, device=u.device)
 
     def posterior(pi: Tensor, mu: Tensor, var: Tensor) -> Tensor:
         diff = u[:, None, :] - mu[None, :, :]  # [B, K, d]
@@ -152,7 +152,7 @@ def reference_gmm(u: Tensor, k: int, iters: int, var_floor: float) -> tuple[Tens
 def reference_pair_cost(mu_i: Tensor, var_i: Tensor, mu_j: Tensor, var_j: Tensor) -> Tensor:
     """``C_ij[p, q]``: dimension-mean of the squared mean gap plus the diagonal Bures term."""
     k = mu_i.shape[0]
-    cost = torch.zeros(k, k, dtype=mu_i.dtype)
+    cost = torch.zeros(k, k, dtype=mu_i.dtype, device=mu_i.device)
     for p in range(k):
         for q in range(k):
             mean_gap = ((mu_i[p] - mu_j[q]) ** 2).mean()
