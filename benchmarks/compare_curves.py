@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     only = {int(x) for x in args.seeds.split(",")} if args.seeds else None
     runs: dict[str, list[dict[str, Any]]] = {}
     for spec in args.runs:
-        label, _, directories = spec.partition("=")
+        label, _, directories = spec.rpartition("=")  # a label may hold "=", a directory not
         files = seed_files([Path(d) for d in directories.split(",")], "history.csv", only)
         if not files:
             ap.error(f"{directories}: no seed_*/history.csv")

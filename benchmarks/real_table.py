@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         for name, probe in json.loads(args.probes.read_text()).items():
             rows[f"ridge {name} (alpha {probe['alpha']:.3g})"] = {k: probe[args.split][k] for k in keys}
     for spec in args.runs:
-        label, _, directory = spec.partition("=")
+        label, _, directory = spec.rpartition("=")  # a label may hold "=", a directory not
         row = run_row([Path(d) for d in directory.split(",")], args.split, keys, only)
         rows[f"{label} ({row.pop('n')} seeds)"] = row
     print(format_table(rows, keys=list(keys), style="markdown", bold_best=True))

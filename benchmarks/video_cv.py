@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
                     raise ValueError(f"{path}: no probe {args.probe_set!r} (has {sorted(probes)})")
                 rows[baseline].append({key: probes[args.probe_set]["test"][key] for key in keys})
         for spec in args.runs:
-            label, _, pattern = spec.partition("=")
+            label, _, pattern = spec.rpartition("=")  # a label may hold "=", a directory not
             if "{k}" not in pattern:
                 raise ValueError(f"{spec!r}: the directory needs {{k}} for the fold number")
             rows[label] = [run_row([Path(pattern.format(k=f))], "test", keys)["mean"]

@@ -86,14 +86,14 @@ def test_table_pairs_each_fold_with_its_probe(tmp_path: Path) -> None:
             seed.mkdir(parents=True)
             (seed / "result.json").write_text(json.dumps({"test": {"corr": corr, "mae": 0.9 + 0.2 * s}}))
     done = _run("table", "--folds", "3", "--keys", "corr,mae", "--probes", str(tmp_path / "probe_{k}.json"),
-                "model=" + str(tmp_path / "run_{k}"))
+                "w_bin=0.1=" + str(tmp_path / "run_{k}"))  # a label may hold "="
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     diffs = np.array([0.60 - 0.5, 0.71 - 0.7, 0.55 - 0.6])
     means = np.array([0.60, 0.71, 0.55])
-    assert f"| model | {means.mean():.3f} ± {means.std(ddof=1):.3f} | 1.000 ± 0.000 |" in lines
+    assert f"| w_bin=0.1 | {means.mean():.3f} ± {means.std(ddof=1):.3f} | 1.000 ± 0.000 |" in lines
     # corr ahead in 2 of 3 folds; mae 1.0 against the probe's 1.0: a tie is not ahead
-    assert f"| model | {diffs.mean():.3f} ± {diffs.std(ddof=1):.3f} (2/3) | 0.000 ± 0.000 (0/3) |" in lines
+    assert f"| w_bin=0.1 | {diffs.mean():.3f} ± {diffs.std(ddof=1):.3f} (2/3) | 0.000 ± 0.000 (0/3) |" in lines
 
 
 def test_fewer_than_three_folds_is_refused(tmp_path: Path) -> None:
