@@ -34,6 +34,8 @@ run shows.
     python benchmarks/bench_step.py --ab                        # both, interleaved: speed-up
     python benchmarks/bench_step.py --tune-allocator            # glibc keeps freed memory
     python benchmarks/bench_step.py --presets mosei_unaligned --batch 16 --no-scaling
+    python benchmarks/bench_step.py --reference                 # and the released layout's step
+    python benchmarks/bench_step.py --device cuda --amp         # bf16 autocast, as train.amp
 
 Results go to ``benchmarks/results/step.json`` (``--output`` to change; ``--merge`` adds to it, so a
 long benchmark can be run one preset at a time).
@@ -243,7 +245,8 @@ class ReferenceStep:
     modalities and pairs, ``nn.MultiheadAttention``, the kernel-domain Sinkhorn), checked against
     our model to 1e-5 by ``tests/test_model_reference.py``. It stands in for the authors' step:
     same inputs, the same weighted loss terms (the contrastive term, which needs the fused
-    representation the reference does not return, is left out: a few microseconds), the same
+    representation the reference does not return, is left out: one batch-by-batch similarity
+    matrix, which makes the reference's step slightly cheaper than the authors'), the same
     clipping and Adam, always in float32."""
 
     def __init__(self, bench: Bench) -> None:
