@@ -36,7 +36,8 @@ def run_row(directories: list[Path], split: str, keys: tuple[str, ...] = KEYS,
     only on its own seed). ``only``: just these seeds."""
     seeds = seed_files(directories, "result.json", only)
     if not seeds:
-        raise FileNotFoundError(f"{directories}: no seed_*/result.json (finished run directories?)")
+        named = ", ".join(map(str, directories))
+        raise FileNotFoundError(f"{named}: no seed_*/result.json (finished run directories?)")
     per_seed = [json.loads(p.read_text())[split] for p in seeds]
     row = aggregate([{k: s[k] for k in keys if k in s} for s in per_seed])
     row["n"] = len(per_seed)
@@ -62,7 +63,10 @@ def main(argv: list[str] | None = None) -> None:
             rows[f"ridge {name} (alpha {probe['alpha']:.3g})"] = {k: probe[args.split][k] for k in keys}
     for spec in args.runs:
         label, _, directory = spec.rpartition("=")  # a label may hold "=", a directory not
-        row = run_row([Path(d) for d in directory.split(",")], args.split, keys, only)
+        try:
+            row = run_row([Path(d) for d in directory.split(",")], args.split, keys, only)
+        except (OSError, ValueError, KeyError) as err:
+            ap.error(str(err))
         rows[f"{label} ({row.pop('n')} seeds)"] = row
     print(format_table(rows, keys=list(keys), style="markdown", bold_best=True))
 

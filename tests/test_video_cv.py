@@ -73,6 +73,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path: Path) -> None:
     assert no_k.returncode == 2 and "needs {k}" in no_k.stderr
     unfinished = _run("table", "--folds", "3", "x=" + str(tmp_path / "run_{k}"))
     assert unfinished.returncode == 2 and "no seed_*/result.json" in unfinished.stderr
+    assert f"error: {tmp_path / 'run_1'}: no seed_" in unfinished.stderr  # the path itself, no repr
+    table = subprocess.run([sys.executable, str(SCRIPT.with_name("real_table.py")), "x=" + str(tmp_path / "run")],
+                           capture_output=True, text=True)
+    assert table.returncode == 2 and "Traceback" not in table.stderr
+    assert f"error: {tmp_path / 'run'}: no seed_*/result.json" in table.stderr
 
 
 def test_table_pairs_each_fold_with_its_probe(tmp_path: Path) -> None:
