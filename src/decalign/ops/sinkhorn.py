@@ -105,22 +105,6 @@ def _flat_scalings(log_marginals: list[Tensor] | tuple[Tensor, ...]) -> tuple[Te
     return flat, list(torch.split(flat, [lm.shape[0] for lm in log_marginals]))
 
 
-_TEST_EVERY_OFF_CPU = 8
-"""Rounds between stopping tests on an accelerator. A test reads a value back to the host: free
-on the CPU, where every round is tested (the earliest stop), but on CUDA the read waits for every
-queued kernel, so the loops test every 8th round there and run at most 7 rounds past the
-stationary one, each of which changes nothing beyond rounding."""
-
-
-def _test_every(t: Tensor) -> int:
-    return 1 if t.device.type == "cpu" else _TEST_EVERY_OFF_CPU
-
-
-def _to_host(*values: Tensor) -> list[float]:
-    """Scalars as Python floats in one device-to-host read (exact: float32/64 fit a float)."""
-    return torch.stack(values).tolist()
-
-
 def _stationary(new: Tensor, old: Tensor) -> bool:
     """True when ``new`` differs from ``old`` by no more than a few float ulps of its scale.
 
@@ -129,15 +113,15 @@ def _stationary(new: Tensor, old: Tensor) -> bool:
     inf and the very first round passes as stationary, stopping Sinkhorn after one round. (A NaN
     from bad inputs also reads as unchanged; it would stay NaN in every later round anyway.)
     """
-    diff, scale = _to_host((new - old).nan_to_num_(nan=0.0).abs().max(),
-                           new.abs().nan_to_num_(nan=0.0, posinf=0.0).max())
-    return diff <= 4 * torch.finfo(new.dtype).eps * max(1.0, scale)
+    diff = (new - old).nan_to_num_(nan=0.0)
+    scale = float(new.abs().nan_to_num_(nan=0.0, posinf=0.0).max())
+    tol = 4 * torch.finfo(new.dtype).eps * max(1.0, scale)
+    return float(diff.abs().max()) <= tol
 
 
 def _negligible(increment: Tensor, total: Tensor) -> bool:
     """True when ``increment`` is rounding noise next to ``total``."""
-    change, size = _to_host(increment.abs().max(), total.abs().max())
-    return change <= 1e-6 * size
+    return float(increment.abs().max()) <= 1e-6 * float(total.abs().max())
 
 
 class _UnrolledSinkhorn(torch.autograd.Function):
@@ -164,12 +148,10 @@ class _UnrolledSinkhorn(torch.autograd.Function):
         flat, scalings = _flat_scalings(log_marginals)
         acc = torch.empty_like(log_kernel)
         rounds: list[list[Tensor]] = []
-        every = _test_every(flat)
-        for i in range(n_iters):
-            tested = (i + 1) % every == 0
-            before = flat.clone() if tested else flat
+        for _ in range(n_iters):
+            before = flat.clone()
             rounds.append(_sinkhorn_round(log_kernel, log_marginals, scalings, acc, keep_softmax=True))
-            if tested and _stationary(flat, before):
+            if _stationary(flat, before):
                 break
         ctx.rounds = rounds
         ctx.n_iters = n_iters
@@ -187,10 +169,9 @@ class _UnrolledSinkhorn(torch.autograd.Function):
         grad_marg_flat = torch.zeros_like(adj_flat)
         grad_log_marginals = list(torch.split(grad_marg_flat, sizes))
         t = ctx.n_iters - 1
-        every = _test_every(adj_flat)
         while t >= 0:
-            tested = t > last and (t - last) % every == 0  # a copy of round `last`, its increment tested
-            if tested:
+            replaying = t > last
+            if replaying:
                 adj_before = adj_flat.clone()
                 kernel_before = grad_log_kernel.clone()
                 marg_before = grad_marg_flat.clone()
@@ -205,7 +186,7 @@ class _UnrolledSinkhorn(torch.autograd.Function):
                         adj[j].add_(w.sum(dim=[a for a in range(ndim) if a != j]))
                 adj[m].zero_()
             if (
-                tested
+                replaying
                 and _stationary(adj_flat, adj_before)
                 and _negligible(grad_log_kernel - kernel_before, grad_log_kernel)
                 and _negligible(grad_marg_flat - marg_before, grad_marg_flat)
@@ -238,12 +219,10 @@ def sinkhorn_log_scalings(
         return list(_UnrolledSinkhorn.apply(log_kernel, n_iters, *log_marginals))
     flat, scalings = _flat_scalings(log_marginals)
     acc = torch.empty_like(log_kernel)
-    every = _test_every(flat)
-    for i in range(n_iters):
-        tested = (i + 1) % every == 0
-        before = flat.clone() if tested else flat
+    for _ in range(n_iters):
+        before = flat.clone()
         _sinkhorn_round(log_kernel, log_marginals, scalings, acc, keep_softmax=False)
-        if tested and _stationary(flat, before):  # later rounds would repeat this one
+        if _stationary(flat, before):  # later rounds would repeat this one
             break
     return scalings
 
