@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 import subprocess
@@ -49,8 +50,15 @@ def _refused(path: Path, *words: str) -> str:
     return msg
 
 
+def _bare_env() -> dict[str, str]:
+    """A minimal environment for the child: our sources first, then whatever ``PYTHONPATH``
+    already supplies (where dependencies come from it, as on a machine given extra wheels)."""
+    path = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)
+    return {"PYTHONPATH": path, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+
+
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    env = _bare_env()
     return subprocess.run([sys.executable, "-m", "decalign", *args], capture_output=True, text=True,
                           timeout=timeout, env=env, check=False)
 
@@ -193,7 +201,7 @@ def test_memo_reference_blow_up_is_refused_quickly(tmp_path: Path) -> None:
     assert path.stat().st_size < 2_200_000
     code = f"from decalign.data import load_dataset\nload_dataset({str(path)!r})"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}, check=False)
+                          env=_bare_env(), check=False)
     assert proc.returncode == 1
     assert "UnsafePickleError" in proc.stderr and str(path) in proc.stderr and "elements" in proc.stderr
 
