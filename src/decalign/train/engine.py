@@ -308,13 +308,13 @@ def train_epoch(
             bar.set_postfix(loss=f"{float(totals[0]) / max(seen, 1):.4f}")
     if bar is not None:
         bar.close()
+    sums = dict(zip(LOG_KEYS, totals.tolist()))
     if bool(nonfinite):  # off the CPU the check waits for the epoch's end (no sync per step)
-        summed = zip(LOG_KEYS, totals.tolist())
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in summed if not math.isfinite(v)) or "none (their sum overflowed)"
+        bad = [f"{k}={v:.4g}" for k, v in sums.items() if not math.isfinite(v)]
+        shown = ", ".join(bad) or "none (their sum overflowed)"
         raise FloatingPointError(
             f"non-finite training loss in this epoch; non-finite terms: {shown}. {_NONFINITE_HINT}"
         )
-    sums = dict(zip(LOG_KEYS, totals.tolist()))
     if ctx.world_size == 1:
         stats = {k: v / max(seen, 1) for k, v in sums.items()}
         prediction, label = torch.cat(preds), torch.cat(labels)
