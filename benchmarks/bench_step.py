@@ -207,10 +207,11 @@ class Bench:
         return objective(output, self.labels, self.config.objective)[0]
 
     def autocast(self) -> Any:
-        """bf16 autocast as ``train.amp`` runs the step (CUDA only), else nothing."""
-        import torch
+        """The engine's own context for ``train.amp`` (bf16 autocast on CUDA, else nothing), so
+        the benchmark times exactly what a run does."""
+        from decalign.train.engine import _autocast
 
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+        return _autocast(self.device, self.amp)
 
     def forward_loss(self) -> Any:
         self.run_model.train()
