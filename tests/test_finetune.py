@@ -253,7 +253,9 @@ def test_decalign_trains_with_the_cached_top_layer(bert_dir: Path, tmp_path: Pat
                                        seq_len=6, dims={"text": 8, "audio": 3}))
     splits = {}
     for i, (name, split) in enumerate(synthetic.splits.items()):
-        splits[name] = replace(split, text_bert=tokens(len(split), 6, seed=10 + i).numpy().astype(np.int64))
+        ids = tokens(len(split), 6, seed=10 + i).numpy().astype(np.int64)
+        # text lengths from the attention mask, as the MMSA reader derives them
+        splits[name] = replace(split, text_bert=ids, lengths={**split.lengths, "text": ids[:, 1].sum(axis=1)})
     dataset = replace(synthetic, splits=splits)
     config = apply_overrides(get_preset("synthetic"), {
         "model.text_encoder.kind": "bert", "model.text_encoder.path": str(bert_dir),
@@ -263,3 +265,15 @@ def test_decalign_trains_with_the_cached_top_layer(bert_dir: Path, tmp_path: Pat
     result = train(config, dataset, tmp_path / "run", quiet=True, tensorboard=False)
     assert (tmp_path / "run" / "seed_0" / "model.safetensors").is_file()
     assert np.isfinite(result.mean["mae"])
+    # the saved model predicts the test split from the file's token ids and lengths (lengths up
+    # to T = 6, beyond the 3 rows of a token array) as the engine did at test time
+    import csv
+
+    from decalign.inference import Predictor
+
+    predictor = Predictor.from_checkpoint(tmp_path / "run" / "seed_0" / "model.safetensors")
+    got = predictor.predict_split(dataset.splits["test"]).values
+    with open(tmp_path / "run" / "seed_0" / "test_predictions.csv") as f:
+        want = np.array([float(row["prediction"]) for row in csv.DictReader(f)])
+    assert dataset.splits["test"].lengths["text"].max() > 3
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -207,9 +207,11 @@ class Predictor:
             if m not in arrays:
                 continue
             given = np.atleast_1d(_as_numpy(lengths[m], f"{m} lengths", integer=True)).astype(np.int64)  # type: ignore[index]
-            if given.shape != lens[m].shape or (given < 1).any() or (given > arrays[m].shape[1]).any():
+            # time is the last axis of [N, 3, T] BERT token inputs, the second of [N, T, D] features
+            steps = arrays[m].shape[-1] if m == "text" and self._bert_text else arrays[m].shape[1]
+            if given.shape != lens[m].shape or (given < 1).any() or (given > steps).any():
                 raise DataError(f"lengths of {m!r}: expected {lens[m].shape[0]} value(s) in [1, "
-                                f"{arrays[m].shape[1]}], found {given.tolist()[:8]}")
+                                f"{steps}], found {given.tolist()[:8]}")
             lens[m] = given
         for m, st in self.stats.items():
             if m in arrays:
