@@ -20,7 +20,7 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,17 @@ __all__ = ["Prediction", "Predictor"]
 
 ArrayLike = Any
 """A numpy array, a torch tensor, or a list of per-sample ``[T, D]`` arrays."""
+
+
+class _Checked(NamedTuple):
+    """One modality's input after checking: the model-ready batch, each sample's true length,
+    whether one sample (no batch axis) was given, and the time steps a length may reach (where
+    time is depends on the input: ``[N, T, D]`` features, ``[N, 3, T]`` BERT tokens)."""
+
+    batch: np.ndarray
+    lengths: np.ndarray
+    single: bool
+    steps: int
 
 
 @dataclass(frozen=True)
@@ -123,9 +134,9 @@ class Predictor:
 
     # -- input checking ------------------------------------------------------------------------
 
-    def _one(self, name: str, value: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
-        """One modality as a padded float32 ``[N, T, D]`` batch, its unpadded lengths, and
-        whether the input was a single sample."""
+    def _one(self, name: str, value: ArrayLike) -> _Checked:
+        """One modality as a padded float32 ``[N, T, D]`` batch, its unpadded lengths, whether
+        the input was a single sample, and its time steps ``T``."""
         dim, steps = self.info.input_dims[name], self.info.seq_lens[name]
         if isinstance(value, (list, tuple)):
             samples = [_as_numpy(v, name) for v in value]
@@ -163,17 +174,19 @@ class Predictor:
             warnings.warn(f"modality {name!r}: {int(bad.sum())} non-finite feature value(s) replaced by 0, "
                           "as the data readers do", stacklevel=4)
             batch[bad] = 0.0
-        return batch, lengths, single
+        return _Checked(batch, lengths, single, steps)
 
-    def _text_tokens(self, value: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
-        """BERT text input: ``[3, T]`` or ``[N, 3, T]`` token ids, mask and segments."""
+    def _text_tokens(self, value: ArrayLike) -> _Checked:
+        """BERT text input: ``[3, T]`` or ``[N, 3, T]`` token ids, mask and segments (time is
+        the last axis); lengths from the mask."""
         x = _as_numpy(value, "text", integer=True)
         single = x.ndim == 2
         x = x[None] if single else x
         if x.ndim != 3 or x.shape[1] != 3:
             raise DataError(f"modality 'text': the BERT text encoder takes [3, T] or [N, 3, T] token ids "
                             f"(the data file's text_bert), found shape {x.shape}")
-        return x.astype(np.int64), np.clip(x[:, 1].sum(axis=1), 1, None).astype(np.int64), single
+        lengths = np.clip(x[:, 1].sum(axis=1), 1, None).astype(np.int64)
+        return _Checked(x.astype(np.int64), lengths, single, x.shape[-1])
 
     def prepare(self, features: Mapping[str, ArrayLike], lengths: Mapping[str, ArrayLike] | None = None,
                 drop: Iterable[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
@@ -194,11 +207,10 @@ class Predictor:
         arrays: dict[str, np.ndarray] = {}
         lens: dict[str, np.ndarray] = {}
         singles: dict[str, bool] = {}
+        steps: dict[str, int] = {}
         for m in names:
-            if m == "text" and self._bert_text:
-                arrays[m], lens[m], singles[m] = self._text_tokens(features[m])
-            else:
-                arrays[m], lens[m], singles[m] = self._one(m, features[m])
+            checked = self._text_tokens(features[m]) if m == "text" and self._bert_text else self._one(m, features[m])
+            arrays[m], lens[m], singles[m], steps[m] = checked
         sizes = {m: a.shape[0] for m, a in arrays.items()}
         if len(set(sizes.values())) > 1 or len(set(singles.values())) > 1:
             raise DataError(f"modalities disagree on the number of samples: {sizes}"
@@ -207,11 +219,9 @@ class Predictor:
             if m not in arrays:
                 continue
             given = np.atleast_1d(_as_numpy(lengths[m], f"{m} lengths", integer=True)).astype(np.int64)  # type: ignore[index]
-            # time is the last axis of [N, 3, T] BERT token inputs, the second of [N, T, D] features
-            steps = arrays[m].shape[-1] if m == "text" and self._bert_text else arrays[m].shape[1]
-            if given.shape != lens[m].shape or (given < 1).any() or (given > steps).any():
+            if given.shape != lens[m].shape or (given < 1).any() or (given > steps[m]).any():
                 raise DataError(f"lengths of {m!r}: expected {lens[m].shape[0]} value(s) in [1, "
-                                f"{steps}], found {given.tolist()[:8]}")
+                                f"{steps[m]}], found {given.tolist()[:8]}")
             lens[m] = given
         for m, st in self.stats.items():
             if m in arrays:
