@@ -189,6 +189,30 @@ def test_encoder_learning_rate_group_and_linear_warm_up(bert_dir: Path) -> None:
     assert restored.param_groups[1]["warmup_done"] == 4  # resumes where it stopped
 
 
+def test_linear_decay_of_the_encoder_rate_is_the_closed_form(bert_dir: Path) -> None:
+    """``train.bert_decay=linear``: lr * min(1, (s+1)/W) * (S-s)/S at step s, S = epochs x steps per
+    epoch, 0 after S; the other group and the group's own ``lr`` are untouched."""
+    config = apply_overrides(get_preset("mosi"), {
+        "model.text_encoder.kind": "bert", "model.text_encoder.path": str(bert_dir), "train.lr": 1e-2,
+        "train.bert_lr": 1e-3, "train.bert_warmup_steps": 3, "train.bert_decay": "linear",
+        "train.num_epochs": 2})
+    optimizer = make_optimizer(_TwoPart(), config, steps_per_epoch=5)
+    other, bert = optimizer.param_groups
+    applied: list[tuple[float, float]] = []
+    optimizer.step = lambda: applied.append((other["lr"], bert["lr"]))  # type: ignore[method-assign]
+    for _ in range(12):
+        optimizer_step(optimizer)
+    want = [1e-3 * min(1.0, (s + 1) / 3) * max(0.0, (10 - s) / 10) for s in range(12)]
+    assert [b for _, b in applied] == pytest.approx(want)
+    assert want[-1] == 0.0 and want[9] == pytest.approx(1e-4)
+    assert all(a == 1e-2 for a, _ in applied) and bert["lr"] == 1e-3
+    restored = make_optimizer(_TwoPart(), config, steps_per_epoch=5)
+    restored.load_state_dict(optimizer.state_dict())
+    assert restored.param_groups[1]["decay_done"] == 12
+    with pytest.raises(ConfigError, match=r"bert_decay='linear' needs model\.text_encoder\.kind='bert'"):
+        apply_overrides(get_preset("mosi"), ["train.bert_decay=linear"])
+
+
 def _dataset(n: int = 16) -> tuple[RunConfig, SplitTensors]:
     synthetic = make_synthetic(replace(get_preset("synthetic").data.synthetic, n_train=n, n_valid=4, n_test=4,
                                        seq_len=6, dims={"text": 8, "audio": 3}))
@@ -261,8 +285,13 @@ def test_decalign_trains_with_the_cached_top_layer(bert_dir: Path, tmp_path: Pat
         "model.text_encoder.kind": "bert", "model.text_encoder.path": str(bert_dir),
         "model.text_encoder.train_layers": 1, "model.fusion.num_layers": 1, "train.num_epochs": 2,
         "train.seeds": [0], "train.batch_size": 8, "train.bert_warmup_steps": 2, "train.grad_accumulation": 2,
-        "train.bert_lr": 1e-3})
+        "train.bert_lr": 1e-3, "train.bert_decay": "linear", "train.early_stop_patience": 5})
     result = train(config, dataset, tmp_path / "run", quiet=True, tensorboard=False)
+    # 24 clips at batch 8, accumulated in twos: 2 optimizer steps an epoch, so the decay spans 4
+    from decalign.train.checkpoint import load_training_state
+
+    group = load_training_state(tmp_path / "run" / "seed_0" / "state.pt")["optimizer"]["param_groups"][1]
+    assert group["decay_steps"] == 4 and group["decay_done"] == 4
     assert (tmp_path / "run" / "seed_0" / "model.safetensors").is_file()
     assert np.isfinite(result.mean["mae"])
     # the saved model predicts the test split from the file's token ids and lengths (lengths up

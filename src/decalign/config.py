@@ -234,6 +234,11 @@ class TrainConfig:
     """Learning rate of the BERT parameters; ``None``: same as ``lr``."""
     bert_warmup_steps: NonNegInt = 0
     """Linear warm-up of the BERT learning rate over this many optimizer steps (0: off)."""
+    bert_decay: Literal["constant", "linear"] = "constant"
+    """The BERT learning rate over training: ``constant`` (released; only the plateau scheduler
+    lowers it) or ``linear``, scaled by ``(S - s) / S`` at optimizer step ``s`` of the
+    ``S = num_epochs x steps per epoch`` steps, so it reaches 0 at the last one (the usual
+    schedule for fine-tuning BERT-family encoders; multiplies the warm-up)."""
     grad_accumulation: PosInt = 1
     """Sum the gradients of this many consecutive batches before each optimizer step (1: off).
     The batch-level alignment losses still see one batch at a time (see docs/finetune.md)."""
@@ -351,6 +356,8 @@ class RunConfig:
             raise ValueError("objective.w_bin > 0 needs a regression task loss, not 'ce'")
         if self.train.bert_warmup_steps and self.model.text_encoder.kind != "bert":
             raise ValueError("train.bert_warmup_steps > 0 needs model.text_encoder.kind='bert'")
+        if self.train.bert_decay != "constant" and self.model.text_encoder.kind != "bert":
+            raise ValueError(f"train.bert_decay={self.train.bert_decay!r} needs model.text_encoder.kind='bert'")
         return self
 
 

@@ -169,8 +169,10 @@ class SeedResult:
         return out
 
 
-def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam with coupled L2 weight decay; BERT parameters (if any) get ``train.bert_lr``."""
+def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int = 1) -> torch.optim.Optimizer:
+    """Adam with coupled L2 weight decay; BERT parameters (if any) get ``train.bert_lr``, and
+    their warm-up and decay (``steps_per_epoch``: optimizer steps in one epoch) ride in their
+    group for :func:`optimizer_step`."""
     tc = config.train
     bert, other = [], []
     for name, p in model.named_parameters():
@@ -182,6 +184,8 @@ def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer
         if tc.bert_warmup_steps:
             # Kept in the group so that it is saved with the optimizer state and resumes exactly.
             group.update(warmup_steps=tc.bert_warmup_steps, warmup_done=0)
+        if tc.bert_decay == "linear":
+            group.update(decay_steps=tc.num_epochs * steps_per_epoch, decay_done=0)
         groups.append(group)
     try:
         # One fused kernel for all parameters (same update rule): about 4x cheaper than the
@@ -192,19 +196,29 @@ def make_optimizer(model: nn.Module, config: RunConfig) -> torch.optim.Optimizer
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-    """``optimizer.step()`` with the linear warm-up of groups that have ``warmup_steps``.
+    r"""``optimizer.step()`` with the linear warm-up and decay of groups that have them.
 
-    During warm-up step ``s`` (1-based) a group's learning rate is ``lr * s / warmup_steps`` for this
-    step only; ``lr`` itself is put back afterwards, so ReduceLROnPlateau (which rescales ``lr``
-    between epochs) and the warm-up compose instead of overwriting each other.
+    At a group's step :math:`s` (0-based) its learning rate is
+    :math:`\text{lr} \cdot \min(1, (s + 1) / W) \cdot (S - s) / S` with :math:`W` its
+    ``warmup_steps`` and :math:`S` its ``decay_steps`` (each factor only if the group has it),
+    for this step only; ``lr`` itself is put back afterwards, so ReduceLROnPlateau (which
+    rescales ``lr`` between epochs) and the schedule compose instead of overwriting each other.
+    The step counters live in the group, so they are saved with the optimizer and resume exactly.
     """
     saved: list[tuple[dict[str, Any], float]] = []
     for group in optimizer.param_groups:
+        factor = 1.0
         total, done = int(group.get("warmup_steps", 0)), int(group.get("warmup_done", 0))
         if done < total:
-            saved.append((group, group["lr"]))
-            group["lr"] = group["lr"] * (done + 1) / total
+            factor *= (done + 1) / total
             group["warmup_done"] = done + 1
+        if "decay_steps" in group:
+            total, done = int(group["decay_steps"]), int(group["decay_done"])
+            factor *= max(0.0, (total - done) / total)
+            group["decay_done"] = done + 1
+        if factor != 1.0:
+            saved.append((group, group["lr"]))
+            group["lr"] = group["lr"] * factor
     optimizer.step()
     for group, lr in saved:
         group["lr"] = lr
@@ -613,7 +627,8 @@ def build_training(
         from decalign.model.compile import maybe_compile
 
         train_model = maybe_compile(train_model, True)
-    optimizer = make_optimizer(model, config)
+    batches = -(-len(train_split) // tc.batch_size)
+    optimizer = make_optimizer(model, config, steps_per_epoch=-(-batches // tc.grad_accumulation))
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer,
         mode=metric_mode(tc.scheduler_metric_name),
