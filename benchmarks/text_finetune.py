@@ -162,6 +162,11 @@ def main(argv: list[str] | None = None) -> None:
     missing = [s for s in ("train", "valid", "test") if ds.splits[s].text_bert is None]
     if missing:
         ap.error(f"{args.data}: split(s) {missing} carry no 'text_bert' (token ids to fine-tune on)")
+    vocab = json.loads((args.bert / "config.json").read_text()).get("vocab_size")
+    top = max(int(ds.splits[s].text_bert[:, 0].max()) for s in ("train", "valid", "test"))
+    if vocab is not None and top >= int(vocab):
+        ap.error(f"{args.data}: 'text_bert' has token id {top}, but the encoder in {args.bert} has a vocabulary "
+                 f"of {vocab}: the data was tokenised for another model")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")

@@ -95,3 +95,16 @@ def test_a_file_without_text_bert_is_a_one_line_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
     done = _run("--data", str(source), "--bert", str(tmp_path / "nope"), "--out", str(tmp_path / "o"))
     assert done.returncode == 2 and "nope" in done.stderr.strip().splitlines()[-1]
+
+
+def test_tokens_of_another_vocabulary_are_a_one_line_error(tmp_path: Path) -> None:
+    source = write_mmsa_pickle(tmp_path / "d.pkl", "mosi", n=(6, 3, 3), float_text_bert=False)
+    import pickle
+
+    data = pickle.loads(source.read_bytes())
+    data["valid"]["text_bert"][0, 0, 1] = 40000  # MiniLM's vocabulary has 30522 entries
+    source.write_bytes(pickle.dumps(data, protocol=4))
+    done = _run("--data", str(source), "--dataset", "mosi", "--bert", str(MODEL), "--out", str(tmp_path / "o"))
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "40000" in last and "30522" in last and "Traceback" not in done.stderr
+    assert not (tmp_path / "o").exists()
