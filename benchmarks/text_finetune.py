@@ -29,6 +29,7 @@ import csv
 import json
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,27 @@ import torch
 from torch import Tensor, nn
 
 from decalign.config import DataConfig
-from decalign.data.detect import DATASET_KINDS
+from decalign.data.detect import DATASET_KINDS, SPLITS
 from decalign.data.loading import load_data
 from decalign.data.types import MultimodalDataset
 from decalign.errors import DecalignError
 from decalign.metrics import metrics_for
 from decalign.model.text_encoder import BertTextEncoder
+from decalign.train.engine import lr_factor as step_factor
 
-__all__ = ["TextRegressor", "lr_factor", "main", "train_seed"]
+__all__ = ["Recipe", "TextRegressor", "lr_factor", "main", "train_seed"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The fine-tuning settings (the command line's, checked there)."""
+
+    epochs: int = 6
+    lr: float = 5e-5
+    head_lr: float = 1e-3
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    batch_size: int = 32
 
 
 class TextRegressor(nn.Module):
@@ -66,11 +80,9 @@ class TextRegressor(nn.Module):
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
-    r"""Multiplier of the learning rate at optimizer step ``step`` (0-based) of ``total``:
-    :math:`\min(1, (s + 1) / w) \cdot (T - s) / T` with :math:`w = \max(1, \text{warmup}\cdot T)`:
-    linear warm-up, then linear decay to 0 at the last step."""
-    ramp = max(1.0, warmup * total)
-    return min(1.0, (step + 1) / ramp) * max(0.0, (total - step) / total)
+    """The engine's warm-up x linear decay (:func:`decalign.train.engine.lr_factor`) over
+    ``total`` steps, the warm-up given as a fraction of them (at least one step)."""
+    return step_factor(step, warmup=max(1.0, warmup * total), decay=total)
 
 
 @torch.no_grad()
@@ -80,28 +92,28 @@ def predict(model: TextRegressor, text_bert: Tensor, batch_size: int = 64) -> np
     return torch.cat(parts).numpy()
 
 
-def train_seed(ds: MultimodalDataset, bert: Path, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def train_seed(ds: MultimodalDataset, bert: Path, seed: int, recipe: Recipe) -> dict[str, Any]:
     """One seed: train, select the epoch on valid MSE, return metrics and test predictions."""
     torch.manual_seed(seed)
     metric_fn = metrics_for(ds.kind, ds.task, ds.label_range)
-    tokens = {s: torch.as_tensor(ds.splits[s].text_bert, dtype=torch.long) for s in ("train", "valid", "test")}
+    tokens = {s: torch.as_tensor(ds.splits[s].text_bert, dtype=torch.long) for s in SPLITS}
     labels = {s: torch.as_tensor(ds.splits[s].labels, dtype=torch.float32) for s in tokens}
     model = TextRegressor(bert)
     optimizer = torch.optim.AdamW(
-        [{"params": model.encoder.parameters(), "lr": args.lr},
-         {"params": model.head.parameters(), "lr": args.head_lr}],
-        weight_decay=args.weight_decay,
+        [{"params": model.encoder.parameters(), "lr": recipe.lr},
+         {"params": model.head.parameters(), "lr": recipe.head_lr}],
+        weight_decay=recipe.weight_decay,
     )
     n = len(labels["train"])
-    total = args.epochs * -(-n // args.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, args.warmup))
+    total = recipe.epochs * -(-n // recipe.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total, recipe.warmup))
     generator = torch.Generator().manual_seed(seed)
     history: list[dict[str, float]] = []
     best: dict[str, Any] | None = None
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(1, recipe.epochs + 1):
         model.train()
         start, losses = time.perf_counter(), []
-        for batch in torch.randperm(n, generator=generator).split(args.batch_size):
+        for batch in torch.randperm(n, generator=generator).split(recipe.batch_size):
             loss = nn.functional.mse_loss(model(tokens["train"][batch]), labels["train"][batch])
             optimizer.zero_grad()
             loss.backward()
@@ -121,7 +133,7 @@ def train_seed(ds: MultimodalDataset, bert: Path, seed: int, args: argparse.Name
     return {
         "seed": seed,
         "best_epoch": best["epoch"],
-        "epochs_run": args.epochs,
+        "epochs_run": recipe.epochs,
         "valid": metric_fn(best["valid_pred"], labels["valid"].numpy()),
         "test": metric_fn(best["test_pred"], labels["test"].numpy()),
         "history": history,
@@ -137,12 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bert", type=Path, required=True, help="local directory of the text encoder")
     ap.add_argument("--out", type=Path, required=True, help="run directory to write (seed_<s>/ in it)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1111, 1112, 1113])
-    ap.add_argument("--epochs", type=int, default=6)
-    ap.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate")
-    ap.add_argument("--head-lr", type=float, default=1e-3)
-    ap.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps warmed up")
-    ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--epochs", type=int, default=Recipe.epochs)
+    ap.add_argument("--lr", type=float, default=Recipe.lr, help="encoder learning rate")
+    ap.add_argument("--head-lr", type=float, default=Recipe.head_lr)
+    ap.add_argument("--warmup", type=float, default=Recipe.warmup, help="fraction of the steps warmed up")
+    ap.add_argument("--weight-decay", type=float, default=Recipe.weight_decay)
+    ap.add_argument("--batch-size", type=int, default=Recipe.batch_size)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args(argv)
     for name in ("epochs", "batch_size", "threads"):
@@ -159,20 +171,23 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(err))
     if ds.task != "regression":
         ap.error(f"{args.data}: a {ds.task} dataset; this reference is for sentiment regression only")
-    missing = [s for s in ("train", "valid", "test") if ds.splits[s].text_bert is None]
+    missing = [s for s in SPLITS if ds.splits[s].text_bert is None]
     if missing:
         ap.error(f"{args.data}: split(s) {missing} carry no 'text_bert' (token ids to fine-tune on)")
     vocab = json.loads((args.bert / "config.json").read_text()).get("vocab_size")
-    top = max(int(ds.splits[s].text_bert[:, 0].max()) for s in ("train", "valid", "test"))
+    top = max(int(ds.splits[s].text_bert[:, 0].max()) for s in SPLITS)
     if vocab is not None and top >= int(vocab):
         ap.error(f"{args.data}: 'text_bert' has token id {top}, but the encoder in {args.bert} has a vocabulary "
                  f"of {vocab}: the data was tokenised for another model")
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+    recipe = Recipe(epochs=args.epochs, lr=args.lr, head_lr=args.head_lr, warmup=args.warmup,
+                    weight_decay=args.weight_decay, batch_size=args.batch_size)
+    settings = {"data": str(args.data), "dataset": args.dataset, "bert": str(args.bert), "out": str(args.out),
+                "seeds": args.seeds, "threads": args.threads, **asdict(recipe)}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
     test_ids = ds.splits["test"].ids
     for seed in args.seeds:
-        result = train_seed(ds, args.bert, seed, args)
+        result = train_seed(ds, args.bert, seed, recipe)
         directory = args.out / f"seed_{seed}"
         directory.mkdir(exist_ok=True)
         with open(directory / "test_predictions.csv", "w", newline="") as f:

@@ -56,6 +56,7 @@ __all__ = [
     "drop_modality",
     "evaluate",
     "fit_seed",
+    "lr_factor",
     "make_optimizer",
     "optimizer_step",
     "resolve_device",
@@ -195,12 +196,19 @@ def make_optimizer(model: nn.Module, config: RunConfig, steps_per_epoch: int = 1
         return torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
 
 
-def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
-    r"""``optimizer.step()`` with the linear warm-up and decay of groups that have them.
+def lr_factor(step: int, warmup: float = 0.0, decay: int = 0) -> float:
+    r"""Multiplier of a learning rate at optimizer step ``step`` (0-based):
+    :math:`\min(1, (s + 1) / W) \cdot \max(0, (S - s) / S)` with :math:`W` = ``warmup`` and
+    :math:`S` = ``decay`` steps, each factor only when its count is positive: a linear warm-up,
+    then a linear decay that reaches 0 at step :math:`S`."""
+    factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    return factor * max(0.0, (decay - step) / decay) if decay > 0 else factor
 
-    At a group's step :math:`s` (0-based) its learning rate is
-    :math:`\text{lr} \cdot \min(1, (s + 1) / W) \cdot (S - s) / S` with :math:`W` its
-    ``warmup_steps`` and :math:`S` its ``decay_steps`` (each factor only if the group has it),
+
+def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    """``optimizer.step()`` with the linear warm-up and decay of groups that have them.
+
+    At a group's step ``s`` its learning rate is ``lr * lr_factor(s, warmup_steps, decay_steps)``
     for this step only; ``lr`` itself is put back afterwards, so ReduceLROnPlateau (which
     rescales ``lr`` between epochs) and the schedule compose instead of overwriting each other.
     The step counters live in the group, so they are saved with the optimizer and resume exactly.
@@ -210,11 +218,11 @@ def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
         factor = 1.0
         total, done = int(group.get("warmup_steps", 0)), int(group.get("warmup_done", 0))
         if done < total:
-            factor *= (done + 1) / total
+            factor *= lr_factor(done, warmup=total)
             group["warmup_done"] = done + 1
         if "decay_steps" in group:
-            total, done = int(group["decay_steps"]), int(group["decay_done"])
-            factor *= max(0.0, (total - done) / total)
+            done = int(group["decay_done"])
+            factor *= lr_factor(done, decay=int(group["decay_steps"]))
             group["decay_done"] = done + 1
         if factor != 1.0:
             saved.append((group, group["lr"]))
