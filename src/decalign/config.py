@@ -276,14 +276,19 @@ class TrainConfig:
     test use the averaged weights, training the raw ones (docs/method.md §10). It averages over
     about ``1 / (1 - ema_decay)`` steps. 0: off (released)."""
     modality_check: bool = False
-    """At every validation, also evaluate the model with each active modality left out in turn;
-    a modality whose absence improves the selection metric by more than 2 %, and leaves a model
-    that beats the best constant prediction on validation or removes at least half of the full
-    model's shortfall against it, is left out for the rest of training, at test and in the
-    saved checkpoint, and selection uses the metrics of the model without it: a modality that
-    fits the training labels but misleads on unseen data is dropped, and an undertrained one
-    next to uninformative ones is not (``check_modalities``). Meant with ``modality_dropout``
-    > 0, which teaches the model to predict without each modality. Off: released."""
+    """At every validation, also evaluate the model with each active modality left out in turn,
+    and leave a modality out for the rest of training (at test and in the saved checkpoint too)
+    only on evidence: its absence lowers the per-sample validation loss beyond the noise (paired
+    bootstrap at ``modality_check_level``), the model without it beats the best constant
+    prediction the same way, at ``modality_check_agree`` consecutive validations; never the
+    modality whose absence hurts most nor the last one; a decision later validations contradict
+    is taken back (``decalign.train.modality_check``). Meant with ``modality_dropout`` > 0, which
+    teaches the model to predict without each modality. Off: released."""
+    modality_check_level: Annotated[float, Field(gt=0.0, lt=0.5)] = 0.05
+    """One-sided level of the check's paired bootstrap tests (0.05: 95 % bounds)."""
+    modality_check_agree: Annotated[int, Field(ge=1, le=20)] = 2
+    """Consecutive validations that must agree before the check leaves a modality out or takes
+    it back."""
 
     @property
     def scheduler_metric_name(self) -> str:

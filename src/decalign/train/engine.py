@@ -42,6 +42,7 @@ from decalign.train.checkpoint import (
 from decalign.train.devices import resolve_device  # re-exported: its former home
 from decalign.train.distributed import Context
 from decalign.train.history import LEADING_COLUMNS, write_history, write_predictions
+from decalign.train.modality_check import CheckOutcome, CheckState, check_modalities, describe
 from decalign.train.rundir import SeedFiles
 from decalign.train.seeding import capture_rng, restore_rng, seed_everything
 
@@ -52,7 +53,6 @@ __all__ = [
     "SeedResult",
     "SeedTraining",
     "build_training",
-    "check_modalities",
     "drop_modality",
     "evaluate",
     "fit_seed",
@@ -160,6 +160,8 @@ class SeedResult:
     """With ``train.modality_check``: the modalities the check left out (possibly none)."""
     left_out_epochs: dict[str, int] = field(default_factory=dict)
     """The epoch after whose validation the check left out each of ``modalities_left_out``."""
+    check_decisions: list[dict[str, Any]] = field(default_factory=list)
+    """With ``train.modality_check``: every decision (leave out, take back) with its evidence."""
 
     def to_json(self) -> dict[str, Any]:
         out = {"seed": self.seed, "best_epoch": self.best_epoch, "epochs_run": self.epochs_run,
@@ -167,6 +169,7 @@ class SeedResult:
         if self.modalities_left_out is not None:
             out["modalities_left_out"] = self.modalities_left_out
             out["left_out_epochs"] = self.left_out_epochs
+            out["modality_check"] = self.check_decisions
         return out
 
 
@@ -370,97 +373,34 @@ def drop_modality(features: dict[str, Tensor], active: tuple[str, ...] | None, p
     return {m: x for m, x in features.items() if m != out}
 
 
-MODALITY_CHECK_TOLERANCE = 0.02
-"""Relative improvement of the validation selection metric that leaving a modality out must
-bring before ``train.modality_check`` drops it: with ~200 validation samples smaller changes
-are noise, while a misleading modality moves the metric by tens of percent."""
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     module = getattr(model, "module", model)  # DDP
     return getattr(module, "_orig_mod", module)  # torch.compile
 
 
-def constant_metrics(labels: np.ndarray, width: int | None, config: RunConfig, metric_fn: MetricFn) -> dict[str, float]:
-    r"""The validation metrics of the best *constant* prediction for ``labels``: what a model that
-    has learnt nothing from its inputs can reach at most on this split.
-
-    The constant is fitted on these labels themselves, so it is an optimistic floor: for the task
-    loss ``mse`` it is the mean :math:`\bar y` (loss :math:`\frac1N \sum_i (y_i - \bar y)^2`, the
-    variance: a model beats it only with :math:`R^2 > 0`), for ``l1`` the median, for ``ce`` the
-    class frequencies :math:`p_c` as probabilities (logits :math:`\log p_c`, loss the entropy
-    :math:`-\sum_c p_c \log p_c`). ``width``: the number of classes (``ce``), else ``None``.
-    A metric a constant leaves undefined is what ``metric_fn`` makes of it (the sentiment
-    metrics give Pearson's r 0); a NaN one sets no floor in :func:`check_modalities`.
-    """
-    kind = config.objective.task_loss
-    if kind == "ce":
-        counts = np.bincount(labels.astype(np.int64), minlength=width or 0).astype(np.float64)
-        logits = np.log(np.maximum(counts / counts.sum(), 1e-12))
-        prediction = np.broadcast_to(logits, (len(labels), len(counts))).astype(np.float32)
-    else:
-        centre = np.median(labels) if kind == "l1" else np.mean(labels)
-        prediction = np.full(labels.shape, centre, dtype=np.float32)
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")  # the correlation of a constant is undefined
-        metrics = {k: float(v) for k, v in metric_fn(prediction, labels).items()}
-    metrics["loss"] = float(task_loss(torch.from_numpy(prediction), torch.from_numpy(labels), kind))
-    return metrics
-
-
-def _evidence(reduced: float, full: float, floor: float, smaller: bool) -> bool:
-    """Whether a model without a modality (``reduced``) says the modality harms, beside the
-    full model and the best constant (``floor``, NaN: none): see :func:`check_modalities`."""
-    if math.isnan(floor):
-        return True
-    sign = 1.0 if smaller else -1.0  # shortfall: how much worse than the constant, >= 0 is worse
-    short_reduced, short_full = sign * (reduced - floor), sign * (full - floor)
-    return short_reduced < 0 or short_reduced <= 0.5 * short_full
-
-
-def check_modalities(model: nn.Module, data: SplitTensors, config: RunConfig, device: torch.device, ctx: Context,
-                     metric_fn: MetricFn, full: dict[str, float],
-                     constant: dict[str, float] | None = None) -> tuple[tuple[str, ...], dict[str, float]]:
-    """``train.modality_check``: at most one modality out per validation, the most harmful one.
-
-    Evaluates the model with each active modality left out in turn and picks the one whose
-    absence improves the selection metric most, if by more than
-    :data:`MODALITY_CHECK_TOLERANCE` (relative). Leaving out is for good, so one validation's
-    evidence must say that ``m`` *harms*, not just that the model is not yet trained. With
-    ``constant``, the metrics of the best constant prediction (:func:`constant_metrics`), the
-    model without ``m`` must therefore also either beat that constant (the modalities it keeps
-    carry signal), or remove at least half of the full model's shortfall against it (``m`` is
-    what makes the model worse than knowing nothing: a misleading modality). An undertrained
-    text path next to an uninformative audio fails both: early on the full model is a little
-    worse than a constant, and the model without text (audio only) is about as far from it.
-    The rule cannot tell undertrained from harmful when the model without ``m`` is the best
-    constant itself; it then leaves ``m`` out (tested). One per validation,
-    because next to a misleading modality every other one looks useless too: the misleading one
-    goes first, and the others are judged again after the model has trained without it.
-    ``full`` are the validation metrics with every active modality. Returns the modalities to
-    keep and their validation metrics; ``model``'s active set is left as it was.
-    """
-    inner = _unwrap(model)
-    metric = config.train.selection_metric
-    smaller = metric_mode(metric) == "min"
-
-    def better(a: float, b: float) -> bool:
-        return a < b if smaller else a > b
-
-    floor = (constant or {}).get(metric, math.nan)
+def _check(run: SeedTraining, result: EvalResult, data: SplitTensors, config: RunConfig, device: torch.device,
+           ctx: Context, metric_fn: MetricFn, epoch: int, seed: int) -> CheckOutcome:
+    """``train.modality_check`` at this validation (:mod:`decalign.train.modality_check`): the
+    model is evaluated with other active sets through its ``active`` attribute, which is put back."""
+    inner = _unwrap(run.train_model)
     original = inner.active
-    kept, best = original, full
-    try:
-        margin = MODALITY_CHECK_TOLERANCE * abs(full[metric])
-        for m in original if len(original) > 1 else ():
-            inner.active = tuple(x for x in original if x != m)
-            trial = evaluate(model, data, config, device, ctx, metric_fn).metrics
-            target = best[metric] if kept != original else (full[metric] - margin if smaller else full[metric] + margin)
-            if better(trial[metric], target) and _evidence(trial[metric], full[metric], floor, smaller):
-                kept, best = inner.active, trial
-    finally:
-        inner.active = original
-    return kept, best
+
+    def evaluate_with(modalities: tuple[str, ...]) -> tuple[np.ndarray, dict[str, float]]:
+        inner.active = modalities
+        try:
+            trial = evaluate(run.train_model, data, config, device, ctx, metric_fn)
+        finally:
+            inner.active = original
+        return trial.predictions, trial.metrics
+
+    tc = config.train
+    width = result.predictions.shape[1] if result.predictions.ndim == 2 else None
+    # Its own stream, from (seed, epoch): the check draws nothing from the training's generators,
+    # so runs with and without it see the same data order, and a resumed run the same resamples.
+    rng = np.random.default_rng([seed, epoch])
+    return check_modalities(evaluate_with, original, run.built_active, result.predictions, result.metrics,
+                            data.labels.numpy(), config.objective.task_loss, width, run.check,
+                            level=tc.modality_check_level, agree=tc.modality_check_agree, epoch=epoch, rng=rng)
 
 
 @torch.no_grad()
@@ -584,6 +524,9 @@ class SeedTraining:
     """``train.ema_decay``: the averaged weights, which are validated, selected and saved."""
     left_out_epochs: dict[str, int] = field(default_factory=dict)
     """``train.modality_check``: the epoch at which each modality was left out for good."""
+    check: CheckState = field(default_factory=CheckState)
+    """``train.modality_check``: streaks and decisions so far."""
+    seed: int = 0
 
     def evaluated_weights(self) -> AbstractContextManager[None]:
         """Inside the block ``model`` holds the weights that are validated and saved: the
@@ -596,6 +539,7 @@ class SeedTraining:
             "scheduler": self.scheduler.state_dict(), "early_stopping": self.stopper.state_dict(),
             "rng": rng[0], "history": self.history, "elapsed": self.elapsed, "best_kept": list(self.best_kept),
             "active": list(self.model.active), "left_out_epochs": dict(self.left_out_epochs),
+            "modality_check": self.check.state_dict(),
             **({"weight_average": self.average.state_dict()} if self.average is not None else {}),
             **({"rng_per_process": rng} if len(rng) > 1 else {}),
         }
@@ -613,6 +557,8 @@ class EpochEnd:
     improved: bool
     kept: tuple[str, ...] = ()
     """The modalities the epoch's validated model uses (``train.modality_check``)."""
+    evidence: dict[str, float] = field(default_factory=dict)
+    """``train.modality_check``: the validation's ``check_*`` columns (history's valid row)."""
 
 
 def build_training(
@@ -646,7 +592,7 @@ def build_training(
     stopper = EarlyStopping(mode=metric_mode(tc.selection_metric), patience=tc.early_stop_patience)
     average = WeightAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
     return SeedTraining(model, train_model, optimizer, scheduler, stopper, torch.Generator().manual_seed(seed),
-                        built_active=model.active, best_kept=model.active, average=average)
+                        built_active=model.active, best_kept=model.active, average=average, seed=seed)
 
 
 def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context) -> None:
@@ -669,6 +615,7 @@ def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context
         run.best_kept = tuple(state.get("best_kept", run.best_kept))
     run.model.active = tuple(state.get("active", run.model.active))
     run.left_out_epochs = {str(m): int(e) for m, e in state.get("left_out_epochs", {}).items()}
+    run.check = CheckState.from_state(state.get("modality_check"))
     per_process = state.get("rng_per_process")
     if per_process is not None and len(per_process) == ctx.world_size:
         restore_rng(per_process[ctx.rank], run.generator)  # last: nothing may draw random numbers after it
@@ -703,16 +650,17 @@ def run_epoch(
             raise KeyError(f"train.selection_metric={tc.selection_metric!r} is not a validation metric of this "
                            f"dataset; choose one of {sorted(valid)}")
         kept = run.model.active
+        evidence: dict[str, float] = {}
         if tc.modality_check:  # select (and schedule) on the model as it will be used
-            width = result.predictions.shape[1] if result.predictions.ndim == 2 else None
-            constant = constant_metrics(splits["valid"].labels.numpy(), width, config, metric_fn)
-            kept, valid = check_modalities(run.train_model, splits["valid"], config, device, ctx, metric_fn, valid,
-                                           constant)
-            if kept != run.model.active:  # left out for the rest of training too
-                log.info("%s: the modality check leaves out %s for good (validation %s %.4g)", description,
-                         [m for m in run.model.active if m not in kept], tc.selection_metric,
-                         valid[tc.selection_metric])
-                run.left_out_epochs.update({m: epoch for m in run.model.active if m not in kept})
+            outcome = _check(run, result, splits["valid"], config, device, ctx, metric_fn, epoch, run.seed)
+            kept, valid, evidence = outcome.kept, outcome.metrics, outcome.evidence
+            if outcome.decision is not None:  # for the rest of training too
+                log.info("%s: %s", description, describe(outcome.decision))
+                m = outcome.decision["modality"]
+                if outcome.decision["action"] == "leave_out":
+                    run.left_out_epochs[m] = epoch
+                else:
+                    run.left_out_epochs.pop(m, None)
                 run.model.active = kept
         run.scheduler.step(valid[tc.scheduler_metric_name])
         improved = run.stopper.update(valid[tc.selection_metric], epoch)
@@ -722,7 +670,7 @@ def run_epoch(
     seconds = time.perf_counter() - t0
     run.elapsed += seconds
     lr = run.optimizer.param_groups[0]["lr"]
-    return EpochEnd(epoch, train_stats, valid, lr, seconds, improved, kept)
+    return EpochEnd(epoch, train_stats, valid, lr, seconds, improved, kept, evidence)
 
 
 def fit_seed(
@@ -794,7 +742,7 @@ def fit_seed(
                 for k, v in test.metrics.items():
                     tb.add_scalar(f"test/{k}", v, run.stopper.best_epoch)
     return SeedResult(seed, run.stopper.best_epoch, epochs_run, valid_best, test.metrics, run.elapsed, run.history,
-                      test.predictions, left_out, left_out_epochs)
+                      test.predictions, left_out, left_out_epochs, list(run.check.decisions))
 
 
 def _with_modalities(config: RunConfig, kept: tuple[str, ...], built: tuple[str, ...]) -> RunConfig:
@@ -807,7 +755,7 @@ def _with_modalities(config: RunConfig, kept: tuple[str, ...], built: tuple[str,
 
 def _record(run: SeedTraining, end: EpochEnd, seed: int) -> None:
     """Handler: the epoch's train and valid rows into the history."""
-    for split, stats in (("train", end.train), ("valid", end.valid)):
+    for split, stats in (("train", end.train), ("valid", {**end.valid, **end.evidence})):
         run.history.append({"seed": seed, "epoch": end.epoch, "split": split, "lr": end.lr, "time_s": end.seconds,
                             **stats})
 
@@ -855,10 +803,11 @@ def _test_best(run: SeedTraining, config: RunConfig, test_split: SplitTensors, d
     if config.train.modality_check:  # test the selected epoch's model as the check left it
         left_out = [m for m in run.built_active if m not in run.best_kept]
         run.model.active = run.best_kept
-        if left_out:
-            log.info("seed %d: the modality check left out %s (validation)", seed, left_out)
+        summary = "; ".join(describe(d) for d in run.check.decisions) or "no decision (every modality kept)"
+        log.info("seed %d: the model tested uses %s: %s", seed, list(run.best_kept), summary)
     test = evaluate(run.train_model, test_split, config, device, ctx, metric_fn)
     best = run.stopper.best_epoch
     valid_best = next((row for row in run.history if row["epoch"] == best and row["split"] == "valid"), {})
     run.history.append({"seed": seed, "epoch": best, "split": "test", "lr": math.nan, "time_s": 0.0, **test.metrics})
-    return test, {k: v for k, v in valid_best.items() if k not in LEADING_COLUMNS}, left_out
+    valid_best = {k: v for k, v in valid_best.items() if k not in LEADING_COLUMNS and not k.startswith("check_")}
+    return test, valid_best, left_out
