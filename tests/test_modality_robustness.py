@@ -178,32 +178,36 @@ def _simulated_seed(seed: int, epochs: int = 10, n: int = 199) -> Any:
 
 def test_modality_check_never_leaves_out_the_informative_modality_and_drops_the_noise() -> None:
     """The failure of issue 28 (a barely trained text path next to a useless audio, one noisy
-    validation, text dropped for good), over many seeds: text is never left out; the noise goes
-    once the evidence is clear, and the decision is recorded with its evidence."""
+    validation, text dropped for good), over many seeds, with the engine's restarts emulated:
+    text is never left out for good (a provisional decision against it is undone by a restart
+    of the seed); the noise goes once the evidence is clear; the decisions are recorded."""
     from decalign.train.modality_check import CheckState
 
-    dropped_at = []
+    dropped_at, restarts = [], 0
     for seed in range(60):
         y, predict = _simulated_seed(seed)
-        state, active = CheckState(), ("text", "audio")
-        early_full_worse = False
-        for epoch in range(1, 11):
-            if epoch == 1:
-                full = np.mean((predict(active, 1) - y) ** 2)
-                early_full_worse = full > np.var(y)
+        state, active, epoch = CheckState(), ("text", "audio"), 1
+        assert np.mean((predict(active, 1) - y) ** 2) > np.var(y)  # the first validation: worse than a constant
+        while epoch <= 10:
             outcome = _run_check(lambda a, e=epoch, f=predict: f(a, e), y, active, state, epoch,
                                  built=("text", "audio"), seed=seed)
-            assert "text" in outcome.kept, (seed, epoch, outcome.evidence)
             active = outcome.kept
-        assert early_full_worse  # the first validation is the dangerous one: worse than a constant
+            if "text" not in active:  # only ever provisionally, and never past a restart
+                assert state.restart or (state.pending or {}).get("modality") == "text", (seed, epoch)
+            if state.restart:  # what the engine does: the seed from its first epoch, text protected
+                assert state.decisions[-1]["action"] == "restart" and state.taken_back == ["text"]
+                state.restart, active, epoch, restarts = False, ("text", "audio"), 1, restarts + 1
+                continue
+            epoch += 1
         assert active == ("text",), (seed, state.decisions)
-        (decision,) = state.decisions
-        assert decision["action"] == "leave_out" and decision["modality"] == "audio"
-        assert decision["change"]["high"] < 0 and decision["vs_constant"]["high"] < 0
-        assert len(decision["evidence"]) == 2 and decision["evidence"][-1]["epoch"] == decision["epoch"]
-        dropped_at.append(decision["epoch"])
+        final = state.decisions[-1]
+        assert final["action"] == "leave_out" and final["modality"] == "audio" and not final["provisional"]
+        assert final["change"]["high"] < 0 and final["vs_constant"]["high"] < 0
+        assert len(final["evidence"]) == 2 and final["evidence"][-1]["epoch"] == final["epoch"]
+        dropped_at.append(final["epoch"])
     assert min(dropped_at) >= 2  # two validations must agree
     assert max(dropped_at) <= 8  # and the noise goes once its harm is clear
+    assert restarts <= 60  # at most one restart per seed (text protected after it)
 
 
 def test_modality_check_needs_consecutive_agreement() -> None:
@@ -303,3 +307,105 @@ def test_modality_check_leaves_a_misleading_modality_out_end_to_end(tmp_path: Pa
     plain = resolve_config(data, overrides=[*TINY, "train.num_epochs=8"])
     trusting = train(plain, _data(misleading=True), tmp_path / "plain", quiet=True, tensorboard=False)
     assert result.mean["mae"] < trusting.mean["mae"] - 0.05, (result.mean["mae"], trusting.mean["mae"])
+
+
+def test_a_modality_misleading_before_anything_is_learnt_goes_provisionally_and_is_confirmed() -> None:
+    """A misleading vision makes the full model far worse than a constant while the text path
+    is still learning: it goes provisionally (the model left does not beat the constant yet),
+    and the decision is confirmed once the model without it does."""
+    from decalign.train.modality_check import CheckState
+
+    y = np.linspace(-3, 3, 199)
+    shuffled = np.random.default_rng(0).permutation(y)  # label-like on train, nothing here
+
+    def predict(active: tuple[str, ...], epoch: int) -> np.ndarray:
+        text = ((0.5 if epoch > 2 else 0.0) * y if "text" in active else 0.0) + 0.3 * np.cos(np.arange(199) * 3.3)
+        return text + (1.5 * shuffled if "vision" in active else 0.0)
+
+    state, active = CheckState(), ("text", "audio", "vision")
+    for epoch in range(1, 7):
+        outcome = _run_check(lambda a, e=epoch: predict(a, e), y, active, state, epoch)
+        active = outcome.kept
+    (decision,) = state.decisions
+    assert decision["modality"] == "vision" and decision["provisional"] and decision["epoch"] == 2
+    assert decision["confirmed_epoch"] > decision["epoch"] and state.pending is None
+    assert active == ("text", "audio") and not state.restart
+
+
+def test_a_provisional_decision_never_confirmed_restarts_the_seed_with_the_modality_protected() -> None:
+    """The collapse of issue 28 under the provisional rule: a barely trained, very noisy text
+    path makes the full model worse than a constant, and the model without text (a useless,
+    near-constant audio) removes that shortfall. Text goes provisionally, the audio-only model
+    never beats the constant, and the check asks for the seed to start again with text
+    protected; the restarted seed never leaves text out."""
+    from decalign.train.modality_check import PROVISIONAL_VALIDATIONS, CheckState
+
+    y = np.linspace(-3, 3, 199)
+    noise = np.cos(np.arange(199) * 3.3)
+
+    def first_attempt(active: tuple[str, ...]) -> np.ndarray:
+        text = 0.05 * y + 3.0 * noise if "text" in active else 0.0
+        return text + (0.02 * noise if "audio" in active else 0.0)
+
+    state, active = CheckState(), ("text", "audio")
+    decisions = []
+    for epoch in range(1, 10):
+        outcome = _run_check(first_attempt, y, active, state, epoch, built=("text", "audio"))
+        active = outcome.kept
+        if outcome.decision:
+            decisions.append((outcome.decision["action"], outcome.decision["modality"], epoch))
+        if state.restart:
+            break
+    assert decisions == [("leave_out", "text", 2), ("restart", "text", 2 + PROVISIONAL_VALIDATIONS)]
+    assert state.taken_back == ["text"] and "did not beat" in state.decisions[-1]["reason"]
+    state.restart = False  # what the engine does when it starts the seed again
+    active = ("text", "audio")
+    for epoch in range(1, 10):
+        outcome = _run_check(first_attempt, y, active, state, epoch, built=("text", "audio"))
+        assert "text" in outcome.kept
+        active = outcome.kept
+
+
+def test_the_engine_restarts_a_seed_when_the_check_asks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart runs the seed again from its first epoch with the same random numbers: the
+    restarted run equals a run that never left anything out, the history holds one attempt,
+    and result.json records the decisions."""
+    import importlib
+
+    from decalign.train.modality_check import CheckOutcome
+
+    engine = importlib.import_module("decalign.train.engine")  # ``decalign.train`` is also the function
+
+    real = engine.check_modalities
+    calls = {"n": 0}
+
+    def scripted(evaluate_with, active, built, predictions, metrics, labels, kind, width, state, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second validation of the first attempt: ask for a restart
+            decision = {"epoch": kw["epoch"], "action": "restart", "modality": "audio", "reason": "scripted",
+                        "change": {"mean": 0.0, "low": 0.0, "high": 0.0, "p": 1.0}, "level": 0.05, "agree": 1}
+            state.decisions.append(decision)
+            state.taken_back.append("audio")
+            state.restart = True
+            return CheckOutcome(active, dict(metrics), {}, decision)
+        return CheckOutcome(active, dict(metrics), {}, None)
+
+    data = _data(misleading=False)
+    overrides = [*TINY, "train.num_epochs=3", "train.modality_check=true"]
+    monkeypatch.setattr(engine, "check_modalities", scripted)
+    restarted = train(resolve_config(data, overrides=overrides), data, tmp_path / "a", quiet=True, tensorboard=False)
+    monkeypatch.setattr(engine, "check_modalities", real)
+
+    def never(evaluate_with, active, built, predictions, metrics, labels, kind, width, state, **kw):
+        return CheckOutcome(active, dict(metrics), {}, None)
+
+    monkeypatch.setattr(engine, "check_modalities", never)
+    plain = train(resolve_config(data, overrides=overrides), _data(misleading=False), tmp_path / "b", quiet=True,
+                  tensorboard=False)
+    assert calls["n"] == 2 + 3  # two validations, then the three of the restarted seed
+    assert restarted.mean["mae"] == pytest.approx(plain.mean["mae"], rel=1e-6)
+    seed = json.loads((tmp_path / "a" / "seed_1" / "result.json").read_text())
+    assert [d["action"] for d in seed["modality_check"]] == ["restart"] and seed["modalities_left_out"] == []
+    with open(tmp_path / "a" / "seed_1" / "history.csv", newline="") as fh:
+        epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r["split"] == "valid"]
+    assert epochs == [1, 2, 3]

@@ -626,6 +626,18 @@ def resume_training(run: SeedTraining, files: SeedFiles, seed: int, ctx: Context
              run.stopper.best_epoch)
 
 
+def _restart(run: SeedTraining, config: RunConfig, info: ModelInfo, train_split: SplitTensors, seed: int,
+             device: torch.device, ctx: Context) -> SeedTraining:
+    """The seed from its first epoch again, with the same random numbers, carrying the modality
+    check's state (whose ``taken_back`` now protects the modality it had provisionally left out)
+    and the time spent; the history starts again with it."""
+    check, elapsed = run.check, run.elapsed
+    check.restart = False
+    fresh = build_training(config, info, train_split, seed, device, ctx)
+    fresh.check, fresh.elapsed = check, elapsed
+    return fresh
+
+
 def run_epoch(
     run: SeedTraining,
     epoch: int,
@@ -724,14 +736,21 @@ def fit_seed(
         ]
         if epoch_callback is not None:
             handlers.append(lambda end: epoch_callback(end.epoch, end.valid))
-        for epoch in range(run.start_epoch, tc.num_epochs + 1):
-            if run.stopper.should_stop:
+        while True:
+            if run.check.restart:  # a provisional decision of the modality check was contradicted
+                run = _restart(run, config, info, splits["train"], seed, device, ctx)
+            for epoch in range(run.start_epoch, tc.num_epochs + 1):
+                if run.stopper.should_stop:
+                    break
+                epochs_run = epoch
+                end = run_epoch(run, epoch, config, splits, device, ctx, metric_fn, bars,
+                                f"seed {seed} epoch {epoch}/{tc.num_epochs}")
+                for handler in handlers:  # they read ``run`` when called: the restarted one after a restart
+                    handler(end)
+                if run.check.restart:
+                    break
+            if not run.check.restart:
                 break
-            epochs_run = epoch
-            end = run_epoch(run, epoch, config, splits, device, ctx, metric_fn, bars,
-                            f"seed {seed} epoch {epoch}/{tc.num_epochs}")
-            for handler in handlers:
-                handler(end)
         test, valid_best, left_out = _test_best(run, config, splits["test"], device, ctx, metric_fn, seed)
         left_out_epochs = {m: run.left_out_epochs[m] for m in left_out or () if m in run.left_out_epochs}
         if ctx.is_main:

@@ -16,7 +16,16 @@ ended at chance. So a decision needs all of:
 2. **A model that has learnt something.** The model kept without :math:`m` must beat the best
    constant prediction by the same test (:math:`q_{1-\alpha}` of its loss minus the constant's
    :math:`< 0`): leaving out a modality may never leave a model that knows nothing, which is what
-   an undertrained text path next to an uninformative audio looks like.
+   an undertrained text path next to an uninformative audio looks like. One exception, for a
+   modality that misleads before anything else is learnt: when the full model is *worse* than
+   the constant beyond the noise (:math:`q_\alpha > 0`) and the model without :math:`m` removes at
+   least half of that shortfall, :math:`m` goes **provisionally**: the decision stands only if
+   the model left has beaten the constant within :data:`PROVISIONAL_VALIDATIONS` validations;
+   otherwise the seed starts again from its first epoch with :math:`m` protected (the same
+   random numbers, so the restarted seed follows the first up to the decision and then keeps
+   :math:`m`). An undertrained text path next to a useless audio never passes both: the model
+   without text is the audio's near-constant output, which may remove the full model's
+   shortfall but then never beats the constant.
 3. **Agreement over consecutive validations** (``train.modality_check_agree``, default 2): one
    pass can be a fluke of the weights of that epoch.
 4. **Never the modality whose absence hurts most, nor the last one.** With two or more modalities
@@ -44,6 +53,7 @@ import torch
 
 __all__ = [
     "BOOTSTRAP_REPLICATES",
+    "PROVISIONAL_VALIDATIONS",
     "CheckOutcome",
     "CheckState",
     "PairedDifference",
@@ -54,6 +64,11 @@ __all__ = [
     "paired_bootstrap",
     "per_sample_loss",
 ]
+
+PROVISIONAL_VALIDATIONS = 3
+"""Validations after a provisional decision within which the model left must beat the best
+constant prediction; on mosi-dev the text path of a model without the misleading modality
+does so within two."""
 
 BOOTSTRAP_REPLICATES = 2000
 """Resamples of the validation samples per paired test: the bound's Monte Carlo error is then
@@ -154,10 +169,17 @@ class CheckState:
     """Every decision with its evidence, in order."""
     recent: list[dict[str, Any]] = field(default_factory=list)
     """The evidence of the validations of the current streaks (for the decision's record)."""
+    pending: dict[str, Any] | None = None
+    """A provisional decision waiting for the model left to beat the constant:
+    ``{"modality", "epoch", "waited"}``."""
+    restart: bool = False
+    """A provisional decision was contradicted: the engine starts the seed again, keeping this
+    state (its ``taken_back`` protects the modality)."""
 
     def state_dict(self) -> dict[str, Any]:
         return {"streaks": dict(self.streaks), "back_streaks": dict(self.back_streaks),
-                "taken_back": list(self.taken_back), "decisions": list(self.decisions), "recent": list(self.recent)}
+                "taken_back": list(self.taken_back), "decisions": list(self.decisions), "recent": list(self.recent),
+                "pending": self.pending, "restart": self.restart}
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any] | None) -> CheckState:
@@ -165,7 +187,7 @@ class CheckState:
         return cls({str(k): int(v) for k, v in state.get("streaks", {}).items()},
                    {str(k): int(v) for k, v in state.get("back_streaks", {}).items()},
                    [str(m) for m in state.get("taken_back", [])], list(state.get("decisions", [])),
-                   list(state.get("recent", [])))
+                   list(state.get("recent", [])), state.get("pending"), bool(state.get("restart", False)))
 
 
 @dataclass(frozen=True)
@@ -192,11 +214,35 @@ def check_modalities(evaluate_with: Evaluate, active: tuple[str, ...], built: tu
     """
     full = per_sample_loss(predictions, labels, kind)
     floor = per_sample_loss(constant_predictions(labels, width, kind), labels, kind)
-    evidence: dict[str, float] = {"check_loss": float(full.mean()), "check_constant_loss": float(floor.mean())}
+    versus_constant = paired_bootstrap(full, floor, level, rng)
+    evidence: dict[str, float] = {"check_loss": float(full.mean()), "check_constant_loss": float(floor.mean()),
+                                  "check_high_vs_constant": versus_constant.high}
     record: dict[str, Any] = {"epoch": epoch, "active": list(active), "loss": float(full.mean()),
-                              "constant_loss": float(floor.mean()), "without": {}, "with": {}}
+                              "constant_loss": float(floor.mean()), "vs_constant": versus_constant.to_json(),
+                              "without": {}, "with": {}}
+
+    # 0. a provisional decision is confirmed once the model left beats the constant, else undone
+    if state.pending is not None:
+        if versus_constant.high < 0:
+            state.decisions[-1]["confirmed_epoch"] = epoch
+            state.pending = None
+        else:
+            state.pending["waited"] += 1
+            if state.pending["waited"] >= PROVISIONAL_VALIDATIONS:
+                m = state.pending["modality"]
+                decision = {"epoch": epoch, "action": "restart", "modality": m, "change": versus_constant.to_json(),
+                            "level": level, "agree": state.pending["waited"], "evidence": [record],
+                            "reason": f"the model without {m!r} did not beat the best constant prediction within "
+                                      f"{PROVISIONAL_VALIDATIONS} validations of the provisional decision"}
+                state.taken_back.append(m)
+                state.decisions.append(decision)
+                state.pending, state.restart = None, True
+                state.streaks, state.back_streaks, state.recent = {}, {}, []
+                return CheckOutcome(active, dict(metrics), evidence, decision)
 
     # 1. each active modality left out in turn
+    worse_than_constant = versus_constant.low > 0
+    shortfall = float(full.mean() - floor.mean())
     trials: dict[str, tuple[PairedDifference, PairedDifference, dict[str, float]]] = {}
     for m in active if len(active) > 1 else ():
         reduced = tuple(x for x in active if x != m)
@@ -209,9 +255,16 @@ def check_modalities(evaluate_with: Evaluate, active: tuple[str, ...], built: tu
         record["without"][m] = {"loss": float(loss.mean()), "vs_full": trials[m][0].to_json(),
                                 "vs_constant": trials[m][1].to_json()}
     most_needed = max(trials, key=lambda m: trials[m][0].mean) if trials else None
+
+    def learnt(m: str) -> bool:  # the model without m beats the constant ...
+        return trials[m][1].high < 0
+
+    def misleads(m: str) -> bool:  # ... or m makes the model worse than knowing nothing
+        return worse_than_constant and -trials[m][0].mean >= 0.5 * shortfall
+
     for m in active:
-        harmful = (m in trials and m != most_needed and m not in state.taken_back
-                   and trials[m][0].high < 0 and trials[m][1].high < 0)
+        harmful = (m in trials and m != most_needed and m not in state.taken_back and state.pending is None
+                   and trials[m][0].high < 0 and (learnt(m) or misleads(m)))
         state.streaks[m] = state.streaks.get(m, 0) + 1 if harmful else 0
         evidence[f"check_streak_{m}"] = float(state.streaks[m])
 
@@ -237,12 +290,15 @@ def check_modalities(evaluate_with: Evaluate, active: tuple[str, ...], built: tu
         kept = tuple(x for x in built if x in active or x == m)
         decision = {"epoch": epoch, "action": "take_back", "modality": m, "change": returns[m][0].to_json()}
         state.taken_back.append(m)
+        state.pending = None
         chosen_metrics = returns[m][1]
     elif ready:
         m = min(ready, key=lambda x: trials[x][0].mean)
         kept = tuple(x for x in active if x != m)
         decision = {"epoch": epoch, "action": "leave_out", "modality": m, "change": trials[m][0].to_json(),
-                    "vs_constant": trials[m][1].to_json()}
+                    "vs_constant": trials[m][1].to_json(), "provisional": not learnt(m)}
+        if not learnt(m):
+            state.pending = {"modality": m, "epoch": epoch, "waited": 0}
         chosen_metrics = trials[m][2]
     else:
         kept, chosen_metrics = active, metrics
@@ -256,7 +312,13 @@ def check_modalities(evaluate_with: Evaluate, active: tuple[str, ...], built: tu
 def describe(decision: Mapping[str, Any]) -> str:
     """One line for the log and the run's summary."""
     change = decision["change"]
-    verb = "leaves out" if decision["action"] == "leave_out" else "takes back"
+    if decision["action"] == "restart":
+        return (f"the modality check starts the seed again with {decision['modality']!r} protected after epoch "
+                f"{decision['epoch']}: {decision['reason']} (validation loss minus the constant's "
+                f"{change['mean']:+.4g}, bounds [{change['low']:+.4g}, {change['high']:+.4g}])")
+    verb = {"leave_out": "leaves out", "take_back": "takes back"}[decision["action"]]
+    if decision.get("provisional"):
+        verb += " (provisionally: the model left has not beaten the constant yet)"
     return (f"the modality check {verb} {decision['modality']!r} after epoch {decision['epoch']}: validation loss "
             f"{change['mean']:+.4g} (one-sided {100 * (1 - decision['level']):.0f}% bounds "
             f"[{change['low']:+.4g}, {change['high']:+.4g}]) over {decision['agree']} consecutive validation(s)")
