@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="data file, labelled or not, any splits, or a flat file of "
                    "named arrays (default: the built-in dataset)")
     p.add_argument("--out", metavar="CSV", help="predictions file (required unless --media)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
                    help="splits to predict (default: test of a full dataset, every set of other files)")
     add_device_flag(p, default="auto", help="device to predict on")
@@ -268,7 +269,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is None:
         raise UsageError("predict needs --out CSV (or --media FILE --transcript TEXT for one new clip)")
     path = predict_checkpoint(args.checkpoint, args.data, args.out, splits=args.split, device=args.device,
-                              drop=args.drop)
+                              drop=args.drop, overwrite=args.overwrite)
     print(f"predictions: {path}")
     return 0
 

@@ -339,10 +339,24 @@ def predict_to_csv(
     splits: Sequence[str] | None = None,
     drop: Sequence[str] = (),
     device: str = "auto",
+    *,
+    overwrite: bool = False,
 ) -> Any:
     """Write one row per sample of ``data``: ``split, id, [label,] prediction`` (regression) or
     ``split, id, [label,] predicted, p_<class>...`` (classification). ``splits`` default: ``test``
-    of a full dataset, every set of a file of samples. Returns the written path."""
+    of a full dataset, every set of a file of samples. Returns the written path.
+
+    ``out_csv`` goes through the output guard (:mod:`decalign.safety.outputs`): refused when it
+    exists (unless ``overwrite``) or is the checkpoint or the data, locked while written."""
+    from decalign.safety.outputs import guarded_output
+
+    with guarded_output(out_csv, flag="--out", inputs={"--checkpoint": checkpoint, "--data": data},
+                        overwrite=overwrite) as out:
+        return _predict_to_csv(checkpoint, data, out, splits, drop, device)
+
+
+def _predict_to_csv(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str] | None, out_csv: os.PathLike[str],
+                    splits: Sequence[str] | None, drop: Sequence[str], device: str) -> Any:
     from decalign.train.history import write_predictions
 
     predictor = Predictor.from_checkpoint(checkpoint, device)
