@@ -194,8 +194,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset, config = load_and_resolve(args, overrides)
     if args.dump_config:
         from decalign.config import write_config_file
+        from decalign.safety.outputs import guarded_output
 
-        print(f"config: {write_config_file(config, args.dump_config)}")
+        with guarded_output(args.dump_config, flag="--dump-config", overwrite=args.overwrite,
+                            inputs={"--config": args.config, "--data": args.data}) as dump:
+            print(f"config: {write_config_file(config, dump)}")
         return 0
     out = Path(args.out or os.path.join("runs", config.preset))
     from decalign.train.distributed_setup import context_from_environment
