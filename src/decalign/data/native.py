@@ -184,9 +184,11 @@ def save_native(
             sp = dataset.splits[name]
             target = folder / f"{name}.{fmt}"
             if fmt == "npz":
-                _write_npz(target, {**_split_arrays(sp), **_split_strings(sp)})
-            else:
-                _write_safetensors(target, _split_arrays(sp), _split_strings(sp), {})
+                arrays = {**_split_arrays(sp), **_split_strings(sp)}
+                atomic_write(target, lambda tmp, arrays=arrays: _write_npz(Path(tmp), arrays))
+            else:  # through atomic_write for its umask mode (safetensors' own file is 0600)
+                atomic_write(target, lambda tmp, sp=sp: _write_safetensors(Path(tmp), _split_arrays(sp),
+                                                                           _split_strings(sp), {}))
         (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     return atomic_directory(out, fill)
