@@ -190,7 +190,7 @@ def test_predict_on_the_full_dataset_keeps_labels_and_drops(run: Path, tmp_path:
     assert {r["split"] for r in rows} == {"valid", "test"} and "label" in rows[0]
     test_rows = {r["id"]: float(r["prediction"]) for r in rows if r["split"] == "test"}
     assert test_rows == pytest.approx(_written(run), abs=1e-5)
-    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--drop", "audio"]) == 0
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--drop", "audio", "--overwrite"]) == 0
     with open(out, newline="") as fh:
         dropped = {r["id"]: float(r["prediction"]) for r in csv.DictReader(fh)}
     split = _raw_test_split(run)

@@ -50,8 +50,15 @@ PathLike = str | os.PathLike[str]
 
 
 def lock_file_for(output: Path) -> Path:
-    """The lock file of an output file or directory: ``.<name>.lock`` beside it."""
-    return output.with_name(f".{output.name}.lock")
+    """The lock file of an output file or directory: ``.<name>.lock`` beside it (a name too long
+    for that keeps 200 bytes of it and a hash of the whole, so a valid 255-byte name works)."""
+    name = output.name
+    if len(name.encode("utf-8")) > 200:
+        import hashlib
+
+        digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        name = name.encode("utf-8")[:200].decode("utf-8", "ignore") + "." + digest
+    return output.with_name(f".{name}.lock")
 
 
 class OutputLock:
