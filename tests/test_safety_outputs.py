@@ -303,3 +303,15 @@ def test_an_earlier_extract_report_is_replaced_anything_else_is_not(tmp_path: Pa
     (tmp_path / "notes.csv").write_text("my,own\nnotes,here\n")
     assert not _is_earlier_report(tmp_path / "notes.csv")
     assert not _is_earlier_report(tmp_path / "missing.csv")
+
+
+def test_dump_config_never_replaces_the_config_it_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  lr: 0.001\n")
+    assert main(["train", "--config", str(config), "--dump-config", str(config), "--overwrite"]) == 2
+    assert "same file as the input --config" in capsys.readouterr().err
+    assert config.read_text() == "train:\n  lr: 0.001\n"
+    dump = tmp_path / "dump.yaml"
+    assert main(["train", "--config", str(config), "--dump-config", str(dump)]) == 0
+    assert main(["train", "--config", str(config), "--dump-config", str(dump)]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
