@@ -172,8 +172,9 @@ def guarded_output(
     """
     out = Path(output)
     check_not_input(out, inputs or {}, flag)
+    check_replaceable(out, overwrite, flag)  # before the lock: a refused output leaves no lock file
     with OutputLock(lock_file_for(out), _busy(flag, out)):
-        check_replaceable(out, overwrite, flag)
+        check_replaceable(out, overwrite, flag)  # again: another writer may have finished meanwhile
         yield out
 
 
