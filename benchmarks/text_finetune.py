@@ -25,7 +25,6 @@ Only sentiment regression files (MOSI, MOSEI, SIMS layouts that carry ``text_ber
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 import time
@@ -44,6 +43,7 @@ from decalign.data.types import MultimodalDataset
 from decalign.errors import DecalignError
 from decalign.metrics import metrics_for
 from decalign.model.text_encoder import BertTextEncoder
+from decalign.safety.cells import csv_writer
 from decalign.train.engine import lr_factor as step_factor
 
 __all__ = ["Recipe", "TextRegressor", "lr_factor", "main", "train_seed"]
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         directory = args.out / f"seed_{seed}"
         directory.mkdir(exist_ok=True)
         with open(directory / "test_predictions.csv", "w", newline="") as f:
-            writer = csv.writer(f)
+            writer = csv_writer(f)  # ids come from the data file: escaped like every CSV decalign writes
             writer.writerow(["id", "label", "prediction"])
             for i, y, p in zip(test_ids, ds.splits["test"].labels, result.pop("test_pred")):
                 writer.writerow([i, f"{float(y):.6g}", f"{float(p):.6g}"])

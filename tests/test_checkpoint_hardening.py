@@ -220,3 +220,32 @@ def test_old_checkpoints_without_a_checksum_still_load(saved: Path, tmp_path: Pa
 
     _edit_header(path, drop)
     assert load_checkpoint(path).model is not None
+
+
+def test_an_unreadable_checkpoint_exits_1_a_corrupt_one_2(saved: Path, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue case: an unreadable checkpoint exited 2 where the README and docs/security.md say 1
+    (1: the operating system refused; 2: the input is bad)."""
+    from decalign.errors import CheckpointAccessError, FileAccessError
+
+    corrupt = _copy(saved, tmp_path)
+    corrupt.write_bytes(corrupt.read_bytes()[:100])
+    assert main(["eval", "--checkpoint", str(corrupt)]) == 2
+    assert "corrupt or truncated" in capsys.readouterr().err
+    path = tmp_path / "denied.safetensors"
+    path.write_bytes(saved.read_bytes())
+    real_open = builtins.open
+
+    def deny(file: Any, *args: Any, **kw: Any) -> Any:
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, *args, **kw)
+
+    monkeypatch.setattr(ckpt_mod, "open", deny, raising=False)
+    with pytest.raises(CheckpointAccessError) as info:
+        load_checkpoint(path)
+    assert isinstance(info.value, CheckpointError) and isinstance(info.value, FileAccessError)
+    assert main(["eval", "--checkpoint", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "permission denied" in err and str(path) in err

@@ -211,3 +211,67 @@ def test_random_command_lines_end_cleanly(inputs: Path, tmp_path: Path, monkeypa
     check()
     # the budget reaches every ending: usage errors, our one-line errors, success and training
     assert all(outcomes.get(k, 0) > 0 for k in ("usage", 2, 0, "trained")), outcomes
+
+
+# -- config files (issue 25) -----------------------------------------------------------------------
+
+_YAML_TOKENS = ["&a ", "*a", "&b ", "*b", "[", "]", "{", "}", ": ", "- ", "\n", "  ", ",", "x", "1", "-2.5",
+                "train", "model.fusion", "seeds", "lr", "'", '"', "!!python/object/apply:os.system ", "? ", "1e-4",
+                "null", "<<: *a", "\t", "%YAML 1.1\n", "---\n", "...\n", "#", "|", ">", "!!binary ", "9" * 50,
+                "\x00", "\u2028", "\ufeff", "2001-13-45", "&c [*c]", "[*a,*a,*a,*a,*a,*a,*a,*a]"]
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["train", "model", "seeds", "lr", "fusion", "num_layers", "x", "preset"]) | st.text(max_size=6),
+        children, max_size=4),
+    max_leaves=30)
+
+
+def test_random_config_files_give_settings_or_one_config_error(tmp_path: Path) -> None:
+    """Random bytes, YAML token soups (aliases, anchors, tags, nesting) and JSON documents: every
+    file is either a mapping of settings or one :class:`ConfigError` naming it, within a bounded
+    time (the bounds are checked before any value is built, so no example can expand)."""
+    import json
+    import time
+    import tracemalloc
+
+    from decalign.config import ConfigError, read_config_file
+
+    counter = iter(range(10**6))
+
+    def check(payload: bytes, suffix: str) -> None:
+        path = tmp_path / f"c{next(counter)}{suffix}"
+        path.write_bytes(payload)
+        start = time.perf_counter()
+        tracemalloc.start()
+        try:
+            settings_ = read_config_file(path)
+        except ConfigError as err:
+            assert str(path) in str(err), str(err)  # (the CLI joins a list of valid keys into one line)
+        else:
+            assert isinstance(settings_, dict)
+        finally:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+        assert time.perf_counter() - start < 10, payload[:200]
+        assert peak < 64 << 20, (peak, payload[:200])
+
+    @settings(max_examples=150, **BUDGET)
+    @given(st.lists(st.sampled_from(_YAML_TOKENS), max_size=120), st.sampled_from([".yaml", ".yml", ".json"]))
+    def yaml_soup(tokens: list[str], suffix: str) -> None:
+        check("".join(tokens).encode("utf-8", "surrogatepass"), suffix)
+
+    @settings(max_examples=60, **BUDGET)
+    @given(st.binary(max_size=512), st.sampled_from([".yaml", ".json"]))
+    def raw_bytes(payload: bytes, suffix: str) -> None:
+        check(payload, suffix)
+
+    @settings(max_examples=60, **BUDGET)
+    @given(_JSON_VALUES, st.sampled_from([".yaml", ".json"]))
+    def documents(value: Any, suffix: str) -> None:
+        check(json.dumps(value).encode(), suffix)
+
+    yaml_soup()
+    raw_bytes()
+    documents()

@@ -190,7 +190,7 @@ def test_predict_on_the_full_dataset_keeps_labels_and_drops(run: Path, tmp_path:
     assert {r["split"] for r in rows} == {"valid", "test"} and "label" in rows[0]
     test_rows = {r["id"]: float(r["prediction"]) for r in rows if r["split"] == "test"}
     assert test_rows == pytest.approx(_written(run), abs=1e-5)
-    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--drop", "audio"]) == 0
+    assert main(["predict", "--checkpoint", ckpt, "--out", str(out), "--drop", "audio", "--overwrite"]) == 0
     with open(out, newline="") as fh:
         dropped = {r["id"]: float(r["prediction"]) for r in csv.DictReader(fh)}
     split = _raw_test_split(run)
@@ -243,3 +243,50 @@ def test_a_broken_full_dataset_is_reported_not_read_as_samples(tmp_path: Path,
     assert main(["info", str(path)]) == 2
     err = capsys.readouterr().err
     assert "split 'test'" in err and "width" in err
+
+
+# -- hostile inputs (issue 25) ---------------------------------------------------------------------
+
+
+def _small_predictor():  # type: ignore[no-untyped-def]
+    from decalign.train.checkpoint import ModelInfo, build_model
+
+    config = decalign.resolve_config(decalign.load_data(None, DataConfig(dataset="synthetic")), overrides=TINY[:4])
+    info = ModelInfo("custom", "regression", ("a", "b"), {"a": 3, "b": 2}, {"a": 5, "b": 4}, 1)
+    torch.manual_seed(0)
+    return decalign.Predictor(build_model(config, info), config, info)
+
+
+def test_non_finite_features_are_refused_naming_the_modality() -> None:
+    """Non-finite inputs were replaced by 0 with a warning; a caller passing NaN has a bug."""
+    predictor = _small_predictor()
+    b = np.ones((2, 4, 2))
+    for bad in (np.nan, np.inf):
+        a = np.ones((2, 5, 3))
+        a[1, 2, 0] = bad
+        with pytest.raises(DataError, match=r"modality 'a': 1 non-finite feature value\(s\).*sample 1, step 2"):
+            predictor.predict({"a": a, "b": b})
+
+
+def test_features_of_1e30_give_an_error_not_a_nan_prediction() -> None:
+    """Issue case: features of 1e30 gave NaN predictions silently."""
+    predictor = _small_predictor()
+    a, b = np.ones((3, 5, 3)), np.ones((3, 4, 2))
+    assert np.isfinite(predictor.predict({"a": a, "b": b}).values).all()
+    b[2] = 1e30
+    with pytest.raises(DataError, match=r"modality 'b': the prediction of sample 2 is not finite.*1e\+30"):
+        predictor.predict({"a": a, "b": b})
+
+
+@pytest.mark.parametrize(("lengths", "words"), [
+    ({"a": [2.5, 3]}, r"lengths of 'a': expected whole numbers of steps, found \[2\.5\]"),
+    ({"a": [np.nan, 3]}, r"lengths of 'a': expected whole numbers"),
+    ({"z": [1, 1]}, r"lengths of 'z': not a modality of the model"),
+])
+def test_lengths_must_be_whole_and_of_a_known_modality(lengths: dict, words: str) -> None:
+    """Issue case: ``lengths`` of 2.5 (read as 2) or for an unknown modality were accepted."""
+    predictor = _small_predictor()
+    with pytest.raises(DataError, match=words):
+        predictor.predict({"a": np.ones((2, 5, 3)), "b": np.ones((2, 4, 2))}, lengths)
+    out = predictor.predict({"a": np.ones((2, 5, 3)), "b": np.ones((2, 4, 2))}, {"a": [2.0, 3]})
+    assert len(out) == 2

@@ -57,3 +57,24 @@ def test_probe_cli_writes_every_set(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "ridge text+audio" in capsys.readouterr().out
     assert main(["probe", "--data", str(pkl), "--sets", "text,smell"]) == 2
     assert "--sets 'text,smell': unknown modality ['smell']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("folds", ["0", "1", "100000"])
+def test_folds_out_of_range_are_one_line_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         folds: str) -> None:
+    """Issue case: ``probe --folds 0`` printed scikit-learn's message."""
+    from decalign.testing.fixtures import write_mmsa_pickle
+
+    pkl = write_mmsa_pickle(tmp_path / "aligned_50.pkl", kind="mosi")
+    assert main(["probe", "--data", str(pkl), "--sets", "text", "--folds", folds]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--folds {folds}" in err and "cross-validation needs" in err
+
+
+def test_probe_json_is_guarded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from decalign.testing.fixtures import write_mmsa_pickle
+
+    pkl = write_mmsa_pickle(tmp_path / "aligned_50.pkl", kind="mosi")
+    before = pkl.read_bytes()
+    assert main(["probe", "--data", str(pkl), "--sets", "text", "--json", str(pkl), "--overwrite"]) == 2
+    assert "same file as the input --data" in capsys.readouterr().err and pkl.read_bytes() == before

@@ -231,7 +231,7 @@ def train(
     run = RunDir(out_dir)
     if not ctx.is_main:
         return _train(config, dataset, run, **kwargs)
-    with run.opened(resume=resume, overwrite=overwrite):
+    with run.opened(resume=resume, overwrite=overwrite, inputs={"--data": config.data.path}):
         return _train(config, dataset, run, **kwargs)
 
 
@@ -397,9 +397,11 @@ def predict_checkpoint(
     splits: Sequence[str] | None = None,
     device: str = "auto",
     drop: Sequence[str] = (),
+    overwrite: bool = False,
 ) -> Path:
     """Write one row per sample (``split,id,[label,]prediction`` or class probabilities); the
-    data may be unlabelled and hold any splits (see :func:`decalign.inference.predict_to_csv`)."""
+    data may be unlabelled and hold any splits (see :func:`decalign.inference.predict_to_csv`).
+    An existing ``out_csv`` is refused unless ``overwrite``; the checkpoint or data, always."""
     from decalign.inference import predict_to_csv
 
-    return Path(predict_to_csv(checkpoint, data, out_csv, splits, drop, device))
+    return Path(predict_to_csv(checkpoint, data, out_csv, splits, drop, device, overwrite=overwrite))

@@ -309,14 +309,15 @@ def _bar_metrics(keys: Sequence[str]) -> list[str]:
 
 
 def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]], std: str = "sample") -> str:
-    import csv
     import io
+
+    from decalign.safety.cells import csv_writer
 
     metrics: list[str] = []
     for run in runs:
         metrics.extend(k for k in results[run.name]["mean"] if k not in metrics)
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv_writer(buf, lineterminator="\n")
     writer.writerow(["name", "label", "kind", "architecture", "overrides", "n_seeds",
                      *[f"{m}_{s}" for m in metrics for s in ("mean", f"{std}_std")]])
     for run in runs:

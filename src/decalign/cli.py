@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="data file, labelled or not, any splits, or a flat file of "
                    "named arrays (default: the built-in dataset)")
     p.add_argument("--out", metavar="CSV", help="predictions file (required unless --media)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--split", nargs="+", default=None, metavar="SPLIT",
                    help="splits to predict (default: test of a full dataset, every set of other files)")
     add_device_flag(p, default="auto", help="device to predict on")
@@ -193,8 +194,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         dataset, config = load_and_resolve(args, overrides)
     if args.dump_config:
         from decalign.config import write_config_file
+        from decalign.safety.outputs import guarded_output
 
-        print(f"config: {write_config_file(config, args.dump_config)}")
+        with guarded_output(args.dump_config, flag="--dump-config", overwrite=args.overwrite,
+                            inputs={"--config": args.config, "--data": args.data}) as dump:
+            print(f"config: {write_config_file(config, dump)}")
         return 0
     out = Path(args.out or os.path.join("runs", config.preset))
     from decalign.train.distributed_setup import context_from_environment
@@ -268,7 +272,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.out is None:
         raise UsageError("predict needs --out CSV (or --media FILE --transcript TEXT for one new clip)")
     path = predict_checkpoint(args.checkpoint, args.data, args.out, splits=args.split, device=args.device,
-                              drop=args.drop)
+                              drop=args.drop, overwrite=args.overwrite)
     print(f"predictions: {path}")
     return 0
 

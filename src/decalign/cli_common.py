@@ -14,7 +14,6 @@ Standard library only at import (``decalign --help`` answers in about a second).
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,8 +90,9 @@ def add_run_flags(
     add_device_flag(p)
 
 
-def config_file_overrides(args: argparse.Namespace) -> list[str]:
-    """The settings of ``--config FILE`` as ``key=value`` overrides (to go before ``--set``).
+def config_file_overrides(args: argparse.Namespace) -> list[Any]:
+    """The settings of ``--config FILE`` as ``(key, value)`` overrides (to go before ``--set``),
+    the values as the file's parser built them (never written back as text and parsed again).
 
     The file's ``data.path``/``data.dataset``/``preset`` become the defaults of ``--data``,
     ``--dataset`` and ``--preset`` (set on ``args``) so that the command line still wins."""
@@ -108,7 +108,7 @@ def config_file_overrides(args: argparse.Namespace) -> list[str]:
         args.dataset = kind
     if getattr(args, "preset", None) is None and preset is not None:
         args.preset = preset
-    return [f"{k}={json.dumps(v)}" for k, v in flat.items()]
+    return list(flat.items())
 
 
 def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
@@ -121,11 +121,11 @@ def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
     return apply_overrides(base, section_overrides(overrides, "data")).data
 
 
-def run_overrides(args: argparse.Namespace) -> list[str]:
+def run_overrides(args: argparse.Namespace) -> list[Any]:
     """``--set`` plus the shortcut flags ``--seeds``, ``--epochs`` and ``--device`` as overrides."""
-    overrides = list(args.overrides)
+    overrides: list[Any] = list(args.overrides)
     if getattr(args, "seeds", None) is not None:
-        overrides.append(f"train.seeds={json.dumps(args.seeds)}")
+        overrides.append(("train.seeds", list(args.seeds)))
     if getattr(args, "epochs", None) is not None:  # --epochs 0 is refused by the config, not ignored
         overrides.append(f"train.num_epochs={args.epochs}")
     if getattr(args, "device", None):

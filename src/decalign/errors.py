@@ -20,6 +20,7 @@ import errno
 import os
 
 __all__ = [
+    "CheckpointAccessError",
     "CheckpointError",
     "ConfigError",
     "DataError",
@@ -74,6 +75,14 @@ class FileAccessError(DecalignError, OSError):
 
     def __str__(self) -> str:  # OSError would prefix "[Errno N]" once errno is set
         return str(self.args[0]) if self.args else ""
+
+
+class CheckpointAccessError(CheckpointError, FileAccessError):
+    """A checkpoint the operating system refuses to read (permission denied, an I/O error): a
+    :class:`CheckpointError` for code that catches those, and exit code 1 like every refusal by
+    the operating system (a corrupt checkpoint is a plain :class:`CheckpointError`, exit code 2)."""
+
+    exit_code = 1
 
 
 _REASONS = {

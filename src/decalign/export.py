@@ -126,15 +126,26 @@ def _example(predictor: Any, batch: int) -> tuple[Any, ...]:
                  for m in predictor.modalities)
 
 
-def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str]) -> Path:
-    """Write ``predictor``'s prediction graph to ``out`` in format ``fmt`` (see :data:`FORMATS`)."""
-    import torch
+def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str], *, overwrite: bool = False,
+                 inputs: dict[str, str | os.PathLike[str] | None] | None = None) -> Path:
+    """Write ``predictor``'s prediction graph to ``out`` in format ``fmt`` (see :data:`FORMATS`).
 
+    ``out`` goes through the output guard (:mod:`decalign.safety.outputs`): an existing file is
+    refused unless ``overwrite``, one of ``inputs`` (flag -> path, e.g. the checkpoint) always."""
     from decalign.errors import UsageError
-    from decalign.train.atomic import atomic_write
+    from decalign.safety.outputs import guarded_output
 
     if fmt not in FORMATS:
         raise UsageError(f"export format {fmt!r} is not one of {list(FORMATS)}")
+    with guarded_output(out, flag="--out", inputs=inputs, overwrite=overwrite) as target:
+        return _write_graph(predictor, fmt, target)
+
+
+def _write_graph(predictor: Any, fmt: str, out: Path) -> Path:
+    import torch
+
+    from decalign.safety.outputs import atomic_write
+
     graph = PredictionGraph(predictor)
     description = describe_graph(predictor)
     meta = json.dumps(description)
@@ -162,11 +173,16 @@ def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str]) -> Path:
     return atomic_write(out, lambda tmp: onnx.save(proto, tmp))
 
 
-def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str]) -> Path:
-    """:func:`export_model` for a ``model.safetensors`` file."""
+def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], *,
+                      overwrite: bool = False) -> Path:
+    """:func:`export_model` for a ``model.safetensors`` file (``out`` may never be the checkpoint)."""
     from decalign.inference import Predictor
+    from decalign.safety.outputs import check_not_input, check_replaceable
 
-    return export_model(Predictor.from_checkpoint(checkpoint), fmt, out)
+    check_not_input(out, {"--checkpoint": checkpoint}, "--out")  # before the (slow) load
+    check_replaceable(out, overwrite, "--out")
+    return export_model(Predictor.from_checkpoint(checkpoint), fmt, out, overwrite=overwrite,
+                        inputs={"--checkpoint": checkpoint})
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -180,6 +196,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="FILE", required=True, help="a model.safetensors file")
     p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (default: onnx)")
     p.add_argument("--out", metavar="FILE", required=True, help="the file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     from decalign.cli_common import add_verbosity_flags
 
     add_verbosity_flags(p)
@@ -191,11 +208,15 @@ def run(args: argparse.Namespace) -> int:
     import warnings
 
     from decalign.inference import Predictor
+    from decalign.safety.outputs import check_not_input, check_replaceable
 
+    inputs = {"--checkpoint": args.checkpoint}
+    check_not_input(args.out, inputs, "--out")  # refused before the checkpoint is loaded and traced
+    check_replaceable(args.out, args.overwrite, "--out")
     predictor = Predictor.from_checkpoint(args.checkpoint)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporters' notes on tracing are not the user's concern
-        path = export_model(predictor, args.format, args.out)
+        path = export_model(predictor, args.format, args.out, overwrite=args.overwrite, inputs=inputs)
     description = describe_graph(predictor)
     print(f"written: {path} ({args.format})")
     for kind in ("inputs", "outputs"):

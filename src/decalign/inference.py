@@ -170,10 +170,10 @@ class Predictor:
             batch[i, : s.shape[0]] = s
         lengths = np.array([s.shape[0] for s in samples], dtype=np.int64)
         bad = ~np.isfinite(batch)
-        if bad.any():
-            warnings.warn(f"modality {name!r}: {int(bad.sum())} non-finite feature value(s) replaced by 0, "
-                          "as the data readers do", stacklevel=4)
-            batch[bad] = 0.0
+        if bad.any():  # refused, not replaced: a caller passing NaN or inf has a bug to know about
+            sample, step, _ = np.argwhere(bad)[0]
+            raise DataError(f"modality {name!r}: {int(bad.sum())} non-finite feature value(s) (NaN or inf; the first "
+                            f"in sample {int(sample)}, step {int(step)}); the model needs finite features")
         return _Checked(batch, lengths, single, steps)
 
     def _text_tokens(self, value: ArrayLike) -> _Checked:
@@ -216,9 +216,16 @@ class Predictor:
             raise DataError(f"modalities disagree on the number of samples: {sizes}"
                             + (" (some given as one [T, D] sample)" if len(set(singles.values())) > 1 else ""))
         for m in lengths or {}:
+            if m not in self.info.modalities:
+                raise DataError(f"lengths of {m!r}: not a modality of the model; it has {list(self.info.modalities)}")
             if m not in arrays:
                 continue
-            given = np.atleast_1d(_as_numpy(lengths[m], f"{m} lengths", integer=True)).astype(np.int64)  # type: ignore[index]
+            raw = np.atleast_1d(_as_numpy(lengths[m], f"{m} lengths", integer=True))  # type: ignore[index]
+            whole = np.isfinite(raw) & (raw == np.round(raw)) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
+            if not whole.all():
+                raise DataError(f"lengths of {m!r}: expected whole numbers of steps, found "
+                                f"{raw[~whole].tolist()[:8]}")
+            given = raw.astype(np.int64)
             if given.shape != lens[m].shape or (given < 1).any() or (given > steps[m]).any():
                 raise DataError(f"lengths of {m!r}: expected {lens[m].shape[0]} value(s) in [1, "
                                 f"{steps[m]}], found {given.tolist()[:8]}")
@@ -268,6 +275,7 @@ class Predictor:
                 blens = {m: torch.from_numpy(v[sl]).to(self.device) for m, v in lens.items()}
                 outs.append(self.model.predict(batch, blens).float().cpu())
         raw = torch.cat(outs).numpy()
+        _check_finite_outputs(raw, features, arrays)
         return self._wrap(raw)
 
     def _wrap(self, raw: np.ndarray) -> Prediction:
@@ -289,6 +297,24 @@ class Predictor:
         lengths = {m: v for m, v in split.lengths.items() if m in features}
         return self.predict({m: features[m] for m in self.modalities if m in features}, lengths,
                             drop=drop, batch_size=batch_size)
+
+
+def _check_finite_outputs(raw: np.ndarray, features: Mapping[str, ArrayLike], arrays: Mapping[str, np.ndarray]) -> None:
+    """Refuse a non-finite prediction (finite inputs too large for float32 arithmetic, such as
+    features of 1e30, overflow inside the model): name the sample and the modality whose raw
+    features are largest there, the likely cause, instead of returning NaN silently."""
+    bad = ~np.isfinite(raw.reshape(raw.shape[0], -1)).all(axis=1)
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad)[0])
+    peaks = {m: float(np.abs(a[i]).max()) for m, a in arrays.items() if a.dtype.kind == "f"}
+    culprit = max(peaks, key=lambda m: peaks[m]) if peaks else next(iter(arrays))
+    given = features.get(culprit)
+    parts = given if isinstance(given, (list, tuple)) else [given] if given is not None else []
+    largest = max((float(np.abs(_as_numpy(p, culprit)).max()) for p in parts), default=float("nan"))
+    raise DataError(f"modality {culprit!r}: the prediction of sample {i} is not finite ({int(bad.sum())} of "
+                    f"{raw.shape[0]} sample(s)); its features reach {largest:.3g} in absolute value, beyond what "
+                    "the model computes with in float32: check their scale")
 
 
 def _as_numpy(value: ArrayLike, name: str, integer: bool = False) -> np.ndarray:
@@ -339,10 +365,24 @@ def predict_to_csv(
     splits: Sequence[str] | None = None,
     drop: Sequence[str] = (),
     device: str = "auto",
+    *,
+    overwrite: bool = False,
 ) -> Any:
     """Write one row per sample of ``data``: ``split, id, [label,] prediction`` (regression) or
     ``split, id, [label,] predicted, p_<class>...`` (classification). ``splits`` default: ``test``
-    of a full dataset, every set of a file of samples. Returns the written path."""
+    of a full dataset, every set of a file of samples. Returns the written path.
+
+    ``out_csv`` goes through the output guard (:mod:`decalign.safety.outputs`): refused when it
+    exists (unless ``overwrite``) or is the checkpoint or the data, locked while written."""
+    from decalign.safety.outputs import guarded_output
+
+    with guarded_output(out_csv, flag="--out", inputs={"--checkpoint": checkpoint, "--data": data},
+                        overwrite=overwrite) as out:
+        return _predict_to_csv(checkpoint, data, out, splits, drop, device)
+
+
+def _predict_to_csv(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str] | None, out_csv: os.PathLike[str],
+                    splits: Sequence[str] | None, drop: Sequence[str], device: str) -> Any:
     from decalign.train.history import write_predictions
 
     predictor = Predictor.from_checkpoint(checkpoint, device)

@@ -76,6 +76,11 @@ def ridge_probe(dataset: Any, modalities: Sequence[str], alphas: Sequence[float]
         raise ValueError(f"probe: ridge probes need a regression task; this data is {dataset.task}")
     metric_fn = metrics_for(dataset.kind, dataset.task, dataset.label_range)
     train = dataset.splits["train"]
+    if isinstance(folds, bool) or not isinstance(folds, int) or not 2 <= folds <= len(train):
+        from decalign.errors import UsageError
+
+        raise UsageError(f"--folds {folds!r}: the ridge penalty's cross-validation needs between 2 and {len(train)} "
+                         f"folds (the train split has {len(train)} samples)")
     ridge = RidgeCV(alphas=list(alphas), cv=folds).fit(pooled_features(train, modalities), train.labels)
     metrics, predictions = {}, {}
     for name, split in dataset.splits.items():
@@ -107,6 +112,7 @@ def add_parser(sub: Any) -> None:
                    help="feature sets, each a comma list of modalities (default: each modality, then all)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the ridge penalty")
     p.add_argument("--json", metavar="FILE", help="also write every set's metrics and penalty to FILE")
+    p.add_argument("--overwrite", action="store_true", help="replace --json FILE if it exists")
     add_verbosity_flags(p)
 
 
@@ -123,6 +129,15 @@ def run(args: argparse.Namespace) -> int:
     from decalign.api import load_data
     from decalign.config import DataConfig
 
+    if args.folds < 2:  # before the data is read; the upper bound (the train split's size) after
+        from decalign.errors import UsageError
+
+        raise UsageError(f"--folds {args.folds}: the ridge penalty's cross-validation needs at least 2 folds")
+    if args.json:
+        from decalign.safety.outputs import check_not_input, check_replaceable
+
+        check_not_input(args.json, {"--data": args.data}, "--json")
+        check_replaceable(args.json, args.overwrite, "--json")
     dataset = load_data(args.data, DataConfig(dataset=args.dataset, path=args.data))
     mods = list(dataset.modalities)
     specs = args.sets or ([*mods, ",".join(mods)] if len(mods) > 1 else mods)
@@ -131,9 +146,11 @@ def run(args: argparse.Namespace) -> int:
         if split in dataset.splits:
             print(f"{split}:\n{_table(results, split)}\n")
     if args.json:
+        from decalign.safety.outputs import guarded_output
         from decalign.train.atomic import write_json
 
-        write_json(args.json, {name: {"modalities": list(r.modalities), "alpha": r.alpha, **r.metrics}
-                               for name, r in results.items()})
+        with guarded_output(args.json, flag="--json", inputs={"--data": args.data}, overwrite=args.overwrite):
+            write_json(args.json, {name: {"modalities": list(r.modalities), "alpha": r.alpha, **r.metrics}
+                                   for name, r in results.items()})
         print(f"probes: {args.json}")
     return 0

@@ -356,15 +356,16 @@ def format_mmsa(rows: Mapping[str, Mapping[str, Any]], keys: Sequence[str] | Non
     MMSA's ``run.py`` writes them. Pass aggregates computed with ``std="population"`` to match
     MMSA's ``np.std``. Keys without an MMSA name keep ours.
     """
-    import csv
     import io
+
+    from decalign.safety.cells import csv_writer
 
     if _is_aggregate(rows):
         rows = {"result": rows}
     parsed = {name: _row_values(row) for name, row in rows.items()}
     columns = list(keys) if keys is not None else _column_keys(m for m, _ in parsed.values())
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv_writer(buf, lineterminator="\n")
     writer.writerow(["Model", *[MMSA_NAMES.get(k, k) for k in columns]])
     for name, (means, stds) in parsed.items():
         cells = []

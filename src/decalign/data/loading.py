@@ -124,19 +124,19 @@ def convert(
     ``out_path`` ending in ``.npz``/``.safetensors`` gives one file, else a directory.
     ``kind`` forces the dataset kind (default: detected). ``config`` supplies the IEMOCAP split
     settings; standardisation is never applied (conversion keeps the features as they are).
-    An existing ``out_path`` is refused unless ``overwrite``. Returns the written path.
+    An existing ``out_path`` is refused unless ``overwrite``, and so is one that is (or holds)
+    ``in_path`` (:mod:`decalign.safety.outputs`). Returns the written path.
     """
-    if os.path.lexists(out_path) and not overwrite:
-        from decalign.errors import UsageError
+    from decalign.safety.outputs import guarded_output
 
-        raise UsageError(f"{os.fspath(out_path)!r} already exists; pass --overwrite to replace it")
     config = config or DataConfig()
     overrides: dict[str, Any] = {"standardize": None, "path": None}
     if kind is not None:
         overrides["dataset"] = kind
     cfg = dataclasses.replace(config, **overrides)
-    ds = load_dataset(in_path, cfg)
-    return save_native(ds, out_path, fmt)
+    with guarded_output(out_path, flag="OUT", inputs={"IN": in_path}, overwrite=overwrite) as out:
+        ds = load_dataset(in_path, cfg)
+        return save_native(ds, out, fmt)
 
 
 def _label_summary(labels: np.ndarray, task: str, class_names: tuple[str, ...] | None) -> dict[str, Any]:

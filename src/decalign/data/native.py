@@ -162,8 +162,11 @@ def save_native(
         raise DataError(f"{out}: the suffix {out.suffix!r} does not match format {fmt!r}")
     _check_names(dataset)
     meta = _meta(dataset)
+    # Written atomically (a temporary file or folder, then renamed), with modes from the umask:
+    # an interrupted write never leaves a half dataset where a reader would take it for whole.
+    from decalign.safety.outputs import atomic_directory, atomic_write
+
     if single:
-        out.parent.mkdir(parents=True, exist_ok=True)
         numeric: dict[str, np.ndarray] = {}
         strings: dict[str, np.ndarray] = {}
         for name in SPLITS:
@@ -171,20 +174,24 @@ def save_native(
             numeric.update({f"{name}/{k}": a for k, a in _split_arrays(sp).items()})
             strings.update({f"{name}/{k}": a for k, a in _split_strings(sp).items()})
         if fmt == "npz":
-            _write_npz(out, {**numeric, **strings, _META_KEY: np.array(json.dumps(meta))})
-        else:
-            _write_safetensors(out, numeric, strings, {_META_KEY: json.dumps(meta)})
-        return out
-    out.mkdir(parents=True, exist_ok=True)
-    for name in SPLITS:
-        sp = dataset.splits[name]
-        target = out / f"{name}.{fmt}"
-        if fmt == "npz":
-            _write_npz(target, {**_split_arrays(sp), **_split_strings(sp)})
-        else:
-            _write_safetensors(target, _split_arrays(sp), _split_strings(sp), {})
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return out
+            arrays = {**numeric, **strings, _META_KEY: np.array(json.dumps(meta))}
+            return atomic_write(out, lambda tmp: _write_npz(Path(tmp), arrays))
+        return atomic_write(
+            out, lambda tmp: _write_safetensors(Path(tmp), numeric, strings, {_META_KEY: json.dumps(meta)}))
+
+    def fill(folder: Path) -> None:
+        for name in SPLITS:
+            sp = dataset.splits[name]
+            target = folder / f"{name}.{fmt}"
+            if fmt == "npz":
+                arrays = {**_split_arrays(sp), **_split_strings(sp)}
+                atomic_write(target, lambda tmp, arrays=arrays: _write_npz(Path(tmp), arrays))
+            else:  # through atomic_write for its umask mode (safetensors' own file is 0600)
+                atomic_write(target, lambda tmp, sp=sp: _write_safetensors(Path(tmp), _split_arrays(sp),
+                                                                           _split_strings(sp), {}))
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+
+    return atomic_directory(out, fill)
 
 
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:

@@ -66,6 +66,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--cache", metavar="DIR", help="per-clip cache directory (default: <out>.cache)")
     p.add_argument("--no-cache", action="store_true", help="extract every clip again and keep no cache")
     p.add_argument("--skip-failed", action="store_true", help="leave failed clips out instead of stopping")
+    p.add_argument("--overwrite", action="store_true", help="replace --out (and a --report that is not an earlier "
+                   "extract report) if it exists")
     p.add_argument("--split-seed", type=int, default=0, metavar="SEED",
                    help="clips without a 'mode' column are split 70/15/15 by video with this seed (default 0)")
     add_verbosity_flags(p, quiet_help="no progress bar; only warnings and errors")
@@ -93,8 +95,11 @@ def run(args: argparse.Namespace) -> int:
         log.warning("extract: %d clip(s) have no 'mode'; split 70/15/15 by video (seed %d)", unsplit, args.split_seed)
     out = Path(args.out)
     cache = None if args.no_cache else Path(args.cache or f"{out}.cache")
+    inputs = {"--media": args.media, "--transcripts": args.transcripts, "--labels": args.labels,
+              "--openface-dir": args.openface_dir}
     result = run_extraction(clips, config, out, report=args.report, fmt=args.format, workers=args.workers,
-                            cache_dir=cache, skip_failed=args.skip_failed, progress=not args.quiet)
+                            cache_dir=cache, skip_failed=args.skip_failed, progress=not args.quiet,
+                            overwrite=args.overwrite, inputs=inputs)
     counts: dict[str, int] = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1

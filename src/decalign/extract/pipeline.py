@@ -348,7 +348,64 @@ def output_format(out: Path, fmt: str | None) -> str:
     return {".pkl": "mmsa", ".pickle": "mmsa", ".safetensors": "safetensors"}.get(suffix, "npz")
 
 
+def report_location(out: str | os.PathLike[str] | None, report: str | os.PathLike[str] | None,
+                    cache_dir: str | os.PathLike[str] | None) -> Path | None:
+    """Where the report goes: ``report``, else ``extract_report.csv`` beside ``out``, else in the
+    cache folder, else nowhere."""
+    if report is not None:
+        return Path(report)
+    if out is not None:
+        return Path(out).parent / "extract_report.csv"
+    return Path(cache_dir) / "extract_report.csv" if cache_dir is not None else None
+
+
+def _is_earlier_report(path: Path) -> bool:
+    """Whether ``path`` is a report an earlier ``extract`` wrote (its header row is ours): such a
+    file is replaced by the next run (the rerun after fixing failed clips), anything else only
+    with ``overwrite``."""
+    from decalign.extract.report import REPORT_COLUMNS
+
+    try:
+        with open(path, encoding="utf-8", newline="") as fh:
+            return fh.readline(4096).rstrip("\r\n") == ",".join(REPORT_COLUMNS)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def run_extraction(
+    clips: Sequence[Clip],
+    config: ExtractConfig,
+    out: str | os.PathLike[str] | None,
+    *,
+    overwrite: bool = False,
+    inputs: dict[str, str | os.PathLike[str] | None] | None = None,
+    **options: Any,
+) -> ExtractResult:
+    """:func:`extract_clips` behind the output guard (:mod:`decalign.safety.outputs`), checked
+    before any clip is extracted and held until the dataset is written: ``out`` and the report may
+    not be one of ``inputs`` (flag -> path: the transcripts and labels CSVs, the media folder) nor
+    a clip's media file, and both are locked, so two runs on one ``out`` cannot both succeed; an
+    existing ``out`` is refused unless ``overwrite``, an existing report too unless it is an
+    earlier extract report. ``options`` are those of :func:`extract_clips`."""
+    import contextlib
+
+    from decalign.safety.outputs import guarded_output
+
+    named: dict[str, str | os.PathLike[str] | None] = dict(inputs or {})
+    named.update({f"(the media of clip {c.sample_id!r})": c.media for c in clips if c.media is not None})
+    report_path = report_location(out, options.get("report"), options.get("cache_dir"))
+    with contextlib.ExitStack() as guards:
+        if out is not None:
+            guards.enter_context(guarded_output(out, flag="--out", inputs=named, overwrite=overwrite))
+        if report_path is not None:
+            also = {"--out": out} if out is not None else {}
+            replace = overwrite or (report_path.is_file() and _is_earlier_report(report_path))
+            guards.enter_context(guarded_output(report_path, flag="--report", inputs={**named, **also},
+                                                overwrite=replace))
+        return extract_clips(clips, config, out, **options)
+
+
+def extract_clips(
     clips: Sequence[Clip],
     config: ExtractConfig,
     out: str | os.PathLike[str] | None,
@@ -383,11 +440,7 @@ def run_extraction(
     if dupes:
         raise ExtractError(f"sample ids appear more than once: {dupes[:5]}")
     out_path = Path(out) if out is not None else None
-    report_path: Path | None = Path(report) if report is not None else None
-    if report_path is None and out_path is not None:
-        report_path = out_path.parent / "extract_report.csv"
-    elif report_path is None and cache_dir is not None:
-        report_path = Path(cache_dir) / "extract_report.csv"
+    report_path = report_location(out, report, cache_dir)
     main = Extractors(config)  # in this process too: the record, and the work when workers == 1
     prov = main.provenance()
     cache = ClipCache(cache_dir, prov.to_json()) if cache_dir is not None else None

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from decalign.safety.cells import csv_writer
 
 __all__ = ["FAILING", "REPORT_COLUMNS", "ClipOutcome", "write_report"]
 
@@ -59,7 +60,7 @@ def write_report(path: str | os.PathLike[str], outcomes: list[ClipOutcome], incl
     from decalign.train.atomic import write_text
 
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv_writer(buf, lineterminator="\n")  # ids, paths, details come from users' files
     writer.writerow(REPORT_COLUMNS)
     for o in outcomes:
         def n(key: str, o: ClipOutcome = o) -> str:

@@ -23,7 +23,7 @@ from torch import nn
 
 from decalign import __version__
 from decalign.config import RunConfig, config_from_dict, config_to_dict
-from decalign.errors import CheckpointError
+from decalign.errors import CheckpointAccessError, CheckpointError
 from decalign.model.factory import ModelInfo, build_model  # re-exported: their former home
 from decalign.train.atomic import atomic_write
 
@@ -128,10 +128,10 @@ def _read(file: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
         raise CheckpointError(f"checkpoint {str(file)!r} is a directory, expected a .safetensors file")
     try:  # safetensors reports an unreadable file as "No such file"; ask the OS ourselves first
         open(file, "rb").close()
-    except PermissionError:
-        raise CheckpointError(f"checkpoint {str(file)!r} cannot be read: permission denied") from None
+    except PermissionError:  # the OS refused: exit code 1 (docs/security.md), not 2 as a corrupt file
+        raise CheckpointAccessError(f"checkpoint {str(file)!r} cannot be read: permission denied") from None
     except OSError as err:
-        raise CheckpointError(f"checkpoint {str(file)!r} cannot be read: {err.strerror or err}") from None
+        raise CheckpointAccessError(f"checkpoint {str(file)!r} cannot be read: {err.strerror or err}") from None
     try:
         with safe_open(str(file), framework="pt", device="cpu") as fh:
             metadata = dict(fh.metadata() or {})

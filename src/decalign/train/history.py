@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from decalign.safety.cells import csv_writer
 from decalign.train.atomic import write_text
 
 __all__ = ["LEADING_COLUMNS", "read_history", "write_history", "write_predictions"]
@@ -36,10 +37,11 @@ def _cell(value: Any) -> Any:
 def write_history(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     """One row per (seed, epoch, split) with every loss term and metric; missing cells empty."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=_columns(rows), restval="", lineterminator="\n")
-    writer.writeheader()
+    columns = _columns(rows)
+    writer = csv_writer(buf, lineterminator="\n")
+    writer.writerow(columns)
     for row in rows:
-        writer.writerow({k: _cell(v) for k, v in row.items()})
+        writer.write_dict(columns, {k: _cell(v) for k, v in row.items()})
     return write_text(path, buf.getvalue())
 
 
@@ -77,7 +79,7 @@ def write_predictions(
     by a ``split`` column when ``splits`` names each row's, without ``label`` when ``labels`` is
     ``None`` (unlabelled data)."""
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
+    writer = csv_writer(buf, lineterminator="\n")  # ids and class names come from users' files
     lead = ["split"] if splits is not None else []
     label_col = ["label"] if labels is not None else []
     where = list(splits) if splits is not None else None

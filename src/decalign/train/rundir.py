@@ -172,13 +172,14 @@ class RunDir:
     # -- opening --------------------------------------------------------------------------------
 
     @contextmanager
-    def opened(self, *, resume: bool, overwrite: bool = False) -> Iterator[RunDir]:
+    def opened(self, *, resume: bool, overwrite: bool = False,
+               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Iterator[RunDir]:
         """Hold the run's lock while the body runs (main process): a second run here is refused,
         ``overwrite`` first removes an existing run, and a start that fails before any epoch was
         saved leaves nothing behind (:func:`decalign.train.runguard.opened_run`)."""
         from decalign.train.runguard import opened_run
 
-        with opened_run(self.path, resume=resume, overwrite=overwrite):
+        with opened_run(self.path, resume=resume, overwrite=overwrite, inputs=inputs):
             yield self
 
     def check(self, config: RunConfig, resume: bool, fingerprint: Mapping[str, Any] | None = None) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -46,7 +47,8 @@ _SAMPLE_ROWS = 16
 
 
 class RunLock:
-    """An exclusive, non-blocking lock on a run directory (created if needed).
+    """An exclusive, non-blocking lock on a run directory (created if needed): the output guard's
+    :class:`~decalign.safety.outputs.OutputLock` on ``<out>/.lock``.
 
     Raises :class:`~decalign.errors.RunDirError` when another run holds it.
     """
@@ -56,18 +58,16 @@ class RunLock:
         self.file = self.directory / LOCK_NAME
         self._lock: Any = None
 
-    def acquire(self) -> RunLock:
-        from filelock import FileLock, Timeout
+    def _busy(self, lock: Path) -> RunDirError:
+        return RunDirError(
+            f"{str(self.directory)!r} is in use by another run (lock {str(lock)!r} is held); wait for "
+            "it to finish or choose another --out"
+        )
 
-        lock = FileLock(str(self.file), is_singleton=False)
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            raise RunDirError(
-                f"{str(self.directory)!r} is in use by another run (lock {str(self.file)!r} is held); wait for "
-                "it to finish or choose another --out"
-            ) from None
-        self._lock = lock
+    def acquire(self) -> RunLock:
+        from decalign.safety.outputs import OutputLock
+
+        self._lock = OutputLock(self.file, self._busy).acquire()
         return self
 
     def release(self) -> None:
@@ -168,15 +168,20 @@ def _has_progress(out: Path) -> bool:
 
 
 @contextlib.contextmanager
-def opened_run(out: str | Path, *, resume: bool, overwrite: bool = False, lock: bool = True) -> Iterator[Path]:
-    """Open ``out`` for a run: lock it, replace an existing run when ``overwrite``, and on an
-    error before any epoch was saved remove what this call created.
+def opened_run(out: str | Path, *, resume: bool, overwrite: bool = False, lock: bool = True,
+               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Iterator[Path]:
+    """Open ``out`` for a run: refuse it when it holds one of ``inputs`` (flag -> path: the data
+    file, which ``overwrite`` would delete), lock it, replace an existing run when ``overwrite``,
+    and on an error before any epoch was saved remove what this call created.
 
     Yields the directory (created). The caller checks and writes the run's files inside.
     """
+    from decalign.safety.outputs import check_not_input
+
     out = Path(out)
     if resume and overwrite:
         raise RunDirError("--resume and --overwrite contradict each other: choose one")
+    check_not_input(out, inputs or {}, "--out")
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {str(out)!r} is a file, not a directory")
     created = not out.exists()
