@@ -318,7 +318,9 @@ def describe(decision: Mapping[str, Any]) -> str:
                 f"{change['mean']:+.4g}, bounds [{change['low']:+.4g}, {change['high']:+.4g}])")
     verb = {"leave_out": "leaves out", "take_back": "takes back"}[decision["action"]]
     if decision.get("provisional"):
-        verb += " (provisionally: the model left has not beaten the constant yet)"
+        confirmed = decision.get("confirmed_epoch")
+        verb += (f" (provisionally; confirmed after epoch {confirmed}, when the model left beat the best constant)"
+                 if confirmed else " (provisionally: the model left has not beaten the best constant yet)")
     return (f"the modality check {verb} {decision['modality']!r} after epoch {decision['epoch']}: validation loss "
             f"{change['mean']:+.4g} (one-sided {100 * (1 - decision['level']):.0f}% bounds "
             f"[{change['low']:+.4g}, {change['high']:+.4g}]) over {decision['agree']} consecutive validation(s)")
