@@ -409,3 +409,18 @@ def test_the_engine_restarts_a_seed_when_the_check_asks(tmp_path: Path, monkeypa
     with open(tmp_path / "a" / "seed_1" / "history.csv", newline="") as fh:
         epochs = [int(r["epoch"]) for r in csv.DictReader(fh) if r["split"] == "valid"]
     assert epochs == [1, 2, 3]
+
+
+def test_the_runs_summary_line_counts_left_out_modalities_and_restarts() -> None:
+    from decalign.train.modality_check import summary
+
+    assert summary({1: {"test": {}}}) is None  # no check
+    seeds = {
+        1: {"modalities_left_out": ["audio"], "left_out_epochs": {"audio": 2}, "modality_check": []},
+        2: {"modalities_left_out": ["audio"], "left_out_epochs": {"audio": 4},
+            "modality_check": [{"action": "restart", "modality": "text", "epoch": 5}]},
+        3: {"modalities_left_out": [], "left_out_epochs": {}, "modality_check": []},
+    }
+    assert summary(seeds) == ("modality check: audio left out in 2/3 seeds (epoch 2-4); "
+                              "restarts: seed 2 ('text' protected after epoch 5)")
+    assert summary({3: seeds[3]}) == "modality check: every modality kept in 1/1 seeds; restarts: none"

@@ -24,6 +24,7 @@ from decalign.config import (
 from decalign.data import DataError, MultimodalDataset, describe_dataset
 from decalign.data.loading import load_data  # re-exported: the API's name for it
 from decalign.presets import PRESETS, custom_preset, get_preset
+from decalign.train.modality_check import summary as check_summary
 
 __all__ = [
     "RunResult",
@@ -49,6 +50,11 @@ class RunResult:
     """Sample standard deviation over seeds (``ddof=1``)."""
     std_population: dict[str, float] = dataclasses.field(default_factory=dict)
     """Population standard deviation over seeds (``ddof=0``, as MMSA reports)."""
+
+    @property
+    def modality_check(self) -> str | None:
+        """``train.modality_check``: the run's one-line summary of the check's decisions."""
+        return check_summary(self.seeds)
 
     def table(self, style: str = "text", std: str = "sample") -> str:
         """The test metrics (mean ± ``std`` over seeds: ``sample`` or ``population``) as the
@@ -302,6 +308,8 @@ def _train(
             spread = payload["std_population"] if std == "population" else payload["std"]
             log.info("test metrics of the best-validation epoch over %d seed(s):\n%s", len(seeds),
                      metrics_table(config.preset, payload["mean"], spread, kind=dataset.kind, std_kind=std))
+            if check_summary(seeds):
+                log.info("%s", check_summary(seeds))
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
 
 

@@ -222,6 +222,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     plot_run(out)
             if args.quiet:
                 print(result.table(std=args.std or "sample"))
+                if result.modality_check:
+                    print(result.modality_check)
             print(f"results: {RunDir(out).results_file}")
     finally:
         ctx.close()

@@ -49,7 +49,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
 __all__ = [
     "BOOTSTRAP_REPLICATES",
@@ -63,6 +62,7 @@ __all__ = [
     "describe",
     "paired_bootstrap",
     "per_sample_loss",
+    "summary",
 ]
 
 PROVISIONAL_VALIDATIONS = 3
@@ -119,9 +119,11 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, level: float, rng: np.random.
 def per_sample_loss(prediction: np.ndarray, labels: np.ndarray, kind: str) -> np.ndarray:
     r"""The task loss of each sample: :math:`(\hat y_i - y_i)^2` (``mse``), :math:`|\hat y_i - y_i|`
     (``l1``), :math:`-\log \mathrm{softmax}(z_i)_{y_i}` (``ce``); its mean is the validation loss."""
-    if kind == "ce":
-        logits = torch.as_tensor(np.asarray(prediction, np.float64))
-        return -torch.log_softmax(logits, dim=1)[torch.arange(len(logits)), torch.as_tensor(labels).long()].numpy()
+    if kind == "ce":  # log-softmax in float64, shifted by the row maximum
+        logits = np.asarray(prediction, np.float64)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return -log_p[np.arange(len(logits)), np.asarray(labels).astype(np.int64)]
     error = np.asarray(prediction, np.float64).reshape(-1) - np.asarray(labels, np.float64).reshape(-1)
     if kind == "mse":
         return error**2
@@ -324,3 +326,23 @@ def describe(decision: Mapping[str, Any]) -> str:
     return (f"the modality check {verb} {decision['modality']!r} after epoch {decision['epoch']}: validation loss "
             f"{change['mean']:+.4g} (one-sided {100 * (1 - decision['level']):.0f}% bounds "
             f"[{change['low']:+.4g}, {change['high']:+.4g}]) over {decision['agree']} consecutive validation(s)")
+
+
+def summary(seeds: Mapping[int, Mapping[str, Any]]) -> str | None:
+    """The run's summary line of the check from the seeds' results (``None`` without the check):
+    how often each modality was left out and the restarts, e.g. ``modality check: audio left out
+    in 5/5 seeds (epochs 2-3); restarts: none``."""
+    checked = {s: r for s, r in seeds.items() if r.get("modalities_left_out") is not None}
+    if not checked:
+        return None
+    counts: dict[str, list[int]] = {}
+    restarts = []
+    for seed, result in checked.items():
+        for m in result["modalities_left_out"]:
+            counts.setdefault(m, []).append(int(result.get("left_out_epochs", {}).get(m, 0)))
+        restarts += [f"seed {seed} ({d['modality']!r} protected after epoch {d['epoch']})"
+                     for d in result.get("modality_check", []) if d.get("action") == "restart"]
+    parts = [f"{m} left out in {len(e)}/{len(checked)} seeds (epoch {min(e)}"
+             + (f"-{max(e)})" if max(e) != min(e) else ")") for m, e in sorted(counts.items())]
+    return ("modality check: " + ("; ".join(parts) if parts else f"every modality kept in {len(checked)}/{len(checked)} seeds")
+            + "; restarts: " + (", ".join(restarts) if restarts else "none"))
