@@ -32,6 +32,7 @@ def recorded_model_dir(record: ExtractorRecord, what: str, flag: str, checkpoint
 
     A checkpoint is data: naming ``/usr`` or ``/proc`` in it must not make decalign walk that tree.
     """
+    from decalign.errors import DataError
     from decalign.safety.paths import MAX_MODEL_DIR_ENTRIES, safe_name
 
     recorded = record.settings.get("model_dir")
@@ -49,6 +50,9 @@ def recorded_model_dir(record: ExtractorRecord, what: str, flag: str, checkpoint
     for name, size in files.items():
         try:
             safe_name(str(name), f"{checkpoint}: the record's {what} files", "file name")
+        except DataError as err:
+            raise ExtractError(f"{err}; {ask}") from None
+        try:
             st = (folder / str(name)).stat()
         except (OSError, ValueError):
             raise ExtractError(f"{checkpoint}: the {what} folder the record names, {shown!r}, has no file "

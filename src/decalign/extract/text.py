@@ -35,7 +35,7 @@ class HFTextExtractor:
         from decalign.safety.paths import check_safe_weights
 
         self.model_dir = Path(model_dir)
-        self.files = check_safe_weights(model_dir, "text model")
+        self.files = check_safe_weights(model_dir, "text model", ExtractError)
         self.fingerprint = directory_fingerprint(model_dir, "text model")
         self.max_length = max_length
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never trigger a download

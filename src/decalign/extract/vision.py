@@ -163,7 +163,7 @@ class HFImageExtractor:
         from decalign.safety.paths import check_safe_weights
 
         self.model_dir = Path(model_dir)
-        self.files = check_safe_weights(model_dir, "image model")
+        self.files = check_safe_weights(model_dir, "image model", ExtractError)
         self.fingerprint = directory_fingerprint(model_dir, "image model")
         self.detector = FaceDetector()
         self.batch_size = batch_size

@@ -95,43 +95,46 @@ SAFE_WEIGHTS = (".safetensors",)
 PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack")
 
 
-def model_files(directory: str | os.PathLike[str], what: str) -> dict[str, int]:
+def model_files(directory: str | os.PathLike[str], what: str, error: type[DataError] = DataError) -> dict[str, int]:
     """Names and sizes of the regular files at the top level of a local model folder (what
     ``transformers`` reads from it), listed without descending and at most
     :data:`MAX_MODEL_DIR_ENTRIES` entries; a :class:`DataError` naming ``what`` otherwise.
     """
     root = Path(directory)
     if not root.is_dir():
-        raise DataError(f"{what} {os.fspath(directory)!r} is not a directory (a local HuggingFace model folder)")
+        raise error(f"{what} {os.fspath(directory)!r} is not a directory (a local HuggingFace model folder)")
     files: dict[str, int] = {}
     try:
         with os.scandir(root) as entries:
             for n, entry in enumerate(entries):
                 if n >= MAX_MODEL_DIR_ENTRIES:
-                    raise DataError(f"{what} {os.fspath(directory)!r} holds more than {MAX_MODEL_DIR_ENTRIES} "
+                    raise error(f"{what} {os.fspath(directory)!r} holds more than {MAX_MODEL_DIR_ENTRIES} "
                                     "entries: not a model folder (config.json and weights)")
                 if entry.is_file():
                     files[entry.name] = entry.stat().st_size
     except OSError as err:
-        raise DataError(f"{what} {os.fspath(directory)!r}: cannot list ({err.strerror or err})") from None
+        raise error(f"{what} {os.fspath(directory)!r}: cannot list ({err.strerror or err})") from None
     return dict(sorted(files.items()))
 
 
-def check_safe_weights(directory: str | os.PathLike[str], what: str) -> dict[str, int]:
+def check_safe_weights(
+    directory: str | os.PathLike[str], what: str, error: type[DataError] = DataError
+) -> dict[str, int]:
     """The :func:`model_files` of a local model folder that has a ``config.json`` and weights in
     safetensors; a folder with only pickle weights (``pytorch_model.bin`` ...) is refused, naming
     the file: loading a pickle can run any code it carries. Load it with ``use_safetensors=True``.
+    Errors are ``error`` (a :class:`DataError` subclass the caller names).
     """
-    files = model_files(directory, what)
+    files = model_files(directory, what, error)
     if "config.json" not in files:
-        raise DataError(f"{what} {os.fspath(directory)!r} is not a HuggingFace model folder: no config.json in it")
+        raise error(f"{what} {os.fspath(directory)!r} is not a HuggingFace model folder: no config.json in it")
     if not any(name.endswith(SAFE_WEIGHTS) for name in files):
         pickles = [name for name in files if name.endswith(PICKLE_WEIGHTS)]
         if pickles:
-            raise DataError(
+            raise error(
                 f"{what} {os.fspath(directory)!r}: refused {pickles[0]!r} (pickle weights can run code when loaded); "
                 "decalign loads model weights from .safetensors only: save the model with "
                 "save_pretrained(DIR, safe_serialization=True)"
             )
-        raise DataError(f"{what} {os.fspath(directory)!r} has no weights file (model.safetensors)")
+        raise error(f"{what} {os.fspath(directory)!r} has no weights file (model.safetensors)")
     return files
