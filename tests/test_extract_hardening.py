@@ -22,13 +22,13 @@ pytest.importorskip("matplotlib")  # the face image of the test clips
 pytest.importorskip("scipy")  # the synthetic voice
 pytest.importorskip("opensmile")
 
-from decalign.errors import DataError  # noqa: E402
-from decalign.extract.errors import ExtractError  # noqa: E402
-from decalign.extract.inputs import CsvLimits, discover_clips, read_table  # noqa: E402
-from decalign.extract.media import LimitExceeded, MediaLimits, iter_frames, read_audio, read_frames  # noqa: E402
-from decalign.extract.pipeline import ExtractConfig, run_extraction  # noqa: E402
-from decalign.safety.paths import check_safe_weights, resolve_under, safe_name  # noqa: E402
-from decalign.testing.media import write_media  # noqa: E402
+from decalign.errors import DataError
+from decalign.extract.errors import ExtractError
+from decalign.extract.inputs import CsvLimits, discover_clips, read_table
+from decalign.extract.media import LimitExceeded, MediaLimits, iter_frames, read_audio, read_frames
+from decalign.extract.pipeline import ExtractConfig, run_extraction
+from decalign.safety.paths import check_safe_weights, resolve_under, safe_name
+from decalign.testing.media import write_media
 
 AV = ExtractConfig(text_model=None, audio="egemaps", vision="hog", fps=5)
 """Audio and vision only: no text model to load (fast, and workers need no torch)."""

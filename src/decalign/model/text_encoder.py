@@ -3,8 +3,9 @@
 Loaded with ``transformers`` from a local directory only: nothing can be downloaded from a model
 hub here, and loading by name offline can silently come back with a wrong (tiny) vocabulary or
 retry for minutes. Weights are read from ``.safetensors`` files only, never a pickle
-(``pytorch_model.bin`` is refused, naming the file), and no code from the folder is run. The input is the dataset's ``text_bert`` tensor ``[B, 3, T]`` (token ids,
-attention mask, segment ids) and the output the last hidden states ``[B, T, hidden]``.
+(``pytorch_model.bin`` is refused, naming the file), and no code from the folder is run. The
+input is the dataset's ``text_bert`` tensor ``[B, 3, T]`` (token ids, attention mask, segment
+ids) and the output the last hidden states ``[B, T, hidden]``.
 
 Fine-tuning only the top ``k`` layers (``train_layers=k``) freezes the embeddings and the lower
 layers and runs them in eval mode (no dropout), so their output is a fixed function of a sample's
