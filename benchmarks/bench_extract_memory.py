@@ -66,7 +66,7 @@ def _measure(case: str, clip: str, fps: float, max_seconds: float) -> dict[str, 
         frames, _ = read_frames(clip, fps)
         result: dict[str, object] = {"frames": len(frames), "status": "frames held"}
     else:
-        arrays, outcome = extractors.extract(item)
+        _, outcome = extractors.extract(item)
         result = {"frames": outcome.sampled_frames, "status": outcome.status, "detail": outcome.detail[:200]}
     seconds = time.perf_counter() - began
     peak = _status("VmHWM")
