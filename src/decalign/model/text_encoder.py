@@ -92,8 +92,8 @@ class BertTextEncoder(nn.Module):
         from decalign._optional import require
         from decalign.safety.paths import check_safe_weights
 
-        check_safe_weights(directory, "model.text_encoder.path")  # safetensors only: a pickle can run code
         AutoModel = require("transformers", extra="bert", feature="model.text_encoder.kind=bert").AutoModel
+        check_safe_weights(directory, "model.text_encoder.path")  # safetensors only: a pickle can run code
         self.model = AutoModel.from_pretrained(str(directory), local_files_only=True, use_safetensors=True,
                                                trust_remote_code=False)
         self.vocab_size = int(self.model.config.vocab_size)
