@@ -153,7 +153,7 @@ def read_table(path: str | os.PathLike[str], limits: CsvLimits = CSV_LIMITS) -> 
         line = max(reader.line_num, 1)
         if "field larger than field limit" in str(err):  # the csv module's own bound (131072), beyond ours
             raise ExtractError(f"{file}, line {line}: a field longer than the limit of {limits.max_field_chars} "
-                               "characters (an unclosed quote?)") from None
+                               "characters (a very long cell, or an unclosed quote)") from None
         raise ExtractError(f"{file}, line {line}: not a readable CSV ({err})") from None
     if not rows:
         raise ExtractError(f"{file}: the CSV has a header but no rows")
