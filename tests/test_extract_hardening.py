@@ -385,11 +385,16 @@ def test_a_clip_over_the_limit_gets_its_status_in_the_report(tmp_path: Path) -> 
     from dataclasses import replace
 
     config = replace(AV, limits=MediaLimits(max_seconds=1.0))
+    clips = discover_clips(tmp_path / "m", t)
     with pytest.raises(ExtractError, match=r"1 of 2 clip\(s\) failed: long: too long"):
-        run_extraction(discover_clips(tmp_path / "m", t), config, tmp_path / "o.pkl", progress=False)
+        run_extraction(clips, config, tmp_path / "o.pkl", cache_dir=tmp_path / "cache", progress=False)
     report = _report(tmp_path / "extract_report.csv")
     assert report["long"]["status"] == "too long" and "max_clip_seconds" in report["long"]["detail"]
     assert report["short"]["status"] == "ok, vision missing (no face in any of 3 sampled frames)"
+    # with the limit raised, the long clip is extracted (its refusal was not cached), the short one is from the cache
+    result = run_extraction(clips, AV, tmp_path / "o.pkl", cache_dir=tmp_path / "cache", progress=False)
+    outcomes = [(o.sample_id, o.cached, o.failed) for o in result.outcomes]
+    assert outcomes == [("long", False, False), ("short", True, False)]
 
 
 def test_max_frames_must_be_in_range() -> None:

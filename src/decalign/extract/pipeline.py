@@ -515,7 +515,8 @@ def run_extraction(
         if rejected:
             res[1].detail = " | ".join(x for x in (res[1].detail, rejected) if x)
         results[i] = res
-        if cache is not None:
+        if cache is not None and TOO_LONG not in res[1].statuses:
+            # (limits are not part of the key: a clip refused as too long is tried again with a higher limit)
             cache.save(clips[i], *res)
         if on_clip is not None:
             on_clip(res[1])
