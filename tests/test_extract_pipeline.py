@@ -35,8 +35,8 @@ CLIPS = {  # clip: (mode, transcript, label, write_media options or "corrupt")
     "c6": ("test", "a silent clip", 0.5, {"audio": False}),
     "c7": ("valid", "   ", 0.0, {}),
 }
-FAILED = {"v4$_$c4": "no face in 100% of frames", "v5$_$c5": "decode error", "v6$_$c6": "no audio",
-          "v7$_$c7": "empty transcript"}
+FAILED = {"v5$_$c5": "decode error", "v6$_$c6": "no audio", "v7$_$c7": "empty transcript"}
+KEPT = {"v4$_$c4": "ok, vision missing (no face in any of 4 sampled frames)"}  # no face: kept, vision missing
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def extracted(folder: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 
 def test_failed_clips_stop_the_run_with_their_list(extracted: dict[str, Path]) -> None:
     message = (extracted["out"] / "error.txt").read_text()
-    assert message.startswith("4 of 8 clip(s) failed")
+    assert message.startswith("3 of 8 clip(s) failed")
     for sample, status in FAILED.items():
         assert f"{sample}: {status}" in message
     assert "--skip-failed" in message and "extract_report.csv" in message
@@ -98,13 +98,14 @@ def test_report_accounts_for_every_clip(extracted: dict[str, Path]) -> None:
     report = _report(extracted["report"])
     assert list(report) == [f"v{i}$_$c{i}" for i in range(8)]
     for sample, row in report.items():
-        assert row["status"] == FAILED.get(sample, "ok")
+        assert row["status"] == FAILED.get(sample, KEPT.get(sample, "ok"))
         assert row["included"] == ("no" if sample in FAILED else "yes")
         assert row["cached"] == "yes"  # the second run read every clip from the cache
         assert float(row["seconds"]) > 0
     ok = report["v0$_$c0"]
     assert (ok["sampled_frames"], ok["face_frames"], ok["vision_frames"]) == ("4", "4", "4")  # 0.8 s at 5 fps
     assert report["v4$_$c4"]["sampled_frames"] == "4" and report["v4$_$c4"]["face_frames"] == "0"
+    assert report["v4$_$c4"]["vision_frames"] == "0" and report["v4$_$c4"]["included"] == "yes"
     assert "broken" not in report["v5$_$c5"]["detail"] and "c5.mp4" in report["v5$_$c5"]["detail"]
 
 
@@ -112,17 +113,21 @@ def test_dataset_reads_back_with_widths_lengths_and_record(extracted: dict[str, 
     ds = load_dataset(extracted["data"])
     assert ds.layout == "mmsa-unaligned" and ds.kind == "custom" and ds.task == "regression"
     assert ds.input_dims == {"text": 384, "audio": 25, "vision": 580}
-    assert [len(ds.splits[s]) for s in ("train", "valid", "test")] == [2, 1, 1]
+    assert [len(ds.splits[s]) for s in ("train", "valid", "test")] == [3, 1, 1]
     report = _report(extracted["report"])
     train = ds.splits["train"]
-    assert list(train.ids) == ["v0$_$c0", "v1$_$c1"]
-    np.testing.assert_array_equal(train.labels, [2.0, -2.0])
-    for i, sample in enumerate(train.ids):
+    assert list(train.ids) == ["v0$_$c0", "v1$_$c1", "v4$_$c4"]
+    np.testing.assert_array_equal(train.labels, [2.0, -2.0, 0.0])
+    for i, sample in enumerate(train.ids[:2]):
         for m in ("text", "audio", "vision"):
             assert train.lengths[m][i] == int(report[sample][f"{m}_frames" if m != "text" else "text_tokens"])
     assert 40 <= train.lengths["audio"].min() <= 44  # 0.8 s at 50 Hz (+ the AAC encoder's padding)
-    assert (train.lengths["vision"] == 4).all()
-    assert train.text_bert is not None and train.text_bert.shape == (2, 3, 50)
+    # The faceless clip: its vision is missing (length 0 in the file, read as one zero step), the rest is there.
+    np.testing.assert_array_equal(train.lengths["vision"], [4, 4, 1])
+    assert not train.features["vision"][2].any() and train.lengths["audio"][2] >= 40
+    raw = load_pickle(extracted["data"])
+    np.testing.assert_array_equal(raw["train"]["vision_lengths"], [4, 4, 0])
+    assert train.text_bert is not None and train.text_bert.shape == (3, 3, 50)
     np.testing.assert_array_equal(train.lengths["text"], train.text_bert[:, 1].sum(1))
     assert ds.provenance is not None
     extractors = ds.provenance["extractors"]
@@ -206,7 +211,7 @@ def test_input_tables_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ExtractError, match=r"no_text.csv: needs a 'text' column"):
         discover_clips(tmp_path, tmp_path / "no_text.csv")
     (tmp_path / "bad_mode.csv").write_text("clip_id,text,mode\na,hello,training\n")
-    with pytest.raises(ExtractError, match=r"bad_mode.csv, clip 'a': mode must be train, valid or test"):
+    with pytest.raises(ExtractError, match=r"bad_mode.csv, line 2, clip 'a': mode must be train, valid or test"):
         discover_clips(tmp_path, tmp_path / "bad_mode.csv")
     (tmp_path / "ok.csv").write_text("clip_id,text\na,hello\n")
     clips = discover_clips(tmp_path, tmp_path / "ok.csv")

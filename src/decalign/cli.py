@@ -250,6 +250,12 @@ def _add_media_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=float, metavar="SEC", help="clip start in --media (seconds)")
     p.add_argument("--end", type=float, metavar="SEC", help="clip end in --media (seconds)")
     p.add_argument("--json", action="store_true", help="with --media: print the prediction as JSON")
+    p.add_argument("--text", metavar="MODEL_DIR", help="with --media: the local text encoder the model was trained "
+                   "with (default: the folder its record names, if it holds the recorded files)")
+    p.add_argument("--vision-model", metavar="DIR", help="with --media: the local image model (as --text)")
+    p.add_argument("--openface-dir", metavar="DIR", help="with --media: OpenFace CSVs (<media name>.csv)")
+    p.add_argument("--max-clip-seconds", type=float, default=600.0, metavar="SEC",
+                   help="with --media: longest clip decoded (default 600)")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -261,8 +267,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         if args.transcript is None:
             raise UsageError("--media needs --transcript TEXT (what is said in the clip)")
+        from decalign.extract.media import MediaLimits
+
         result = predict_media(args.checkpoint, args.media, args.transcript, start=args.start, end=args.end,
-                               device=args.device)
+                               device=args.device, text_model=args.text, vision_model=args.vision_model,
+                               openface_dir=args.openface_dir, limits=MediaLimits(max_seconds=args.max_clip_seconds))
         if args.json:
             print(json.dumps(result, indent=2))
         else:

@@ -56,13 +56,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--openface-dir", metavar="DIR",
                    help="OpenFace FeatureExtraction CSVs named <clip_id>.csv (with --vision openface)")
     p.add_argument("--fps", type=float, default=10.0, metavar="HZ", help="video frames sampled per second (default 10)")
+    p.add_argument("--max-clip-seconds", type=float, default=600.0, metavar="SEC",
+                   help="longest clip decoded; a longer one gets the status 'too long' (default 600)")
     p.add_argument("--max-audio-len", type=int, metavar="N", help="cut audio sequences to N steps")
     p.add_argument("--max-vision-len", type=int, metavar="N", help="cut vision sequences to N steps")
     p.add_argument("--out", required=True, metavar="DATASET",
                    help="output: .pkl (MMSA unaligned layout), .npz/.safetensors or a directory (native format)")
     p.add_argument("--format", choices=["mmsa", "npz", "safetensors"], help="output format (default: from --out)")
     p.add_argument("--report", metavar="CSV", help="report file (default: extract_report.csv beside --out)")
-    p.add_argument("--workers", type=int, default=1, metavar="N", help="extraction processes (default 1)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="extraction processes (default 1; capped to the usable cores)")
     p.add_argument("--cache", metavar="DIR", help="per-clip cache directory (default: <out>.cache)")
     p.add_argument("--no-cache", action="store_true", help="extract every clip again and keep no cache")
     p.add_argument("--skip-failed", action="store_true", help="leave failed clips out instead of stopping")
@@ -78,15 +81,19 @@ def run(args: argparse.Namespace) -> int:
     """``decalign extract``."""
     from decalign.extract.errors import ExtractError
     from decalign.extract.inputs import assign_splits, discover_clips
+    from decalign.extract.media import MediaLimits
     from decalign.extract.pipeline import ExtractConfig, run_extraction
 
     if args.workers < 1:
         raise ExtractError(f"--workers must be >= 1, found {args.workers}")
+    if not 0 <= args.split_seed < 2**32:
+        raise ExtractError(f"--split-seed must be in [0, 2**32 - 1], found {args.split_seed}")
     config = ExtractConfig(
         text_model=None if args.text == "none" else args.text,
         audio=args.audio, vision=args.vision, vision_model=args.vision_model, openface_dir=args.openface_dir,
         text_max_length=args.text_max_len, audio_rate=args.audio_rate, fps=args.fps, sample_rate=args.sample_rate,
         max_audio_len=args.max_audio_len, max_vision_len=args.max_vision_len,
+        limits=MediaLimits(max_seconds=args.max_clip_seconds),
     )
     clips = discover_clips(args.media, args.transcripts, args.labels)
     unsplit = sum(c.mode is None for c in clips)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from decalign.extract.errors import ExtractError
 
-__all__ = ["directory_fingerprint", "package_version", "resample_steps"]
+__all__ = ["directory_fingerprint", "load_checked", "package_version", "resample_steps"]
+
+T = TypeVar("T")
 
 
 def package_version(dist: str) -> str:
@@ -28,19 +32,41 @@ def directory_fingerprint(path: str | os.PathLike[str], what: str) -> str:
     different model in the same place is not.
 
     Weight files are hashed by name and size only: reading gigabytes on every run to detect an
-    edit that keeps the size is not worth it.
+    edit that keeps the size is not worth it. Only called on a folder the user passed (or one
+    whose :func:`~decalign.safety.paths.model_files` matched the record), and bounded even then:
+    more than :data:`~decalign.safety.paths.MAX_MODEL_DIR_ENTRIES` files is not a model folder.
     """
+    from decalign.safety.paths import MAX_MODEL_DIR_ENTRIES
+
     root = Path(path)
     if not root.is_dir():
         raise ExtractError(f"{what} {os.fspath(path)!r} is not a directory (a local HuggingFace model folder)")
+    found = []
+    for n, p in enumerate(root.rglob("*")):
+        if n >= MAX_MODEL_DIR_ENTRIES:
+            raise ExtractError(f"{what} {os.fspath(path)!r} holds more than {MAX_MODEL_DIR_ENTRIES} entries: not a "
+                               "model folder (config.json and weights)")
+        if p.is_file() and "__pycache__" not in p.parts:
+            found.append(p)
     digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    for file in sorted(found):
         rel = file.relative_to(root).as_posix()
         size = file.stat().st_size
         digest.update(f"{rel}\0{size}\0".encode())
         if size <= 4 * 1024 * 1024:
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def load_checked(load: Callable[[], T], model_dir: str | os.PathLike[str], what: str) -> T:
+    """Run a ``from_pretrained`` call for a local folder, its failures as one-line
+    :class:`ExtractError` naming the folder (the callers pass ``use_safetensors=True``,
+    ``trust_remote_code=False`` and ``local_files_only=True``)."""
+    try:
+        return load()
+    except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ExtractError(f"{what} {os.fspath(model_dir)!r} cannot be loaded: {first[:300]}") from None
 
 
 def resample_steps(values: np.ndarray, times: np.ndarray, rate: float, duration: float) -> np.ndarray:

@@ -10,6 +10,7 @@ stops with the list of failed clips unless ``skip_failed``, and writes the datas
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pickle
 import time
@@ -22,14 +23,39 @@ import numpy as np
 
 from decalign.extract.errors import ExtractError, MediaError
 from decalign.extract.inputs import Clip
+from decalign.extract.media import MEDIA_LIMITS, MediaLimits
 from decalign.extract.provenance import ExtractorRecord, Provenance
-from decalign.extract.report import ClipOutcome, write_report
+from decalign.extract.report import TOO_LONG, VISION_MISSING, ClipOutcome, write_report
 
-__all__ = ["ExtractConfig", "ExtractResult", "Extractors", "build_dataset", "run_extraction"]
+__all__ = ["RANGES", "ExtractConfig", "ExtractResult", "Extractors", "build_dataset", "run_extraction", "usable_cores"]
 
 log = logging.getLogger("decalign")
 
 OUTPUT_FORMATS = ("mmsa", "npz", "safetensors")
+
+
+RANGES: dict[str, tuple[str, float, float, bool]] = {
+    "text_max_length": ("--text-max-len", 3, 512, True),
+    "audio_rate": ("--audio-rate", 1e-3, 1000.0, False),
+    "fps": ("--fps", 1e-3, 120.0, False),
+    "sample_rate": ("--sample-rate", 1000, 192_000, True),
+    "max_audio_len": ("--max-audio-len", 1, 1_000_000, True),
+    "max_vision_len": ("--max-vision-len", 1, 1_000_000, True),
+}
+"""setting: (flag, lowest, highest, whole number): the range of every number of an extraction.
+512 tokens is a BERT's length; 1000 audio steps per second is ten times openSMILE's own rate;
+120 frames per second is the fastest common video; 192 kHz the highest audio rate in use."""
+
+
+def _check_range(value: object, name: str, lo: float, hi: float, integer: bool) -> None:
+    """``value`` a finite number in ``[lo, hi]`` (whole when ``integer``), else an
+    :class:`ExtractError` naming ``name`` and the range."""
+    kind = "a whole number" if integer else "a finite number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and lo <= value <= hi
+    if ok and integer and value != int(value):
+        ok = False
+    if not ok:
+        raise ExtractError(f"{name} must be {kind} in [{lo:g}, {hi:g}], found {value!r}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,12 @@ class ExtractConfig:
         sample_rate: audio is decoded and resampled to this rate (Hz).
         max_audio_len / max_vision_len: cap on the padded length (longer sequences are cut;
             the report and the log say how many).
+        limits: bounds of decoding one clip (:class:`~decalign.extract.media.MediaLimits`:
+            longest clip, most frames); a clip beyond them gets the status ``too long``.
+
+    Every number has a finite range (:data:`RANGES`), checked here, and the error names the
+    command-line flag: ``--fps inf`` would loop for ever, ``--sample-rate 1000000000`` allocate
+    gigabytes.
     """
 
     text_model: str | None
@@ -61,6 +93,7 @@ class ExtractConfig:
     sample_rate: int = 16000
     max_audio_len: int | None = None
     max_vision_len: int | None = None
+    limits: MediaLimits = MEDIA_LIMITS
 
     def __post_init__(self) -> None:
         from decalign.extract.audio import AUDIO_EXTRACTORS
@@ -74,13 +107,13 @@ class ExtractConfig:
             raise ExtractError("vision 'image-model' needs --vision-model DIR (a local HuggingFace image model)")
         if self.vision == "openface" and not self.openface_dir:
             raise ExtractError("vision 'openface' needs --openface-dir DIR (OpenFace FeatureExtraction CSVs)")
-        for name in ("audio_rate", "fps", "sample_rate", "text_max_length"):
-            if getattr(self, name) <= 0:
-                raise ExtractError(f"{name} must be > 0, found {getattr(self, name)}")
-        for name in ("max_audio_len", "max_vision_len"):
+        for name, (flag, lo, hi, integer) in RANGES.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ExtractError(f"{name} must be >= 1, found {value}")
+            if value is None and name.startswith("max_"):
+                continue
+            _check_range(value, f"{name} ({flag})", lo, hi, integer)
+        if not isinstance(self.limits, MediaLimits):
+            raise ExtractError(f"limits must be a MediaLimits, found {type(self.limits).__name__}")
         if sum(x is not None and x != "none" for x in (self.text_model, self.audio, self.vision)) < 2:
             raise ExtractError("extract at least two modalities (text, audio, vision): DecAlign aligns modalities")
 
@@ -90,26 +123,43 @@ class ExtractConfig:
                                      ("vision", self.vision != "none")) if on)
 
     @classmethod
-    def from_provenance(cls, prov: Provenance) -> ExtractConfig:
-        """The settings that reproduce a dataset's features (for ``predict --media``)."""
+    def from_provenance(
+        cls, prov: Provenance, *, text_model: str | None = None, vision_model: str | None = None,
+        openface_dir: str | None = None,
+    ) -> ExtractConfig:
+        """The settings that reproduce a dataset's features (for ``predict --media``).
+
+        Model folders are the ones passed here (``--text``, ``--vision-model``,
+        ``--openface-dir``), not the record's: a checkpoint may not choose a folder to load. A
+        record's numbers are checked like any other setting.
+        """
+        from decalign.extract.audio import AUDIO_EXTRACTORS
+
         ex = prov.extractors
         text = ex.get("text")
         audio = ex.get("audio")
         vision = ex.get("vision")
         vision_name = {"opencv-hog": "hog", "hf-image": "image-model", "openface": "openface"}
         if vision is not None and vision.name not in vision_name:
-            raise ExtractError(f"unknown vision extractor {vision.name!r} in the extraction record")
-        return cls(
-            text_model=text.settings["model_dir"] if text else None,
-            audio=audio.name.removeprefix("opensmile-") if audio else "none",
-            vision=vision_name[vision.name] if vision else "none",
-            vision_model=vision.settings.get("model_dir") if vision else None,
-            openface_dir=vision.settings.get("openface_dir") if vision else None,
-            text_max_length=int(text.settings.get("max_length", 50)) if text else 50,
-            audio_rate=float(prov.media.get("audio_rate", 50.0)),
-            fps=float(prov.media.get("fps", 10.0)),
-            sample_rate=int(prov.media.get("sample_rate", 16000)),
-        )
+            raise ExtractError(f"unknown vision extractor {vision.name[:40]!r} in the extraction record")
+        if audio is not None and audio.name.removeprefix("opensmile-") not in AUDIO_EXTRACTORS:
+            raise ExtractError(f"unknown audio extractor {audio.name[:40]!r} in the extraction record")
+        try:
+            return cls(
+                text_model=text_model if text else None,
+                audio=audio.name.removeprefix("opensmile-") if audio else "none",
+                vision=vision_name[vision.name] if vision else "none",
+                vision_model=vision_model if vision else None,
+                openface_dir=openface_dir if vision else None,
+                text_max_length=int(text.settings.get("max_length", 50)) if text else 50,
+                audio_rate=float(prov.media.get("audio_rate", 50.0)),
+                fps=float(prov.media.get("fps", 10.0)),
+                sample_rate=int(prov.media.get("sample_rate", 16000)),
+            )
+        except (TypeError, ValueError, OverflowError) as err:
+            if isinstance(err, ExtractError):
+                raise
+            raise ExtractError(f"the extraction record holds a setting that is not a number ({err})") from None
 
 
 class Extractors:
@@ -156,13 +206,25 @@ class Extractors:
 
     def extract(self, clip: Clip) -> tuple[dict[str, np.ndarray], ClipOutcome]:
         """Features of one clip, and what happened. Problems with the clip's input are statuses;
-        anything else (a bug) propagates."""
-        from decalign.extract.media import probe, read_audio, read_frames
+        anything else (a bug) propagates.
+
+        Frames go one at a time from the decoder to the vision extractor (memory does not grow
+        with the clip's duration); a clip beyond ``config.limits`` gets the status ``too long``.
+        A clip in which no face is found keeps its text and audio, with vision missing (no
+        ``vision`` array: length 0 in the dataset), as the benchmarks' faceless frames are zeros.
+        """
+        from decalign.extract.media import LimitExceeded, iter_frames, probe, read_audio
 
         began = time.perf_counter()
+        limits = self.config.limits
         out = ClipOutcome(clip.sample_id, "" if clip.media is None else str(clip.media), clip.mode)
         arrays: dict[str, np.ndarray] = {}
         details: list[str] = []
+
+        def media_failed(err: MediaError) -> None:
+            out.statuses.append(TOO_LONG if isinstance(err, LimitExceeded) else "decode error")
+            details.append(str(err))
+
         if self.text is not None:
             if not clip.text.strip():
                 out.statuses.append("empty transcript")
@@ -178,21 +240,25 @@ class Extractors:
             else:
                 try:
                     info = probe(clip.media)
+                    span = _header_span(info.duration, clip.start, clip.end)
+                    if span is not None and span > limits.max_seconds:
+                        raise LimitExceeded(f"{clip.media}: clip of {span:g} s (from its header) is longer than the "
+                                            f"limit of {limits.max_seconds:g} s (max_clip_seconds)")
                 except MediaError as err:
-                    out.statuses.append("decode error")
-                    details.append(str(err))
+                    media_failed(err)
+                    info = None
         if self.audio is not None and info is not None:
             try:
-                signal = read_audio(clip.media or "", self.config.sample_rate, clip.start, clip.end)
+                signal = read_audio(clip.media or "", self.config.sample_rate, clip.start, clip.end, limits)
             except MediaError as err:
-                out.statuses.append("decode error")
-                details.append(str(err))
+                media_failed(err)
             else:
                 if signal is None or len(signal) == 0:
                     out.statuses.append("no audio")
                 else:
                     arrays["audio"] = self.audio(signal)
                     out.lengths["audio"] = int(arrays["audio"].shape[0])
+                del signal
         if self.vision is not None:
             result = None
             if self.config.vision == "openface":
@@ -202,34 +268,43 @@ class Extractors:
                     details.append(f"no {clip.clip_id}.csv in {self.vision.directory}")
                 else:
                     result = self.vision(csv_file, clip.start, clip.end)
-            elif info is not None:
+            elif info is not None and TOO_LONG not in out.statuses:
                 if not info.has_video:
                     out.statuses.append("no video")
                 else:
+                    frames = (rgb for rgb, _ in iter_frames(clip.media or "", self.config.fps, clip.start, clip.end,
+                                                            limits=limits))
                     try:
-                        frames, _ = read_frames(clip.media or "", self.config.fps, clip.start, clip.end)
+                        result = self.vision(frames)
                     except MediaError as err:
-                        out.statuses.append("decode error")
-                        details.append(str(err))
-                    else:
-                        if not frames:
-                            out.statuses.append("no video")
-                        else:
-                            result = self.vision(frames)
+                        media_failed(err)
+                    if result is not None and result.frames == 0:
+                        out.statuses.append("no video")
+                        result = None
             if result is not None:
                 out.sampled_frames, out.face_frames = result.frames, result.face_frames
                 missing = result.frames - result.face_frames
-                if result.frames and missing:
-                    out.statuses.append(f"no face in {round(100 * missing / result.frames)}% of frames")
                 if result.face_frames:
                     arrays["vision"] = result.features
                     out.lengths["vision"] = int(result.features.shape[0])
-                elif result.frames == 0:
-                    out.statuses.append("no video")
+                    if missing:
+                        out.statuses.append(f"no face in {round(100 * missing / result.frames)}% of frames")
+                elif result.frames:
+                    out.statuses.append(f"{VISION_MISSING} (no face in any of {result.frames} sampled frames)")
+                    out.lengths["vision"] = 0
         out.statuses = list(dict.fromkeys(out.statuses))
         out.detail = " | ".join(details)
         out.seconds = time.perf_counter() - began
         return arrays, out
+
+
+def _header_span(duration: float | None, start: float | None, end: float | None) -> float | None:
+    """The clip's length as far as the container's header tells (``None``: unknown)."""
+    if start is not None and end is not None:
+        return end - start
+    if duration is None or not math.isfinite(duration):
+        return None
+    return (duration if end is None else end) - (start or 0.0)
 
 
 @dataclass
@@ -242,6 +317,23 @@ class ExtractResult:
     included: list[str]
     provenance: Provenance
     notes: list[str] = field(default_factory=list)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota
+    (``cpu.max``, as containers set it). ``--workers`` is capped here: each worker holds its own
+    copy of the models, so workers beyond the cores only cost memory."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
 
 
 _WORKER: dict[str, Extractors] = {}
@@ -262,13 +354,18 @@ def _work(clip: Clip) -> tuple[dict[str, np.ndarray], ClipOutcome]:
     return _WORKER["extractors"].extract(clip)
 
 
-def _pad(seqs: Sequence[np.ndarray], length: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _pad(seqs: Sequence[np.ndarray | None], length: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sequences padded with zeros to ``[N, length, width]`` and their lengths; a missing one
+    (``None`` or empty) is all zeros with length 0, which the data layer reads as one zero step
+    (as the benchmarks' features for frames without a face)."""
     out = np.zeros((len(seqs), length, width), np.float32)
     lengths = np.zeros(len(seqs), np.int64)
     for i, s in enumerate(seqs):
+        if s is None:
+            continue
         n = min(len(s), length)
         out[i, :n] = s[:n]
-        lengths[i] = max(n, 1)
+        lengths[i] = n
     return out, lengths
 
 
@@ -279,7 +376,8 @@ def build_dataset(
     of the included clips, and notes on what was cut.
 
     Text is padded to ``text_max_length`` tokens (as MMSA's ``text_bert``); audio and vision to
-    the longest clip (or ``max_*_len``).
+    the longest clip (or ``max_*_len``). A clip without one modality (vision, when no face was
+    found) has zeros and length 0 there.
     """
     notes: list[str] = []
     unlabelled = [c.sample_id for c in clips if c.label is None]
@@ -294,10 +392,10 @@ def build_dataset(
         if m == "text":
             lengths[m] = config.text_max_length
             continue
-        longest = max((len(a[m]) for a in arrays), default=1)
+        longest = max((len(a[m]) for a in arrays if m in a), default=1)
         cap = config.max_audio_len if m == "audio" else config.max_vision_len
         if cap is not None and longest > cap:
-            cut = sum(len(a[m]) > cap for a in arrays)
+            cut = sum(len(a[m]) > cap for a in arrays if m in a)
             notes.append(f"{m}: {cut} clip(s) longer than {cap} steps were cut to {cap}")
             longest = cap
         lengths[m] = max(1, longest)
@@ -310,7 +408,7 @@ def build_dataset(
             "regression_labels": np.array([clips[i].label for i in idx], dtype=np.float32),
         }
         for m in config.modalities:
-            feats, lens = _pad([arrays[i][m] for i in idx], lengths[m], widths[m])
+            feats, lens = _pad([arrays[i].get(m) for i in idx], lengths[m], widths[m])
             sp[m], sp[f"{m}_lengths"] = feats, lens
         if "text" in config.modalities:
             sp["text_bert"] = np.stack([arrays[i]["text_bert"] for i in idx]).astype(np.int64) if idx else \
@@ -444,6 +542,8 @@ def extract_clips(
     main = Extractors(config)  # in this process too: the record, and the work when workers == 1
     prov = main.provenance()
     cache = ClipCache(cache_dir, prov.to_json()) if cache_dir is not None else None
+    if workers < 1:
+        raise ExtractError(f"--workers must be >= 1, found {workers}")
 
     results: dict[int, tuple[dict[str, np.ndarray], ClipOutcome]] = {}
     todo: list[int] = []
@@ -455,23 +555,36 @@ def extract_clips(
             todo.append(i)
     if results:
         log.info("extract: %d of %d clip(s) from the cache %s", len(results), len(clips), cache_dir)
+    if cache is not None and cache.rejected:
+        log.warning("extract: %d cache entr(y/ies) did not fit and are extracted again (see the report's detail)",
+                    len(cache.rejected))
+    cores = usable_cores()
+    if workers > cores:
+        log.warning("extract: --workers %d capped to the %d usable core(s)", workers, cores)
+        workers = cores
 
     def done(i: int, res: tuple[dict[str, np.ndarray], ClipOutcome]) -> None:
+        rejected = cache.rejected.get(clips[i].sample_id) if cache is not None else None
+        if rejected:
+            res[1].detail = " | ".join(x for x in (res[1].detail, rejected) if x)
         results[i] = res
-        if cache is not None:
+        if cache is not None and TOO_LONG not in res[1].statuses:
+            # (limits are not part of the key: a clip refused as too long is tried again with a higher limit)
             cache.save(clips[i], *res)
         if on_clip is not None:
             on_clip(res[1])
 
     bar = tqdm(total=len(clips), initial=len(results), unit="clip", desc="extract", disable=not progress)
     try:
-        if workers <= 1 or len(todo) <= 1:
+        workers = min(workers, len(todo))
+        if workers <= 1:
             for i in todo:
                 done(i, main.extract(clips[i]))
                 bar.update()
         else:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor, as_completed
+            from concurrent.futures.process import BrokenProcessPool
 
             # spawn, not fork: the parent has torch (and maybe a model) loaded and threads running.
             ctx = multiprocessing.get_context("spawn")
@@ -481,6 +594,13 @@ def extract_clips(
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())
                     bar.update()
+            except BrokenProcessPool:
+                kept = (f"the {len(results)} finished clip(s) are in the cache {cache_dir}: rerun to go on"
+                        if cache is not None else "nothing was kept (--no-cache)")
+                raise ExtractError(
+                    f"an extraction worker process ended abruptly (killed by the operating system, often for "
+                    f"lack of memory) after {len(results)} of {len(clips)} clip(s); {kept}, with fewer --workers"
+                ) from None
             finally:
                 # On Ctrl-C or an error, clips not yet started are dropped (the cache keeps the
                 # finished ones) instead of the pool working through the whole queue first.

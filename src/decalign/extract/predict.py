@@ -10,14 +10,57 @@ benchmark feature files) cannot be used this way: nothing says how its features 
 from __future__ import annotations
 
 import os
+import stat
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from decalign.extract.errors import ExtractError
+from decalign.extract.media import MEDIA_LIMITS, MediaLimits
+from decalign.extract.provenance import ExtractorRecord
 
-__all__ = ["predict_media"]
+__all__ = ["predict_media", "recorded_model_dir"]
+
+
+def recorded_model_dir(record: ExtractorRecord, what: str, flag: str, checkpoint: str) -> str:
+    """The model folder a checkpoint's extraction record names, if it is cheaply seen to hold the
+    recorded files: each file the record lists (names and sizes, at most
+    :data:`~decalign.safety.paths.MAX_MODEL_DIR_ENTRIES`) is looked up by name, nothing is listed,
+    walked or hashed before that. Otherwise an :class:`ExtractError` asking for ``flag``.
+
+    A checkpoint is data: naming ``/usr`` or ``/proc`` in it must not make decalign walk that tree.
+    """
+    from decalign.errors import DataError
+    from decalign.safety.paths import MAX_MODEL_DIR_ENTRIES, safe_name
+
+    recorded = record.settings.get("model_dir")
+    files = record.settings.get("files")
+    ask = f"pass {flag} DIR (the {what} the model was trained with)"
+    if not isinstance(recorded, str) or not recorded:
+        raise ExtractError(f"{checkpoint}: the extraction record names no {what} folder; {ask}")
+    shown = recorded[:120]
+    if not isinstance(files, dict) or not files or len(files) > MAX_MODEL_DIR_ENTRIES:
+        raise ExtractError(f"{checkpoint}: the record does not list the files of its {what} {shown!r} (it predates "
+                           f"the check), so that folder is not used; {ask}")
+    if "config.json" not in files:
+        raise ExtractError(f"{checkpoint}: the record's {what} {shown!r} lists no config.json; {ask}")
+    folder = Path(recorded)
+    for name, size in files.items():
+        try:
+            safe_name(str(name), f"{checkpoint}: the record's {what} files", "file name")
+        except DataError as err:
+            raise ExtractError(f"{err}; {ask}") from None
+        try:
+            st = (folder / str(name)).stat()
+        except (OSError, ValueError):
+            raise ExtractError(f"{checkpoint}: the {what} folder the record names, {shown!r}, has no file "
+                               f"{str(name)[:80]!r} as recorded; {ask}") from None
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            raise ExtractError(f"{checkpoint}: {str(name)[:80]!r} in the {what} folder {shown!r} differs from the "
+                               f"record (size {st.st_size}, recorded {size}); {ask}")
+    return recorded
 
 
 def predict_media(
@@ -28,38 +71,64 @@ def predict_media(
     start: float | None = None,
     end: float | None = None,
     device: str = "auto",
+    text_model: str | os.PathLike[str] | None = None,
+    vision_model: str | os.PathLike[str] | None = None,
+    openface_dir: str | os.PathLike[str] | None = None,
+    limits: MediaLimits = MEDIA_LIMITS,
 ) -> dict[str, Any]:
     """Prediction for one clip: ``{"prediction": float}`` (regression) or ``{"predicted": class,
     "probabilities": {...}}``, plus the clip's status, feature lengths and the extractors used.
 
+    Model folders are ``text_model``/``vision_model``/``openface_dir`` when given; else the
+    folder the record names, used only if it holds the recorded files (:func:`recorded_model_dir`).
+    A clip without a face is predicted with vision missing.
+
     Raises:
         ExtractError: the checkpoint has no extraction record, its extractors cannot be rebuilt
-            as recorded (a model directory that moved or changed), or the clip fails (decode
-            error, no audio, no face, empty transcript).
+            as recorded (a model directory that moved or changed: pass it), or the clip fails
+            (decode error, no audio, empty transcript, too long).
     """
     from decalign.data.arrays import ReadLog
     from decalign.data.mmsa import read_mmsa
-    from decalign.extract.inputs import Clip
+    from decalign.extract.inputs import Clip, check_times
     from decalign.extract.pipeline import ExtractConfig, Extractors, build_dataset
     from decalign.extract.provenance import Provenance, compare
     from decalign.inference import Predictor
     from decalign.train.checkpoint import load_checkpoint
 
+    check_times(start, end, "--start/--end")
+    if not Path(media).is_file():
+        raise ExtractError(f"--media {os.fspath(media)!r}: not a file")
+    where = os.fspath(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     record = ckpt.info.provenance
     if not record:
         raise ExtractError(
-            f"{os.fspath(checkpoint)}: the checkpoint carries no extraction record (it was not trained on data "
+            f"{where}: the checkpoint carries no extraction record (it was not trained on data "
             "from decalign extract), so there is no way to make features it understands from media"
         )
-    prov = Provenance.from_dict(record)
-    config = ExtractConfig.from_provenance(prov)
+    try:
+        prov = Provenance.from_dict(record)
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ExtractError(f"{where}: unreadable extraction record ({str(err)[:200]})") from None
+    text_rec, vision_rec = prov.extractors.get("text"), prov.extractors.get("vision")
+    if text_rec is not None and text_model is None:
+        text_model = recorded_model_dir(text_rec, "text model", "--text", where)
+    if vision_rec is not None and vision_rec.name == "hf-image" and vision_model is None:
+        vision_model = recorded_model_dir(vision_rec, "image model", "--vision-model", where)
+    if vision_rec is not None and vision_rec.name == "openface" and openface_dir is None:
+        raise ExtractError(f"{where}: the model's vision features are OpenFace CSVs; pass --openface-dir DIR with "
+                           f"{Path(media).stem}.csv for this clip")
+    config = replace(ExtractConfig.from_provenance(
+        prov, text_model=None if text_model is None else os.fspath(text_model),
+        vision_model=None if vision_model is None else os.fspath(vision_model),
+        openface_dir=None if openface_dir is None else os.fspath(openface_dir)), limits=limits)
     extractors = Extractors(config)
     rebuilt = extractors.provenance()
     problems = compare(record, rebuilt.to_dict())
     if problems:
         raise ExtractError(
-            f"{os.fspath(checkpoint)}: its extractors cannot be rebuilt as recorded: " + "; ".join(problems)
+            f"{where}: its extractors cannot be rebuilt as recorded: " + "; ".join(problems)
         )
     clip = Clip("media", Path(media).stem, None, Path(media), start, end, transcript, 0.0, "test")
     arrays, outcome = extractors.extract(clip)

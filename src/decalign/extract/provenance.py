@@ -22,6 +22,11 @@ LOCATION_KEYS: frozenset[str] = frozenset({"model_dir", "openface_dir"})
 """Settings that say where something was found, not what it computes: a model moved to another
 directory is the same model (its ``fingerprint`` says so), so these are not compared."""
 
+MANIFEST_KEYS: frozenset[str] = frozenset({"files"})
+"""Settings kept to check a recorded folder cheaply (the names and sizes of a model folder's
+files, compared without listing or hashing it); the ``fingerprint`` already covers what they
+say, and records written before them lack them, so they are not compared either."""
+
 
 @dataclass(frozen=True)
 class ExtractorRecord:
@@ -46,13 +51,13 @@ class ExtractorRecord:
 
     def identity(self) -> dict[str, Any]:
         """What must agree between training and prediction (everything but locations/versions)."""
-        settings = {k: v for k, v in self.settings.items() if k not in LOCATION_KEYS}
+        settings = {k: v for k, v in self.settings.items() if k not in LOCATION_KEYS | MANIFEST_KEYS}
         return {"name": self.name, "settings": settings, "width": self.width, "rate": self.rate}
 
     def describe(self) -> str:
         """A one-line summary for messages, e.g. ``librosa 0.11.0, 27-d at 50 Hz``."""
         rate = f" at {self.rate:g} Hz" if self.rate else " per token"
-        shown = {k: v for k, v in self.settings.items() if k not in LOCATION_KEYS and k != "fingerprint"}
+        shown = {k: v for k, v in self.settings.items() if k not in LOCATION_KEYS | MANIFEST_KEYS | {"fingerprint"}}
         extra = ", ".join(f"{k}={v}" for k, v in shown.items())
         return f"{self.name} ({self.package} {self.version}, {self.width}-d{rate}{'; ' + extra if extra else ''})"
 

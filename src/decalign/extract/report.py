@@ -10,13 +10,20 @@ from typing import Any
 
 from decalign.safety.cells import csv_writer
 
-__all__ = ["FAILING", "REPORT_COLUMNS", "ClipOutcome", "write_report"]
+__all__ = ["FAILING", "REPORT_COLUMNS", "TOO_LONG", "VISION_MISSING", "ClipOutcome", "write_report"]
+
+TOO_LONG = "too long"
+"""Status of a clip beyond the decoding limits (:class:`~decalign.extract.media.MediaLimits`)."""
+
+VISION_MISSING = "ok, vision missing"
+"""Status of a clip in which no face was found: kept with its text and audio, vision length 0."""
 
 FAILING: tuple[str, ...] = ("media not found", "decode error", "no audio", "no video", "empty transcript",
-                            "no face in 100% of frames", "no OpenFace CSV")
+                            TOO_LONG, "no OpenFace CSV")
 """Statuses that leave a clip without one of its modalities: the run stops on them unless
-``--skip-failed`` drops those clips. ``no face in N% of frames`` for ``N < 100`` is reported but
-the clip is kept (its vision sequence has the frames with a face)."""
+``--skip-failed`` drops those clips. ``no face in N% of frames`` is reported but the clip is kept
+(its vision sequence has the frames with a face); with no face at all the clip is kept too, its
+vision marked missing (:data:`VISION_MISSING`), as DecAlign handles a missing modality."""
 
 REPORT_COLUMNS: tuple[str, ...] = (
     "sample_id", "mode", "status", "included", "text_tokens", "audio_frames", "vision_frames",
@@ -52,7 +59,17 @@ class ClipOutcome:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ClipOutcome:
-        return cls(**data)
+        """The outcome saved by :meth:`to_json`; ``TypeError`` for anything else (a cache entry
+        that is not ours)."""
+        if not isinstance(data, dict):
+            raise TypeError("an outcome is a JSON object")
+        out = cls(**data)
+        if not (isinstance(out.statuses, list) and all(isinstance(x, str) for x in out.statuses)
+                and isinstance(out.lengths, dict)
+                and all(isinstance(k, str) and type(v) is int for k, v in out.lengths.items())
+                and isinstance(out.sample_id, str) and isinstance(out.detail, str) and isinstance(out.media, str)):
+            raise TypeError("an outcome's fields have the wrong types")
+        return out
 
 
 def write_report(path: str | os.PathLike[str], outcomes: list[ClipOutcome], included: set[str]) -> Path:

@@ -13,11 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-from decalign.extract.common import directory_fingerprint, package_version
+from decalign.extract.common import directory_fingerprint, load_checked, package_version
 from decalign.extract.errors import ExtractError, require
 from decalign.extract.provenance import ExtractorRecord
 
-__all__ = ["HFTextExtractor"]
+__all__ = ["MAX_TEXT_LENGTH", "HFTextExtractor"]
+
+MAX_TEXT_LENGTH = 512
+"""Most tokens per transcript (BERT-family encoders have 512 positions)."""
 
 
 class HFTextExtractor:
@@ -26,25 +29,34 @@ class HFTextExtractor:
     name = "hf-text"
 
     def __init__(self, model_dir: str | os.PathLike[str], max_length: int = 50) -> None:
-        if max_length < 3:
-            raise ExtractError(f"text max_length must be >= 3 (room for [CLS] x [SEP]), found {max_length}")
+        if not 3 <= max_length <= MAX_TEXT_LENGTH:
+            raise ExtractError(f"text max_length (--text-max-len) must be in [3, {MAX_TEXT_LENGTH}] (room for [CLS] "
+                               f"x [SEP], at most a BERT's positions), found {max_length}")
+        from decalign.safety.paths import check_safe_weights
+
         self.model_dir = Path(model_dir)
+        self.files = check_safe_weights(model_dir, "text model", ExtractError)
         self.fingerprint = directory_fingerprint(model_dir, "text model")
         self.max_length = max_length
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local folder must never trigger a download
         transformers = require("transformers")
         torch = require("torch")
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per worker and run
-        try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-            self.model = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
-        except (OSError, ValueError) as err:
-            raise ExtractError(f"text model {os.fspath(model_dir)!r} cannot be loaded: {err}") from None
+        where = str(model_dir)
+        self.tokenizer = load_checked(lambda: transformers.AutoTokenizer.from_pretrained(
+            where, local_files_only=True, trust_remote_code=False), model_dir, "text model")
+        self.model = load_checked(lambda: transformers.AutoModel.from_pretrained(
+            where, local_files_only=True, use_safetensors=True, trust_remote_code=False), model_dir,
+            "text model").eval()
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and max_length > limit:
+            raise ExtractError(f"text max_length (--text-max-len) {max_length} is beyond the {limit} positions of the "
+                               f"text model {os.fspath(model_dir)!r}")
         self._torch = torch
         self.width = int(self.model.config.hidden_size)
 
     def record(self) -> ExtractorRecord:
-        settings = {"model_dir": str(self.model_dir), "fingerprint": self.fingerprint,
+        settings = {"model_dir": str(self.model_dir), "fingerprint": self.fingerprint, "files": self.files,
                     "model_type": str(self.model.config.model_type), "max_length": self.max_length}
         return ExtractorRecord(self.name, "transformers", package_version("transformers"), settings, self.width, None)
 

@@ -12,21 +12,23 @@
   it is: gaze, head pose and action units (intensities and presences) per video frame, the
   columns the benchmarks' vision features are built from.
 
-Frames without a face are left out of the sequence (as OpenFace-based benchmark features do), and
-counted: the clip's status says in what share of frames no face was found; a clip with no face
-at all has no vision features and fails.
+Frames are consumed one at a time (:func:`decalign.extract.media.iter_frames`), so a clip's
+memory does not grow with its duration. Frames without a face are left out of the sequence (as
+OpenFace-based benchmark features do), and counted: the clip's status says in what share of frames
+no face was found; a clip with no face at all is kept with its vision marked missing (length 0).
 """
 
 from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from decalign.extract.common import directory_fingerprint, package_version
+from decalign.extract.common import directory_fingerprint, load_checked, package_version
 from decalign.extract.errors import ExtractError, require
 from decalign.extract.provenance import ExtractorRecord
 
@@ -94,13 +96,26 @@ class FaceDetector:
         return self._cv2.resize(rgb[y0:y1, x0:x1], (size, size), interpolation=self._cv2.INTER_AREA)
 
 
-def _faces(detector: FaceDetector, frames: list[np.ndarray]) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
-    found = []
+class _Counted:
+    """Frames passed through, counted (the extractors see each frame once and keep none)."""
+
+    def __init__(self, frames: Iterable[np.ndarray]) -> None:
+        self.frames = frames
+        self.n = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for rgb in self.frames:
+            self.n += 1
+            yield rgb
+
+
+def _faces(
+    detector: FaceDetector, frames: Iterable[np.ndarray]
+) -> Iterator[tuple[np.ndarray, tuple[int, int, int, int]]]:
     for rgb in frames:
         box = detector(rgb)
         if box is not None:
-            found.append((rgb, box))
-    return found
+            yield rgb, box
 
 
 class HogExtractor:
@@ -121,16 +136,17 @@ class HogExtractor:
         return ExtractorRecord(self.name, "opencv-python-headless", self.detector.version, settings, self.width,
                                self.fps)
 
-    def __call__(self, frames: list[np.ndarray]) -> VisionOutput:
+    def __call__(self, frames: Iterable[np.ndarray]) -> VisionOutput:
         rows = []
-        for rgb, (x, y, w, h) in _faces(self.detector, frames):
+        counted = _Counted(frames)
+        for rgb, (x, y, w, h) in _faces(self.detector, counted):
             gray = self._cv2.cvtColor(self.detector.crop(rgb, (x, y, w, h), 64), self._cv2.COLOR_RGB2GRAY)
             hog = self._hog.compute(gray).reshape(-1)
             H, W = rgb.shape[:2]
             box = np.array([(x + w / 2) / W, (y + h / 2) / H, w / W, h / H], np.float32)
             rows.append(np.concatenate([hog.astype(np.float32), box]))
         feats = np.stack(rows) if rows else np.zeros((0, self.width), np.float32)
-        return VisionOutput(feats, len(frames), len(rows))
+        return VisionOutput(feats, counted.n, len(rows))
 
 
 class HFImageExtractor:
@@ -144,15 +160,19 @@ class HFImageExtractor:
         transformers.utils.logging.disable_progress_bar()
         self._torch = require("torch")
         self.fps = float(fps)
+        from decalign.safety.paths import check_safe_weights
+
         self.model_dir = Path(model_dir)
+        self.files = check_safe_weights(model_dir, "image model", ExtractError)
         self.fingerprint = directory_fingerprint(model_dir, "image model")
         self.detector = FaceDetector()
         self.batch_size = batch_size
-        try:
-            self.processor = transformers.AutoImageProcessor.from_pretrained(str(model_dir), local_files_only=True)
-            self.model = transformers.AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
-        except (OSError, ValueError) as err:
-            raise ExtractError(f"image model {os.fspath(model_dir)!r} cannot be loaded: {err}") from None
+        where = str(model_dir)
+        self.processor = load_checked(lambda: transformers.AutoImageProcessor.from_pretrained(
+            where, local_files_only=True, trust_remote_code=False), model_dir, "image model")
+        self.model = load_checked(lambda: transformers.AutoModel.from_pretrained(
+            where, local_files_only=True, use_safetensors=True, trust_remote_code=False), model_dir,
+            "image model").eval()
         size = getattr(self.processor, "size", None)
         side = None
         for key in ("height", "shortest_edge"):
@@ -163,6 +183,7 @@ class HFImageExtractor:
 
     def record(self) -> ExtractorRecord:
         settings = {**self.detector.settings(), "model_dir": str(self.model_dir), "fingerprint": self.fingerprint,
+                    "files": self.files,
                     "model_type": str(self.model.config.model_type), "crop": self.crop_size}
         version = package_version("transformers")
         return ExtractorRecord(self.name, "transformers", version, settings, self.width, self.fps)
@@ -180,10 +201,21 @@ class HFImageExtractor:
                 out.append(pooled.reshape(pooled.shape[0], -1).float().numpy())
         return np.concatenate(out).astype(np.float32)
 
-    def __call__(self, frames: list[np.ndarray]) -> VisionOutput:
-        crops = [self.detector.crop(rgb, box, self.crop_size) for rgb, box in _faces(self.detector, frames)]
-        feats = self._embed(crops) if crops else np.zeros((0, self.width), np.float32)
-        return VisionOutput(feats, len(frames), len(crops))
+    def __call__(self, frames: Iterable[np.ndarray]) -> VisionOutput:
+        counted = _Counted(frames)
+        parts: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
+        n = 0
+        for rgb, box in _faces(self.detector, counted):
+            batch.append(self.detector.crop(rgb, box, self.crop_size))
+            n += 1
+            if len(batch) == self.batch_size:  # embedded batch by batch: crops are never all held
+                parts.append(self._embed(batch))
+                batch = []
+        if batch:
+            parts.append(self._embed(batch))
+        feats = np.concatenate(parts) if parts else np.zeros((0, self.width), np.float32)
+        return VisionOutput(feats, counted.n, n)
 
 
 OPENFACE_COLUMNS: tuple[str, ...] = (
@@ -202,6 +234,8 @@ class OpenFaceImporter:
 
     name = "openface"
     width = len(OPENFACE_COLUMNS)
+    max_bytes = 512 * 1024 * 1024
+    """Largest OpenFace CSV read (10 minutes at 30 fps with every column is about 60 MB)."""
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
@@ -218,12 +252,25 @@ class OpenFaceImporter:
         names = [f"{clip_id}.csv"]
         if video_id:
             names = [f"{video_id}/{clip_id}.csv", f"{video_id}_{clip_id}.csv", *names, f"{video_id}.csv"]
+        from decalign.safety.paths import resolve_under
+
         for name in names:
             if (self.directory / name).is_file():
-                return self.directory / name
+                return resolve_under(self.directory, name, f"--openface-dir {self.directory}", "OpenFace CSV")
         return None
 
     def __call__(self, file: Path, start: float | None = None, end: float | None = None) -> VisionOutput:
+        size = file.stat().st_size
+        if size > self.max_bytes:
+            raise ExtractError(f"{file}: OpenFace CSV of {size} bytes is larger than the limit of {self.max_bytes}")
+        try:
+            return self._read(file, start, end)
+        except UnicodeDecodeError as err:
+            raise ExtractError(f"{file}: not a UTF-8 OpenFace CSV ({err.reason} at byte {err.start})") from None
+        except csv.Error as err:
+            raise ExtractError(f"{file}: not a readable OpenFace CSV ({err})") from None
+
+    def _read(self, file: Path, start: float | None, end: float | None) -> VisionOutput:
         with open(file, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             try:

@@ -2,8 +2,10 @@
 
 Loaded with ``transformers`` from a local directory only: nothing can be downloaded from a model
 hub here, and loading by name offline can silently come back with a wrong (tiny) vocabulary or
-retry for minutes. The input is the dataset's ``text_bert`` tensor ``[B, 3, T]`` (token ids,
-attention mask, segment ids) and the output the last hidden states ``[B, T, hidden]``.
+retry for minutes. Weights are read from ``.safetensors`` files only, never a pickle
+(``pytorch_model.bin`` is refused, naming the file), and no code from the folder is run. The
+input is the dataset's ``text_bert`` tensor ``[B, 3, T]`` (token ids, attention mask, segment
+ids) and the output the last hidden states ``[B, T, hidden]``.
 
 Fine-tuning only the top ``k`` layers (``train_layers=k``) freezes the embeddings and the lower
 layers and runs them in eval mode (no dropout), so their output is a fixed function of a sample's
@@ -88,9 +90,12 @@ class BertTextEncoder(nn.Module):
         if not (directory / "config.json").is_file():
             raise FileNotFoundError(f"{str(directory)!r} is not a HuggingFace model directory: no config.json in it")
         from decalign._optional import require
+        from decalign.safety.paths import check_safe_weights
 
         AutoModel = require("transformers", extra="bert", feature="model.text_encoder.kind=bert").AutoModel
-        self.model = AutoModel.from_pretrained(str(directory), local_files_only=True)
+        check_safe_weights(directory, "model.text_encoder.path")  # safetensors only: a pickle can run code
+        self.model = AutoModel.from_pretrained(str(directory), local_files_only=True, use_safetensors=True,
+                                               trust_remote_code=False)
         self.vocab_size = int(self.model.config.vocab_size)
         self.hidden_size = int(self.model.config.hidden_size)
         self.train_layers = train_layers

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["face_image", "speech_like", "write_demo_folder", "write_media"]
+__all__ = ["face_image", "speech_like", "write_blank_video", "write_demo_folder", "write_media"]
 
 
 def face_image(size: int = 64) -> np.ndarray:
@@ -119,6 +119,37 @@ def write_media(
         for packet in a_stream.encode():
             container.mux(packet)
     container.close()
+    return out
+
+
+def write_blank_video(
+    path: str | os.PathLike[str], seconds: float, *, size: int = 640, fps: int = 25, codec: str = "libx264",
+) -> Path:
+    """A black ``size`` x ``size`` H.264 clip of ``seconds`` (no audio): the smallest file that
+    decodes to the most pixels (120 s at 640x640 is about 41 KB), to measure what decoding costs.
+
+    Every frame is the same black frame, so encoding is fast even for an hour (x264 ``ultrafast``,
+    long GOPs); only the decoder has to produce each frame again.
+    """
+    import av
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    black = None
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        if codec == "libx264":
+            stream.options = {"preset": "ultrafast", "crf": "51", "g": str(fps * 60)}
+        for i in range(round(seconds * fps)):
+            if black is None:
+                black = av.VideoFrame.from_ndarray(np.zeros((size, size, 3), np.uint8), format="rgb24")
+            black.pts = i
+            for packet in stream.encode(black):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
     return out
 
 
