@@ -344,5 +344,6 @@ def summary(seeds: Mapping[int, Mapping[str, Any]]) -> str | None:
                      for d in result.get("modality_check", []) if d.get("action") == "restart"]
     parts = [f"{m} left out in {len(e)}/{len(checked)} seeds (epoch {min(e)}"
              + (f"-{max(e)})" if max(e) != min(e) else ")") for m, e in sorted(counts.items())]
-    return ("modality check: " + ("; ".join(parts) if parts else f"every modality kept in {len(checked)}/{len(checked)} seeds")
+    kept = f"every modality kept in {len(checked)}/{len(checked)} seeds"
+    return ("modality check: " + ("; ".join(parts) if parts else kept)
             + "; restarts: " + (", ".join(restarts) if restarts else "none"))
