@@ -43,6 +43,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "extract": "decalign.extract.command",
     "export": "decalign.export",
     "probe": "decalign.probe",
+    "datasets": "decalign.datasets",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
@@ -135,8 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_media_args(p)
     add_verbosity_flags(p)
 
-    p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems")
-    p.add_argument("path", metavar="PATH")
+    p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems",
+                       description="Describe a data file as decalign reads it: the detected benchmark and layout, "
+                       "every split's sample count, feature shapes, sequence lengths and labels, what the reader "
+                       "fixed, and the file's fingerprint (compare it with a colleague's copy or the release's; "
+                       "`decalign datasets` lists the releases). Without PATH: the built-in dataset.")
+    p.add_argument("path", metavar="PATH", nargs="?",
+                   help="a benchmark pickle, a native .npz/.safetensors file or directory, or a file of samples to "
+                   "predict on (default: the built-in dataset, as `decalign train` uses)")
     add_file_kind_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_verbosity_flags(p)
@@ -311,6 +318,13 @@ def _format_info(info: dict[str, Any]) -> str:
         lines += ["", "extracted with:", *[f"  {m}: {what}" for m, what in info["extraction"].items()]]
     notes = info.get("notes") or []
     lines += ["", "notes:" if notes else "notes: none", *[f"  - {n}" for n in notes]]
+    fp = info.get("fingerprint") or {}
+    if fp.get("content"):
+        lines += ["", f"content fingerprint: {fp['content']}  (the digest a run on this data stores in dataset.json)"]
+    if fp.get("sha256"):
+        lines += ([] if fp.get("content") else [""]) + [f"file sha256:         {fp['sha256']}"]
+    if fp:
+        lines.append("compare with a colleague's copy or the release's (`decalign datasets` lists the releases)")
     return "\n".join(lines)
 
 
@@ -319,10 +333,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     from decalign.data import DataError, describe_dataset, load_dataset
     from decalign.data.checks import InvalidValuesError
 
+    from decalign.datasets import file_sha256, fingerprint
+
+    builtin = args.path is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # problems are listed in the description's notes
         try:
-            info = describe_dataset(load_dataset(args.path, DataConfig(dataset=args.dataset, path=args.path)))
+            dataset = load_dataset(args.path, DataConfig(dataset="synthetic" if builtin else args.dataset,
+                                                         path=args.path))
+            info = describe_dataset(dataset)
+            info["fingerprint"] = fingerprint(dataset, args.path)
+            if builtin:
+                info["source"] = "the built-in dataset (generated; `decalign train` without --data trains on it)"
         except InvalidValuesError:  # the layout was understood; its values are what is wrong
             raise
         except DataError as err:  # not a full labelled dataset: samples to predict on, if anything
@@ -335,6 +357,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             if samples.is_full_dataset:  # a training dataset with a problem: that is the news
                 raise err from None
             info = describe_samples(samples)
+            info["fingerprint"] = {"content": None, "sha256": file_sha256(args.path)}
     print(json.dumps(info, indent=2, default=str) if args.json else _format_info(info))
     return 0
 
