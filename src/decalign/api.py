@@ -196,7 +196,7 @@ def train(
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     tensorboard: bool = True,
     in_place: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = True,
     std: str = "sample",
 ) -> RunResult:
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
@@ -208,9 +208,14 @@ def train(
     ``overwrite`` replaces an existing run, and a run that fails before its first epoch was saved
     leaves nothing that blocks the next attempt (:func:`decalign.train.runguard.opened_run`).
 
-    ``progress=True`` shows a progress bar in a terminal and in Jupyter (``tqdm.auto``) and one
-    line per epoch (to stderr when logging is not set up to show it, as in a notebook); ``None``
-    (the default) shows bars only at a terminal; ``False`` none.
+    ``progress=True`` (the default) shows a progress bar in a terminal and in Jupyter
+    (``tqdm.auto``) and one line per epoch (to stderr when logging is not set up to show it, as in
+    a notebook or a script), so a long run is never silent; ``None`` (the command line's rule)
+    shows bars only at a terminal; ``False`` nothing.
+
+    On the CPU the run's first line says how many threads it uses and why
+    (:func:`decalign.train.threads.choose_threads`: the cores this process may use less the load
+    on them at start); ``results.json`` records it under ``run_info``.
 
     ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them. ``std``
     (``sample`` or ``population``) is the standard deviation the logged table shows; ``results.json``
@@ -254,6 +259,7 @@ def _train(
     from decalign.train.rundir import results_payload
 
     out = run.path
+    run_info = _choose_threads(config, ctx, progress, quiet)
     if ctx.world_size > 1:  # every process refuses alike (and exits cleanly) before rank 0 writes
         run.check(config, resume, fingerprint)
         ctx.barrier()
@@ -281,7 +287,7 @@ def _train(
         result = fit_seed(
             config, prepared.info, prepared.splits, seed, seed_dir, prepared.metric_fn,
             resume=resume, preprocess=prepared.preprocess, ctx=ctx, quiet=quiet, tensorboard=tensorboard,
-            epoch_callback=epoch_callback, progress=progress,
+            epoch_callback=epoch_callback, progress=progress, threads=run_info.get("threads", {}).get("threads"),
         )
         seeds[seed] = result.to_json()
         if prepared.info.task == "classification" and result.test_predictions is not None:
@@ -292,9 +298,9 @@ def _train(
         histories.extend(result.history)
         if ctx.is_main:
             run.write_seed_result(seed, seeds[seed])
-            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds)})
+            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info})
             run.write_history(histories)
-    payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds)}
+    payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info}
     if ctx.is_main:
         run.write_results(payload)
         run.write_history(histories)
@@ -303,6 +309,21 @@ def _train(
             log.info("test metrics of the best-validation epoch over %d seed(s):\n%s", len(seeds),
                      metrics_table(config.preset, payload["mean"], spread, kind=dataset.kind, std_kind=std))
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
+
+
+def _choose_threads(config: RunConfig, ctx: Any, progress: bool | None, quiet: bool) -> dict[str, Any]:
+    """On the CPU: choose the thread count once for the run, say it in the run's first line and
+    return it for ``results.json`` (``{"threads": {...}}``); elsewhere ``{}``."""
+    from decalign.train.engine import announce, resolve_device
+    from decalign.train.threads import choose_threads
+
+    device = ctx.device if getattr(ctx, "device", None) is not None else resolve_device(config.train.device)
+    if device.type != "cpu":
+        return {}
+    choice = choose_threads(config.train.num_threads)
+    if ctx.is_main and not quiet:
+        announce(choice.line(), progress)
+    return {"threads": choice.to_json()}
 
 
 def load_for_eval(

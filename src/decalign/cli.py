@@ -212,7 +212,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(config, dataset, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
                        ctx=ctx, std=args.std or "sample",
-                       tensorboard=not args.no_tensorboard, in_place=True)
+                       tensorboard=not args.no_tensorboard, in_place=True, progress=None)
         if ctx.is_main:
             if args.plots:
                 from decalign.plots import plots_unavailable
