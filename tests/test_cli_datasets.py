@@ -80,7 +80,8 @@ def test_the_dialogue_level_iemocap_file_is_identified(tmp_path: Path, capsys) -
 
 
 def test_unknown_shapes_match_no_release(tmp_path: Path, capsys) -> None:
-    path = write_mmsa_pickle(tmp_path / "c.pkl", "custom", dims={"text": 6, "audio": 3}, seq_lens={"text": 4, "audio": 4})
+    path = write_mmsa_pickle(tmp_path / "c.pkl", "custom", dims={"text": 6, "audio": 3},
+                             seq_lens={"text": 4, "audio": 4})
     assert main(["datasets", str(path)]) == 0
     assert "none of the known releases" in capsys.readouterr().out
 

@@ -298,7 +298,8 @@ def _train(
         histories.extend(result.history)
         if ctx.is_main:
             run.write_seed_result(seed, seeds[seed])
-            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info})
+            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds),
+                               "run_info": run_info})
             run.write_history(histories)
     payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info}
     if ctx.is_main:

@@ -332,7 +332,6 @@ def cmd_info(args: argparse.Namespace) -> int:
     from decalign.config import DataConfig
     from decalign.data import DataError, describe_dataset, load_dataset
     from decalign.data.checks import InvalidValuesError
-
     from decalign.datasets import file_sha256, fingerprint
 
     builtin = args.path is None

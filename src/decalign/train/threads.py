@@ -16,6 +16,7 @@ cores. Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -82,10 +83,8 @@ def measure_load(cores: int, seconds: float = SAMPLE_SECONDS) -> float | None:
                      if c in after and after[c][1] > b[1]]
         if fractions:
             readings.append(cores * sum(fractions) / len(fractions))
-    try:
+    with contextlib.suppress(AttributeError, OSError):  # no load average on Windows
         readings.append(os.getloadavg()[0] * cores / max(cores, os.cpu_count() or cores))
-    except (AttributeError, OSError):
-        pass
     return max(readings) if readings else None
 
 
