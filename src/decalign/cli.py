@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list presets, or show one preset's settings")
     p.add_argument("name", nargs="?", help="a preset to show as JSON")
-    p.add_argument("--keys", action="store_true", help="list every key --set accepts")
+    p.add_argument("--keys", action="store_true", help="list every key --set accepts: type, default, range, meaning")
     add_verbosity_flags(p)
 
     for module in EXTRA_COMMANDS.values():
@@ -371,15 +371,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from decalign.config import config_to_dict, flat_keys
-    from decalign.presets import get_preset, preset_names
+    from decalign.config import config_to_dict
+    from decalign.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
 
     if args.keys:
-        print("\n".join(flat_keys()))
+        from decalign.settings_help import keys_table
+
+        print(keys_table())
     elif args.name:
         print(json.dumps(config_to_dict(get_preset(args.name)), indent=2))
     else:
-        print("\n".join(preset_names()))
+        width = max(len(n) for n in preset_names())
+        print("\n".join(f"{n.ljust(width)}  {PRESET_DESCRIPTIONS.get(n, '')}".rstrip() for n in preset_names()))
     return 0
 
 
@@ -415,9 +418,17 @@ def _main(argv: Sequence[str] | None) -> int:
     entry = COMMANDS[args.command]
     handler = importlib.import_module(entry).run if isinstance(entry, str) else entry
     try:
-        return int(handler(args) or 0)
+        code = int(handler(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:  # `decalign presets --keys | head`: the reader had enough; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush goes nowhere
+        return 0
     except KeyboardInterrupt:
-        print("decalign: interrupted", file=sys.stderr)
+        how = {"train": " (the completed epochs are saved: run the same command with --resume to continue)",
+               "bench": " (completed runs and epochs are saved: run the same command again to continue)"}
+        print(f"decalign: interrupted{how.get(args.command, '')}", file=sys.stderr)
         return 130
     except Exception as err:
         user_err = _as_user_error(err)
