@@ -54,27 +54,37 @@ class RunResult:
         """The test metrics (mean ± ``std`` over seeds: ``sample`` or ``population``) as the
         paper prints them; the header says which std."""
         spread = self.std_population if std == "population" else self.std
-        return metrics_table(self.config.preset, self.mean, spread, style, kind=self.config.data.dataset,
-                             std_kind=std)
+        return metrics_table(run_label(self.config), self.mean, spread, style, kind=self.config.data.dataset,
+                             std_kind=std, seeds=len(self.seeds))
+
+
+def run_label(config: RunConfig) -> str:
+    """A results row's name: the data it was measured on and the preset, e.g. ``aligned_50.pkl
+    (preset mosi)`` or ``built-in synthetic (preset synthetic)``."""
+    data = Path(config.data.path).name if config.data.path else f"built-in {config.data.dataset}"
+    return f"{data} (preset {config.preset})"
 
 
 def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text",
-                  kind: str | None = None, std_kind: str = "sample", names: str = "ours") -> str:
+                  kind: str | None = None, std_kind: str = "sample", names: str = "ours",
+                  seeds: int | None = None) -> str:
     """One-row table of the dataset's metrics (loss terms left out), with the paper's reported
     DecAlign row beside it when ``kind`` is one of its benchmarks. ``style``: ``text``,
     ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); the header names the ``std_kind``
-    (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names."""
+    (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names.
+    ``seeds=1``: one seed has no spread, so the row shows plain values (no "± 0.00")."""
     from decalign.losses import LOG_KEYS
     from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
 
     keys = [k for k in mean if k not in LOG_KEYS]
-    rows: dict[str, Any] = {name: {"mean": dict(mean), "std": dict(std)}}
+    rows: dict[str, Any] = {name: dict(mean) if seeds == 1 else {"mean": dict(mean), "std": dict(std)}}
     paper = PAPER_RESULTS.get(kind or "", {}).get("DecAlign")
     if paper:
         rows[f"paper ({kind}, DecAlign)"] = dict(paper)
     if style == "mmsa":
         return format_mmsa(rows, keys=keys)  # type: ignore[arg-type]
-    return format_table(rows, keys=keys, style=style, std=std_kind, names=names)  # type: ignore[arg-type]
+    return format_table(rows, keys=keys, style=style, std=std_kind, names=names,  # type: ignore[arg-type]
+                        row_header="test, 1 seed" if seeds == 1 else "")
 
 
 def resolve_config(
@@ -265,7 +275,8 @@ def _train(
         ctx.barrier()
     if ctx.is_main:
         run.check(config, resume, fingerprint)  # on other data: refused, touching nothing
-        run.create(config, describe_dataset(dataset), fingerprint)
+        description = describe_dataset(dataset)
+        run.create(config, description, fingerprint)
         for note in dataset.notes:
             log.warning("data: %s", note)
     ctx.barrier()
@@ -303,12 +314,17 @@ def _train(
             run.write_history(histories)
     payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info}
     if ctx.is_main:
+        from decalign.model_card import write_model_card
+
         run.write_results(payload)
         run.write_history(histories)
+        write_model_card(out, config, payload, description, fingerprint)
         if not quiet:
             spread = payload["std_population"] if std == "population" else payload["std"]
-            log.info("test metrics of the best-validation epoch over %d seed(s):\n%s", len(seeds),
-                     metrics_table(config.preset, payload["mean"], spread, kind=dataset.kind, std_kind=std))
+            log.info("test metrics of the best-validation epoch over %d seed%s:\n%s", len(seeds),
+                     "" if len(seeds) == 1 else "s",
+                     metrics_table(run_label(config), payload["mean"], spread, kind=dataset.kind, std_kind=std,
+                                   seeds=len(seeds)))
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
 
 

@@ -139,7 +139,8 @@ def evaluate_report(
         labels.append(y)
         if info.task == "classification":
             reports.append(class_report(result.predictions, y, info))
-    title = f"{split}" + (f" ({len(per_seed)} seeds)" if run is not None else "") + (
+    n = len(per_seed)
+    title = f"{split}" + (f" ({n} seed{'' if n == 1 else 's'})" if run is not None else "") + (
         f" without {', '.join(drop)}" if drop else "")
     if run is not None:
         agg = aggregate(list(per_seed.values()), std=std)
@@ -152,7 +153,7 @@ def evaluate_report(
         payload["dropped"] = list(drop)
     text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
                          kind=info.kind if info else None, std_kind=std, names=names)
-    if spread is None:  # one checkpoint: plain values, no "± 0"
+    if spread is None or n == 1:  # one checkpoint or seed: plain values, no "± 0"
         from decalign.losses import LOG_KEYS
         from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
 

@@ -54,6 +54,24 @@ MMSA_NAMES: dict[str, str] = {
     "corr": "Corr",
 }
 """Our metric keys -> the names MMSA's ``eval_mosei_senti``/``eval_sims_regression`` report."""
+PAPER_NAMES: dict[str, str] = {
+    "acc2_has0": "Acc-2 (has 0)",
+    "f1_has0": "F1 (has 0)",
+    "acc2_non0": "Acc-2",
+    "f1_non0": "F1",
+    "acc7": "Acc-7",
+    "acc5": "Acc-5",
+    "acc3": "Acc-3",
+    "acc2": "Acc-2",
+    "f1": "F1",
+    "mae": "MAE",
+    "mse": "MSE",
+    "corr": "Corr",
+    "wacc": "WAcc",
+    "waf1": "WAF1",
+}
+"""Our metric keys -> the column names papers print (the LaTeX table's header): Acc-2 and F1 of
+CMU-MOSI/MOSEI are the non-zero variants, as in the DecAlign paper."""
 MISSING = "–"
 """Printed where a row has no value for a column."""
 
@@ -236,7 +254,8 @@ def format_table(
     if std is not None and any(stds is not None for _, stds in parsed.values()):
         what = f"mean ± {STD_KINDS.get(std, std)}"
         row_header = f"{row_header} ({what})" if row_header else what
-    shown = [MMSA_NAMES.get(k, k) if names == "mmsa" else k for k in columns]
+    shown = [MMSA_NAMES.get(k, k) if names == "mmsa" else PAPER_NAMES.get(k, k) if style == "latex" else k
+             for k in columns]
     header = [row_header, *shown]
     body: list[list[str]] = []
     for name, (means, stds) in parsed.items():
@@ -346,7 +365,8 @@ def _latex(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(cell(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(cell(c) for c in row) + r" \\" for row in body]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"% needs \usepackage{booktabs} in the preamble (\toprule, \midrule, \bottomrule)"]
     return "\n".join(lines)
 
 
