@@ -11,9 +11,9 @@ is stale or shadows a docstring).
 from __future__ import annotations
 
 import ast
-import re
 import dataclasses
 import inspect
+import re
 import types
 import typing
 from collections.abc import Iterator
@@ -176,7 +176,8 @@ def _default(field: dataclasses.Field[Any]) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def key_help(cls: type = RunConfig, prefix: str = "", docs: dict[str, dict[str, str]] | None = None) -> Iterator[KeyHelp]:
+def key_help(cls: type = RunConfig, prefix: str = "",
+             docs: dict[str, dict[str, str]] | None = None) -> Iterator[KeyHelp]:
     """Every settable key of ``cls`` with its type, default, range and meaning, in declaration order."""
     docs = docs if docs is not None else _field_docstrings()
     hints = get_type_hints(cls, include_extras=True)
