@@ -204,10 +204,18 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
 def _checkpoints_of(run: Any, checkpoint: Any) -> list[Any]:
     """A run's seed checkpoints (through its :class:`~decalign.train.rundir.RunDir`), or the one
     checkpoint named."""
+    from pathlib import Path
+
+    from decalign.errors import RunDirError
     from decalign.train.rundir import RunDir
 
     if run is None:
         return [checkpoint]
+    if Path(run).exists() and not Path(run).is_dir():
+        raise RunDirError(f"{str(run)!r} is a file, not a run directory: --run takes the folder `decalign train "
+                          "--out` wrote; a single model.safetensors goes to --checkpoint")
+    if not Path(run).is_dir():
+        raise RunDirError(f"run directory {str(run)!r} does not exist")
     checkpoints: list[Any] = RunDir(run).checkpoints()
     if not checkpoints:
         raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
