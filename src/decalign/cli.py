@@ -222,7 +222,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if note:
                     log.warning("%s", note)
                 else:
-                    plot_run(out)
+                    figures = plot_run(out)
+                    print(f"figures: {RunDir(out).plots_dir} ({', '.join(f.name for f in figures) or 'none'})")
             if args.quiet:
                 print(result.table(std=args.std or "sample"))
             print(f"results: {RunDir(out).results_file}")
@@ -267,10 +268,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            value = result.get("prediction", result.get("predicted"))
-            print(f"prediction: {value:.4f}" if isinstance(value, float) else f"prediction: {value}")
-            if result["status"] != "ok":
-                print(f"note: {result['status']}")
+            from decalign.extract.predict import format_prediction
+
+            print(format_prediction(result))
         return 0
     if args.out is None:
         raise UsageError("predict needs --out CSV (or --media FILE --transcript TEXT for one new clip)")

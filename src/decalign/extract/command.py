@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     cache = None if args.no_cache else Path(args.cache or f"{out}.cache")
     result = run_extraction(clips, config, out, report=args.report, fmt=args.format, workers=args.workers,
-                            cache_dir=cache, skip_failed=args.skip_failed, progress=not args.quiet)
+                            cache_dir=cache, skip_failed=args.skip_failed,
+                            progress=not args.quiet and sys.stderr.isatty())  # a bar at a terminal, not in logs
     counts: dict[str, int] = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
