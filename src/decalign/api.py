@@ -394,12 +394,24 @@ def evaluate_checkpoint(
     dataset: MultimodalDataset | None = None,
     device: str = "auto",
     drop: Sequence[str] = (),
+    *,
+    percent: bool = False,
 ) -> dict[str, float]:
     """Metrics of a saved model on a split of a data file (the model's own preprocessing).
 
     ``drop`` names modalities to leave out, as missing at test time: the model treats them as
-    inactive, the rule of its modality ablations."""
-    return evaluate_checkpoint_outputs(checkpoint, data, split, dataset, device, drop)[1].metrics
+    inactive, the rule of its modality ablations.
+
+    Units: like ``results.json``, :class:`RunResult` and every JSON file decalign writes,
+    accuracies and F1 are fractions (0.8575) and MAE/Corr plain numbers; the tables (and the
+    paper) print accuracies and F1 x 100. ``percent=True`` returns them x 100 as the tables
+    show them (:func:`decalign.reporting.in_table_units`)."""
+    metrics = evaluate_checkpoint_outputs(checkpoint, data, split, dataset, device, drop)[1].metrics
+    if percent:
+        from decalign.reporting import in_table_units
+
+        return in_table_units(metrics)
+    return metrics
 
 
 def evaluate_checkpoint_outputs(

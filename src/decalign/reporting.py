@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "MMSA_NAMES",
+    "PAPER_NAMES",
     "PAPER_RESULTS",
     "STD_KINDS",
     "aggregate",
@@ -28,6 +29,7 @@ __all__ = [
     "format_table",
     "format_value",
     "higher_is_better",
+    "in_table_units",
     "is_percentage",
 ]
 
@@ -123,6 +125,16 @@ def format_value(key: str, value: float) -> str:
         return f"{value:.4g}"
     decimals, scale = rule
     return f"{value * scale:.{decimals}f}"
+
+
+def in_table_units(metrics: Mapping[str, float]) -> dict[str, float]:
+    """``metrics`` in the units the tables print: accuracies and F1 x 100 (fractions are what
+    the API and the JSON files hold), everything else unchanged and unrounded."""
+    out = {}
+    for key, value in metrics.items():
+        rule = _decimals_and_scale(key)
+        out[key] = float(value) * (rule[1] if rule is not None else 1.0)
+    return out
 
 
 def format_mean_std(key: str, mean: float, std: float | None = None) -> str:
