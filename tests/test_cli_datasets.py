@@ -76,7 +76,7 @@ def test_the_dialogue_level_iemocap_file_is_identified(tmp_path: Path, capsys) -
     path = write_iemocap_dialogue_pickle(tmp_path / "IEMOCAP_features_raw_6way.pkl")
     assert main(["datasets", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "IEMOCAP utterance (IEMOCAP_features_raw_6way.pkl" in out and "file sha256:" in out
+    assert "IEMOCAP dialogue level (IEMOCAP_features_raw_6way.pkl" in out and "file sha256:" in out
 
 
 def test_unknown_shapes_match_no_release(tmp_path: Path, capsys) -> None:

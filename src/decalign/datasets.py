@@ -51,6 +51,12 @@ class Release:
     dims: Mapping[str, int] | None = None
     """Feature widths when they are not the kind's published ones (IEMOCAP's dialogue level)."""
     note: str = ""
+    variant: str = ""
+    """How people call this file (default: the layout)."""
+
+    @property
+    def name(self) -> str:
+        return self.variant or self.layout
 
     def shape(self) -> tuple[dict[str, int], dict[str, int]]:
         """(widths, padded lengths) per modality, from the registry."""
@@ -72,19 +78,20 @@ RELEASES: tuple[Release, ...] = (
             note="labels in [-1, 1]; the unimodal labels regression_labels_T/_A/_V are kept, not trained on"),
     Release("IEMOCAP", "iemocap", "utterance", ("IEMOCAP_features_raw_6way.pkl", "IEMOCAP_features_raw_4way.pkl"),
             "the dialogue-level feature pickle the DecAlign authors' README links (from the conversational "
-            "emotion-recognition literature); the raw IEMOCAP corpus itself is licensed by USC SAIL",
+            "emotion-recognition literature)",
             None, dims={"text": 100, "audio": 100, "vision": 512},
             note="a Python 2 pickle; the file's test dialogues are test, 10 % of its training dialogues "
-            "(data.valid_fraction, seed data.split_seed) become valid"),
+            "(data.valid_fraction, seed data.split_seed) become valid; the _4way file holds the first four "
+            "classes only", variant="dialogue level"),
     Release("IEMOCAP", "iemocap", "utterance", ("iemocap_data.pkl",),
             "the DecAlign authors' own utterance-level file (MMSA layout); not published: users have the "
-            "dialogue-level file above", None),
+            "dialogue-level file above", None, variant="utterance level, the authors' own"),
 )
 """Every known release, in the order ``decalign datasets`` prints them."""
 
 CHECKPOINTS = (
-    "The DecAlign authors' checkpoints: plain PyTorch state dicts of their model, published with their code "
-    "(the paper, arXiv 2503.11892, links the repository). decalign reads them with "
+    "The DecAlign authors' checkpoints (e.g. decalign_mosi.pt): plain PyTorch state dicts of their model, from "
+    "the authors' release of their code (the paper: arXiv 2503.11892). decalign reads them with "
     "decalign.interop.load_official_checkpoint / load_official_state_dict, which check every key and shape "
     "against the preset: mosi 842,241 parameters, mosei 922,177, sims 404,673, iemocap 487,206 "
     "(docs/method.md)."
@@ -141,7 +148,7 @@ def releases_text() -> str:
     lines = ["Known releases (nothing is downloaded; get the files from the source named, then run "
              "`decalign datasets FILE` or `decalign info FILE`):", ""]
     for r in RELEASES:
-        lines.append(f"{r.benchmark} ({r.kind}, {r.layout}): {', '.join(r.files)}")
+        lines.append(f"{r.benchmark} ({r.kind}, {r.name}): {', '.join(r.files)}")
         lines.append(f"  shapes T x D:  {_shape_text(r)}")
         splits = "/".join(map(str, r.splits)) if r.splits else "the file's own"
         spec = DATASET_KINDS[r.kind]
@@ -188,6 +195,7 @@ def describe_file(path: str | os.PathLike[str], kind: str = "auto") -> dict[str,
         "kind": dataset.kind,
         "layout": dataset.layout,
         "release": None if release is None else {"benchmark": release.benchmark, "layout": release.layout,
+                                                 "variant": release.name,
                                                  "files": list(release.files), "source": release.source},
         "differences": differences,
         "fingerprint": fingerprint(dataset, path),
@@ -196,7 +204,8 @@ def describe_file(path: str | os.PathLike[str], kind: str = "auto") -> dict[str,
 
 def run(args: argparse.Namespace) -> int:
     if args.path is None:
-        print(json.dumps([{**r.__dict__, "shapes": r.shape()} for r in RELEASES], indent=2, default=list)
+        print(json.dumps([{**r.__dict__, "name": r.name, "shapes": r.shape()} for r in RELEASES], indent=2,
+                         default=list)
               if args.json else releases_text())
         return 0
     found = describe_file(args.path, args.dataset)
@@ -209,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
     if rel is None:
         lines.append("release:  none of the known releases (shapes differ; `decalign datasets` lists them)")
     else:
-        lines.append(f"release:  {rel['benchmark']} {rel['layout']} ({', '.join(rel['files'])}), from {rel['source']}")
+        lines.append(f"release:  {rel['benchmark']} {rel['variant']} ({', '.join(rel['files'])}), from {rel['source']}")
     lines += [f"  - {d}" for d in found["differences"]]
     sizes = fp["splits"]
     lines += [f"splits:   {' / '.join(f'{s} {sizes[s]}' for s in SPLITS if s in sizes)}",
