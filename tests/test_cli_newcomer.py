@@ -200,3 +200,19 @@ def test_docs_use_the_seed_directories_the_quick_start_writes() -> None:
 def test_the_walk_through_leaves_nothing_to_commit() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     assert "walk/" in ignored and "preds.csv" in ignored
+
+
+def test_citation_and_changelog() -> None:
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["version"] == decalign.__version__
+    paper = cff["preferred-citation"]
+    assert paper["title"].startswith("DecAlign: Hierarchical Cross-Modal Alignment") and paper["year"] == 2026
+    assert {"type": "other", "value": "arXiv:2503.11892"} in paper["identifiers"]
+    readme = (ROOT / "README.md").read_text()
+    bibtex = readme.split("```bibtex")[1].split("```")[0]
+    assert "@inproceedings{qian2026decalign" in bibtex and "2503.11892" in bibtex and "@software{decalign" in bibtex
+    assert f"version = {{{decalign.__version__}}}" in bibtex
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog and f"## [{decalign.__version__}]" in changelog
