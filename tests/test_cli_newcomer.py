@@ -216,3 +216,26 @@ def test_citation_and_changelog() -> None:
     assert f"version = {{{decalign.__version__}}}" in bibtex
     changelog = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in changelog and f"## [{decalign.__version__}]" in changelog
+
+
+@pytest.mark.parametrize(("tty", "quiet", "bar"), [(False, False, False), (True, False, True), (True, True, False)])
+def test_extract_draws_its_bar_only_at_a_terminal(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tty: bool,
+                                                  quiet: bool, bar: bool) -> None:
+    """Reproduced: `extract` wrote its progress bar into logs (stderr redirected to a file)."""
+    import types
+
+    from decalign.extract import inputs, pipeline
+
+    seen: dict[str, object] = {}
+
+    def fake_run(clips: object, config: object, out: object, **kwargs: object) -> object:
+        seen.update(kwargs)
+        return types.SimpleNamespace(outcomes=[], provenance=types.SimpleNamespace(extractors={}), included=[],
+                                     dataset=out, report=None)
+
+    monkeypatch.setattr(pipeline, "run_extraction", fake_run)
+    monkeypatch.setattr(inputs, "discover_clips", lambda *a, **k: [])
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    argv = ["extract", "--media", str(tmp_path), "--text", "none", "--out", str(tmp_path / "d.pkl")]
+    assert main([*argv, *(["-q"] if quiet else [])]) == 0
+    assert seen["progress"] is bar

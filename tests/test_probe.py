@@ -57,3 +57,13 @@ def test_probe_cli_writes_every_set(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "ridge text+audio" in capsys.readouterr().out
     assert main(["probe", "--data", str(pkl), "--sets", "text,smell"]) == 2
     assert "--sets 'text,smell': unknown modality ['smell']" in capsys.readouterr().err
+
+
+def test_probe_without_data_probes_the_built_in_dataset(tmp_path: Path) -> None:
+    """Like `decalign train`, `probe` without --data uses the built-in dataset (it needed a file)."""
+    out = tmp_path / "probes.json"
+    assert main(["probe", "--sets", "audio", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    expected = ridge_probe(load_data(None, DataConfig(dataset="synthetic")), ["audio"])
+    assert payload["audio"]["alpha"] == expected.alpha
+    assert payload["audio"]["test"] == pytest.approx(expected.metrics["test"])
