@@ -94,8 +94,8 @@ def model_card(config: RunConfig, payload: Mapping[str, Any], description: Mappi
     lines = [
         "---", yaml.safe_dump(front, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
         f"# DecAlign on {data_name}", "",
-        f"Trained with decalign {__version__} (`decalign train`); this card was written by the run itself "
-        "from its `results.json` and `dataset.json`.", "",
+        f"Trained with decalign {__version__}; this card was written by the run itself from its `results.json` "
+        "and `dataset.json`.", "",
         "## Data", "",
         f"- file: `{config.data.path}`" if config.data.path else "- the built-in generated dataset (no file)",
         f"- kind: {kind}, layout: {description.get('layout')}, task: {task}",
