@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -287,3 +288,24 @@ def test_a_failing_run_does_not_stop_the_bench(tmp_path: Path, monkeypatch: pyte
     result = bench.run_bench(dataset, base, tmp_path, "decalign,mult,tfn", "none", quiet=True, plots="none")
     assert result.status == {"decalign": "skipped", "mult": "trained", "tfn": "skipped"} and not result.failures
     assert "failed" not in result.md_path.read_text()
+
+
+@pytest.mark.slow
+@needs_plots
+def test_figures_of_a_bench_without_ablations_are_not_named_ablation(bench_dir: Path, tmp_path: Path) -> None:
+    """Reproduced: `bench --ablations none` wrote figures/ablation_<metric>.png."""
+    from decalign.api import load_data, resolve_config
+    from decalign.bench import _read_results, plan_runs, write_report
+    from decalign.config import DataConfig
+
+    data = load_data(None, DataConfig(dataset="synthetic"))
+    base = resolve_config(data, overrides=[*TINY_SYNTHETIC, "train.seeds=[3]", "train.num_epochs=1"])
+    data = load_data(None, base.data)
+    copy = tmp_path / "bench"
+    shutil.copytree(bench_dir, copy)
+    runs = plan_runs(base, data.modalities, copy, MODELS, "none")
+    results = {r.name: _read_results(r.directory) for r in runs}
+    md, _, figures, _ = write_report(copy, runs, results, data, base)
+    assert figures and all(f.name.startswith("models_") for f in figures)
+    figures_section = md.read_text().split("## Figures")[1].split("\n## ")[0]
+    assert "(figures/models_mae.png)" in figures_section and "ablation_" not in figures_section

@@ -246,6 +246,23 @@ def test_extract_train_predict_and_refuse_other_extractors(
     with open(tmp_path / "p.csv", newline="") as fh:
         row = next(csv.DictReader(fh))
     assert row["id"] == "v2$_$c2" and float(row["prediction"]) == pytest.approx(result["prediction"], abs=1e-4)
+    # What the bare number means: its scale, polarity, and each modality's part (the prediction without it).
+    info = load_checkpoint(ckpt).info
+    assert result["scale"] == (list(info.label_range) if info.label_range is not None else None)
+    assert result["polarity"] == ("positive" if result["prediction"] > 0 else "negative")
+    assert set(result["without"]) == set(info.modalities)
+    for m, value in result["without"].items():
+        assert result["contribution"][m] == pytest.approx(result["prediction"] - value)
+    assert main(["predict", "--checkpoint", str(ckpt), "--data", str(extracted["data"]), "--split", "valid",
+                 "--drop", "audio", "--out", str(tmp_path / "no_audio.csv")]) == 0
+    with open(tmp_path / "no_audio.csv", newline="") as fh:
+        assert float(next(csv.DictReader(fh))["prediction"]) == pytest.approx(result["without"]["audio"], abs=1e-4)
+    capsys.readouterr()
+    assert main(["predict", "--checkpoint", str(ckpt), "--media", str(folder / "v2" / "c2.mp4"),
+                 "--transcript", "not bad at all"]) == 0
+    text = capsys.readouterr().out.splitlines()
+    assert text[0].startswith(f"prediction: {result['prediction']:+.4f} on the training labels' scale")
+    assert text[0].endswith(f"({result['polarity']})") and any(line.startswith("  without audio: ") for line in text)
 
     other = run_extraction(discover_clips(folder), ExtractConfig(text_model=MODEL, audio="librosa", vision="hog",
                                                                  fps=5), tmp_path / "librosa.pkl",

@@ -78,3 +78,13 @@ def test_probe_json_is_guarded(tmp_path: Path, capsys: pytest.CaptureFixture[str
     before = pkl.read_bytes()
     assert main(["probe", "--data", str(pkl), "--sets", "text", "--json", str(pkl), "--overwrite"]) == 2
     assert "same file as the input --data" in capsys.readouterr().err and pkl.read_bytes() == before
+
+
+def test_probe_without_data_probes_the_built_in_dataset(tmp_path: Path) -> None:
+    """Like `decalign train`, `probe` without --data uses the built-in dataset (it needed a file)."""
+    out = tmp_path / "probes.json"
+    assert main(["probe", "--sets", "audio", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    expected = ridge_probe(load_data(None, DataConfig(dataset="synthetic")), ["audio"])
+    assert payload["audio"]["alpha"] == expected.alpha
+    assert payload["audio"]["test"] == pytest.approx(expected.metrics["test"])

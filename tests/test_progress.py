@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 import decalign
 from decalign.train import engine
+from decalign.train import threads as threads_mod
 
 pytestmark = pytest.mark.slow
 
@@ -48,12 +53,84 @@ def test_no_progress_is_silent(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_thread_default_is_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    threads, why = engine.cpu_threads(0)
+    threads, why = engine.cpu_threads(0, load=0.0)
     assert threads == engine.available_cores() <= len(os.sched_getaffinity(0))
-    assert "cores this process may use" in why
-    assert engine.cpu_threads(3) == (3, "train.num_threads")
+    assert why.startswith(f"{threads} core") and "load 0.0" in why and "set train.num_threads to choose" in why
+    assert engine.cpu_threads(3) == (3, f"{engine.available_cores()} cores: 3 threads (train.num_threads)")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert engine.cpu_threads(0)[0] == 1
+
+
+@pytest.mark.parametrize(("cores", "load", "threads"), [
+    (2, 3.9, 1), (2, 1.6, 1), (2, 1.4, 1), (2, 0.6, 1), (2, 0.4, 2), (2, 0.0, 2),
+    (8, 3.0, 5), (8, 7.6, 1), (1, 0.0, 1), (16, 0.2, 16),
+])
+def test_threads_are_the_free_cores_at_start(monkeypatch: pytest.MonkeyPatch, cores: int, load: float,
+                                             threads: int) -> None:
+    """The load reading is injected, so the rule itself is checked exactly: the cores less the
+    load on them, rounded, at least 1 and at most the cores."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    choice = threads_mod.choose_threads(0, cores=cores, measure=lambda n: load)
+    assert choice.threads == threads and choice.cores == cores and choice.load == load
+    assert choice.line() == (f"{cores} core{'' if cores == 1 else 's'}, load {load:.1f}: {threads} "
+                             f"thread{'' if threads == 1 else 's'}; set train.num_threads to choose")
+
+
+def test_an_unreadable_load_keeps_every_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    choice = threads_mod.choose_threads(0, cores=4, measure=lambda n: None)
+    assert choice.threads == 4 and choice.line() == "4 cores: 4 threads; set train.num_threads to choose"
+
+
+def _busy_children(cpus: list[int], seconds: float = 60.0) -> list[subprocess.Popen[bytes]]:
+    """One spinning process pinned to each of ``cpus``, each ending by itself after ``seconds``."""
+    code = f"import os, time\nos.sched_setaffinity(0, {{int(os.environ['CPU'])}})\nend = time.time() + {seconds}\n" \
+        "while time.time() < end:\n    pass\n"
+    return [subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "CPU": str(c)}) for c in cpus]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2
+                    or not Path("/proc/stat").exists(), reason="needs Linux and two usable cores")
+def test_two_busy_processes_on_two_cores_give_one_thread_said_in_the_first_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reproduced: the automatic choice took both cores of a busy 2-core machine (15 min for the
+    README's first command against 2.5 min with one thread). Real load, no injection: two
+    spinning processes on the two cores this process is restricted to."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    saved = os.sched_getaffinity(0)
+    cpus = sorted(saved)[:2]
+    children = _busy_children(cpus)
+    try:
+        os.sched_setaffinity(0, set(cpus))
+        time.sleep(0.5)  # the children are spinning
+        choice = threads_mod.choose_threads(0)
+        assert choice.cores <= 2 and choice.threads == 1 and choice.load is not None and choice.load >= 1.5, choice
+        capsys.readouterr()
+        _train(tmp_path)  # the Python API's default: progress on
+        first = capsys.readouterr().err.splitlines()[0]
+        assert first.startswith(f"{choice.cores} core") and ": 1 thread; set train.num_threads to choose" in first
+        info = json.loads((tmp_path / "run" / "results.json").read_text())["run_info"]["threads"]
+        assert info["threads"] == 1 and info["source"] == "automatic" and info["line"] == first
+    finally:
+        os.sched_setaffinity(0, saved)
+        for child in children:
+            child.kill()
+        for child in children:
+            child.wait(timeout=10)
+
+
+def test_the_python_api_shows_progress_by_default(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reproduced: the README's first snippet printed nothing for 18 minutes."""
+    _train(tmp_path)
+    err = capsys.readouterr().err
+    assert "set train.num_threads to choose" in err.splitlines()[0] or "(train.num_threads)" in err.splitlines()[0]
+    assert [line.split()[1] for line in err.splitlines() if line.startswith("epoch ")] == ["1/2", "2/2"]
+
+
+def test_the_python_api_is_silent_with_progress_false(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _train(tmp_path, progress=False)
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
 
 
 def test_decalign_train_stays_the_function_after_submodule_imports() -> None:

@@ -54,10 +54,19 @@ def test_latex_table_is_booktabs_with_escapes_and_bold() -> None:
     rows = {"w/o MMD_x": aggregate(SEEDS), "50% & more": {"mae": 0.9, "acc2_non0": 0.5}}
     text = format_table(rows, style="latex", bold_best=True, names="mmsa")
     lines = text.splitlines()
-    assert lines[0] == r"\begin{tabular}{lrr}" and lines[1] == r"\toprule" and lines[-1] == r"\end{tabular}"
+    assert lines[0] == r"\begin{tabular}{lrr}" and lines[1] == r"\toprule" and lines[-2] == r"\end{tabular}"
+    assert lines[-1].startswith("%") and r"\usepackage{booktabs}" in lines[-1]  # said where it is pasted
     assert lines[2] == r"mean $\pm$ sample std & MAE & Non0\_acc\_2 \\"
     assert lines[4].startswith(r"w/o MMD\_x & \textbf{0.730 $\pm$ 0.026} & \textbf{83.00 $\pm$ 2.58}")
     assert lines[5] == r"50\% \& more & 0.900 & 50.00 \\"
+
+
+def test_latex_columns_have_the_papers_names() -> None:
+    """Reproduced: the LaTeX header printed code-style keys (acc2\\_non0) a paper never uses."""
+    header = format_table({"DecAlign": aggregate(SEEDS)}, keys=["acc2_non0", "f1_non0", "mae", "corr"],
+                          style="latex").splitlines()[2]
+    assert header == r"mean $\pm$ sample std & Acc-2 & F1 & MAE & Corr \\"
+    assert format_table({"a": {"acc2_non0": 0.5}}, style="markdown").splitlines()[0] == "|  | acc2_non0 |"
 
 
 def test_mmsa_csv_uses_mmsa_names_and_scales_every_metric() -> None:

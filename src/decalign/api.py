@@ -60,27 +60,37 @@ class RunResult:
         """The test metrics (mean ± ``std`` over seeds: ``sample`` or ``population``) as the
         paper prints them; the header says which std."""
         spread = self.std_population if std == "population" else self.std
-        return metrics_table(self.config.preset, self.mean, spread, style, kind=self.config.data.dataset,
-                             std_kind=std)
+        return metrics_table(run_label(self.config), self.mean, spread, style, kind=self.config.data.dataset,
+                             std_kind=std, seeds=len(self.seeds))
+
+
+def run_label(config: RunConfig) -> str:
+    """A results row's name: the data it was measured on and the preset, e.g. ``aligned_50.pkl
+    (preset mosi)`` or ``built-in synthetic (preset synthetic)``."""
+    data = Path(config.data.path).name if config.data.path else f"built-in {config.data.dataset}"
+    return f"{data} (preset {config.preset})"
 
 
 def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text",
-                  kind: str | None = None, std_kind: str = "sample", names: str = "ours") -> str:
+                  kind: str | None = None, std_kind: str = "sample", names: str = "ours",
+                  seeds: int | None = None) -> str:
     """One-row table of the dataset's metrics (loss terms left out), with the paper's reported
     DecAlign row beside it when ``kind`` is one of its benchmarks. ``style``: ``text``,
     ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); the header names the ``std_kind``
-    (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names."""
+    (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names.
+    ``seeds=1``: one seed has no spread, so the row shows plain values (no "± 0.00")."""
     from decalign.losses import LOG_KEYS
     from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
 
     keys = [k for k in mean if k not in LOG_KEYS]
-    rows: dict[str, Any] = {name: {"mean": dict(mean), "std": dict(std)}}
+    rows: dict[str, Any] = {name: dict(mean) if seeds == 1 else {"mean": dict(mean), "std": dict(std)}}
     paper = PAPER_RESULTS.get(kind or "", {}).get("DecAlign")
     if paper:
         rows[f"paper ({kind}, DecAlign)"] = dict(paper)
     if style == "mmsa":
         return format_mmsa(rows, keys=keys)  # type: ignore[arg-type]
-    return format_table(rows, keys=keys, style=style, std=std_kind, names=names)  # type: ignore[arg-type]
+    return format_table(rows, keys=keys, style=style, std=std_kind, names=names,  # type: ignore[arg-type]
+                        row_header="test, 1 seed" if seeds == 1 else "")
 
 
 def resolve_config(
@@ -202,7 +212,7 @@ def train(
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     tensorboard: bool = True,
     in_place: bool = False,
-    progress: bool | None = None,
+    progress: bool | None = True,
     std: str = "sample",
 ) -> RunResult:
     """Train ``config`` on ``dataset`` for every seed in ``config.train.seeds``, writing the run
@@ -214,9 +224,14 @@ def train(
     ``overwrite`` replaces an existing run, and a run that fails before its first epoch was saved
     leaves nothing that blocks the next attempt (:func:`decalign.train.runguard.opened_run`).
 
-    ``progress=True`` shows a progress bar in a terminal and in Jupyter (``tqdm.auto``) and one
-    line per epoch (to stderr when logging is not set up to show it, as in a notebook); ``None``
-    (the default) shows bars only at a terminal; ``False`` none.
+    ``progress=True`` (the default) shows a progress bar in a terminal and in Jupyter
+    (``tqdm.auto``) and one line per epoch (to stderr when logging is not set up to show it, as in
+    a notebook or a script), so a long run is never silent; ``None`` (the command line's rule)
+    shows bars only at a terminal; ``False`` nothing.
+
+    On the CPU the run's first line says how many threads it uses and why
+    (:func:`decalign.train.threads.choose_threads`: the cores this process may use less the load
+    on them at start); ``results.json`` records it under ``run_info``.
 
     ``in_place`` lets preprocessing modify ``dataset``'s arrays instead of copying them. ``std``
     (``sample`` or ``population``) is the standard deviation the logged table shows; ``results.json``
@@ -260,12 +275,14 @@ def _train(
     from decalign.train.rundir import results_payload
 
     out = run.path
+    run_info = _choose_threads(config, ctx, progress, quiet)
     if ctx.world_size > 1:  # every process refuses alike (and exits cleanly) before rank 0 writes
         run.check(config, resume, fingerprint)
         ctx.barrier()
     if ctx.is_main:
         run.check(config, resume, fingerprint)  # on other data: refused, touching nothing
-        run.create(config, describe_dataset(dataset), fingerprint)
+        description = describe_dataset(dataset)
+        run.create(config, description, fingerprint)
         for note in dataset.notes:
             log.warning("data: %s", note)
     ctx.barrier()
@@ -287,7 +304,7 @@ def _train(
         result = fit_seed(
             config, prepared.info, prepared.splits, seed, seed_dir, prepared.metric_fn,
             resume=resume, preprocess=prepared.preprocess, ctx=ctx, quiet=quiet, tensorboard=tensorboard,
-            epoch_callback=epoch_callback, progress=progress,
+            epoch_callback=epoch_callback, progress=progress, threads=run_info.get("threads", {}).get("threads"),
         )
         seeds[seed] = result.to_json()
         if prepared.info.task == "classification" and result.test_predictions is not None:
@@ -298,19 +315,40 @@ def _train(
         histories.extend(result.history)
         if ctx.is_main:
             run.write_seed_result(seed, seeds[seed])
-            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds)})
+            run.write_results({**results_payload(config, dataset, seeds), **_pooled_report(seeds),
+                               "run_info": run_info})
             run.write_history(histories)
-    payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds)}
+    payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info}
     if ctx.is_main:
+        from decalign.model_card import write_model_card
+
         run.write_results(payload)
         run.write_history(histories)
+        write_model_card(out, config, payload, description, fingerprint)
         if not quiet:
             spread = payload["std_population"] if std == "population" else payload["std"]
-            log.info("test metrics of the best-validation epoch over %d seed(s):\n%s", len(seeds),
-                     metrics_table(config.preset, payload["mean"], spread, kind=dataset.kind, std_kind=std))
+            log.info("test metrics of the best-validation epoch over %d seed%s:\n%s", len(seeds),
+                     "" if len(seeds) == 1 else "s",
+                     metrics_table(run_label(config), payload["mean"], spread, kind=dataset.kind, std_kind=std,
+                                   seeds=len(seeds)))
             if check_summary(seeds):
                 log.info("%s", check_summary(seeds))
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
+
+
+def _choose_threads(config: RunConfig, ctx: Any, progress: bool | None, quiet: bool) -> dict[str, Any]:
+    """On the CPU: choose the thread count once for the run, say it in the run's first line and
+    return it for ``results.json`` (``{"threads": {...}}``); elsewhere ``{}``."""
+    from decalign.train.engine import announce, resolve_device
+    from decalign.train.threads import choose_threads
+
+    device = ctx.device if getattr(ctx, "device", None) is not None else resolve_device(config.train.device)
+    if device.type != "cpu":
+        return {}
+    choice = choose_threads(config.train.num_threads)
+    if ctx.is_main and not quiet:
+        announce(choice.line(), progress)
+    return {"threads": choice.to_json()}
 
 
 def load_for_eval(
@@ -364,12 +402,24 @@ def evaluate_checkpoint(
     dataset: MultimodalDataset | None = None,
     device: str = "auto",
     drop: Sequence[str] = (),
+    *,
+    percent: bool = False,
 ) -> dict[str, float]:
     """Metrics of a saved model on a split of a data file (the model's own preprocessing).
 
     ``drop`` names modalities to leave out, as missing at test time: the model treats them as
-    inactive, the rule of its modality ablations."""
-    return evaluate_checkpoint_outputs(checkpoint, data, split, dataset, device, drop)[1].metrics
+    inactive, the rule of its modality ablations.
+
+    Units: like ``results.json``, :class:`RunResult` and every JSON file decalign writes,
+    accuracies and F1 are fractions (0.8575) and MAE/Corr plain numbers; the tables (and the
+    paper) print accuracies and F1 x 100. ``percent=True`` returns them x 100 as the tables
+    show them (:func:`decalign.reporting.in_table_units`)."""
+    metrics = evaluate_checkpoint_outputs(checkpoint, data, split, dataset, device, drop)[1].metrics
+    if percent:
+        from decalign.reporting import in_table_units
+
+        return in_table_units(metrics)
+    return metrics
 
 
 def evaluate_checkpoint_outputs(

@@ -15,7 +15,7 @@ identical across rows. The output directory::
       bench.md          the table (mean ± std over seeds, best in bold, the paper's numbers as
                         "(paper)" rows on its benchmarks), figures, what each run switches
       bench.csv         one row per run: name, label, kind, overrides, n_seeds, <metric>_mean/_std
-      figures/          ablation_<metric>.png dot plots
+      figures/          ablation_<metric>.png dot plots (models_<metric>.png without ablations)
       runs/<name>/      a complete run directory per model/ablation (config.json, results.json,
                         history.csv, seed_<s>/model.safetensors, plots/ ...)
 
@@ -406,9 +406,11 @@ def write_report(
         from decalign.plots import plot_ablation_bars
 
         rows = {run.label: results[run.name] for run in runs}
+        # named for what they compare: ablation_* only when the bench has ablations or modality subsets
+        prefix = "ablation" if any(run.kind != "model" for run in runs) else "models"
         for metric in _bar_metrics(keys):
             figures.append(plot_ablation_bars(
-                rows, metric, out_dir / "figures" / f"ablation_{metric}.png", reference="DecAlign", paper=paper,
+                rows, metric, out_dir / "figures" / f"{prefix}_{metric}.png", reference="DecAlign", paper=paper,
                 groups={run.label: _group(run) for run in runs},
                 std=std,
                 title=f"{metric} on {dataset.kind}: models and ablations ({_seed_text(base)})",
@@ -435,8 +437,9 @@ def write_report(
     if plots:
         lines += ["## Figures", ""]
         for fig in figures:
-            metric = fig.stem.removeprefix("ablation_")
-            lines += [f"![{metric} by model and ablation]({fig.relative_to(out_dir).as_posix()})", ""]
+            metric = fig.stem.partition("_")[2]
+            what = "model and ablation" if fig.stem.startswith("ablation_") else "model"
+            lines += [f"![{metric} by {what}]({fig.relative_to(out_dir).as_posix()})", ""]
         for run in runs:
             plot_dir = run.directory / "plots"
             pngs = [p for p in ("curves.png", "embeddings.png", "transport_plan.png") if (plot_dir / p).exists()]

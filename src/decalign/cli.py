@@ -43,6 +43,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "extract": "decalign.extract.command",
     "export": "decalign.export",
     "probe": "decalign.probe",
+    "datasets": "decalign.datasets",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
@@ -136,8 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_media_args(p)
     add_verbosity_flags(p)
 
-    p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems")
-    p.add_argument("path", metavar="PATH")
+    p = sub.add_parser("info", help="what a data file holds: kind, splits, shapes, label ranges, problems",
+                       description="Describe a data file as decalign reads it: the detected benchmark and layout, "
+                       "every split's sample count, feature shapes, sequence lengths and labels, what the reader "
+                       "fixed, and the file's fingerprint (compare it with a colleague's copy or the release's; "
+                       "`decalign datasets` lists the releases). Without PATH: the built-in dataset.")
+    p.add_argument("path", metavar="PATH", nargs="?",
+                   help="a benchmark pickle, a native .npz/.safetensors file or directory, or a file of samples to "
+                   "predict on (default: the built-in dataset, as `decalign train` uses)")
     add_file_kind_flag(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     add_verbosity_flags(p)
@@ -152,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("presets", help="list presets, or show one preset's settings")
     p.add_argument("name", nargs="?", help="a preset to show as JSON")
-    p.add_argument("--keys", action="store_true", help="list every key --set accepts")
+    p.add_argument("--keys", action="store_true", help="list every key --set accepts: type, default, range, meaning")
     add_verbosity_flags(p)
 
     for module in EXTRA_COMMANDS.values():
@@ -209,7 +216,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(config, dataset, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
                        ctx=ctx, std=args.std or "sample",
-                       tensorboard=not args.no_tensorboard, in_place=True)
+                       tensorboard=not args.no_tensorboard, in_place=True, progress=None)
         if ctx.is_main:
             if args.plots:
                 from decalign.plots import plots_unavailable
@@ -219,7 +226,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 if note:
                     log.warning("%s", note)
                 else:
-                    plot_run(out)
+                    figures = plot_run(out)
+                    print(f"figures: {RunDir(out).plots_dir} ({', '.join(f.name for f in figures) or 'none'})")
             if args.quiet:
                 print(result.table(std=args.std or "sample"))
                 if result.modality_check:
@@ -275,10 +283,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
         else:
-            value = result.get("prediction", result.get("predicted"))
-            print(f"prediction: {value:.4f}" if isinstance(value, float) else f"prediction: {value}")
-            if result["status"] != "ok":
-                print(f"note: {result['status']}")
+            from decalign.extract.predict import format_prediction
+
+            print(format_prediction(result))
         return 0
     if args.out is None:
         raise UsageError("predict needs --out CSV (or --media FILE --transcript TEXT for one new clip)")
@@ -326,6 +333,13 @@ def _format_info(info: dict[str, Any]) -> str:
         lines += ["", "extracted with:", *[f"  {m}: {what}" for m, what in info["extraction"].items()]]
     notes = info.get("notes") or []
     lines += ["", "notes:" if notes else "notes: none", *[f"  - {n}" for n in notes]]
+    fp = info.get("fingerprint") or {}
+    if fp.get("content"):
+        lines += ["", f"content fingerprint: {fp['content']}  (the digest a run on this data stores in dataset.json)"]
+    if fp.get("sha256"):
+        lines += ([] if fp.get("content") else [""]) + [f"file sha256:         {fp['sha256']}"]
+    if fp:
+        lines.append("compare with a colleague's copy or the release's (`decalign datasets` lists the releases)")
     return "\n".join(lines)
 
 
@@ -333,11 +347,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     from decalign.config import DataConfig
     from decalign.data import DataError, describe_dataset, load_dataset
     from decalign.data.checks import InvalidValuesError
+    from decalign.datasets import file_sha256, fingerprint
 
+    builtin = args.path is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # problems are listed in the description's notes
         try:
-            info = describe_dataset(load_dataset(args.path, DataConfig(dataset=args.dataset, path=args.path)))
+            dataset = load_dataset(args.path, DataConfig(dataset="synthetic" if builtin else args.dataset,
+                                                         path=args.path))
+            info = describe_dataset(dataset)
+            info["fingerprint"] = fingerprint(dataset, args.path)
+            if builtin:
+                info["source"] = "the built-in dataset (generated; `decalign train` without --data trains on it)"
         except InvalidValuesError:  # the layout was understood; its values are what is wrong
             raise
         except DataError as err:  # not a full labelled dataset: samples to predict on, if anything
@@ -350,6 +371,7 @@ def cmd_info(args: argparse.Namespace) -> int:
             if samples.is_full_dataset:  # a training dataset with a problem: that is the news
                 raise err from None
             info = describe_samples(samples)
+            info["fingerprint"] = {"content": None, "sha256": file_sha256(args.path)}
     print(json.dumps(info, indent=2, default=str) if args.json else _format_info(info))
     return 0
 
@@ -364,15 +386,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    from decalign.config import config_to_dict, flat_keys
-    from decalign.presets import get_preset, preset_names
+    from decalign.config import config_to_dict
+    from decalign.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
 
     if args.keys:
-        print("\n".join(flat_keys()))
+        from decalign.settings_help import keys_table
+
+        print(keys_table())
     elif args.name:
         print(json.dumps(config_to_dict(get_preset(args.name)), indent=2))
     else:
-        print("\n".join(preset_names()))
+        width = max(len(n) for n in preset_names())
+        print("\n".join(f"{n.ljust(width)}  {PRESET_DESCRIPTIONS.get(n, '')}".rstrip() for n in preset_names()))
     return 0
 
 
@@ -408,9 +433,17 @@ def _main(argv: Sequence[str] | None) -> int:
     entry = COMMANDS[args.command]
     handler = importlib.import_module(entry).run if isinstance(entry, str) else entry
     try:
-        return int(handler(args) or 0)
+        code = int(handler(args) or 0)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return code
+    except BrokenPipeError:  # `decalign presets --keys | head`: the reader had enough; not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's final flush goes nowhere
+        return 0
     except KeyboardInterrupt:
-        print("decalign: interrupted", file=sys.stderr)
+        how = {"train": " (the completed epochs are saved: run the same command with --resume to continue)",
+               "bench": " (completed runs and epochs are saved: run the same command again to continue)"}
+        print(f"decalign: interrupted{how.get(args.command, '')}", file=sys.stderr)
         return 130
     except Exception as err:
         user_err = _as_user_error(err)

@@ -263,7 +263,8 @@ class TrainConfig:
     num_threads: NonNegInt = 0
     """torch intra-op threads on the CPU; 0: ``OMP_NUM_THREADS`` if set, else the cores this
     process may use (affinity and cgroup quota; torch's own default counts every core of the
-    machine). The number chosen is logged."""
+    machine) less the load on them at start (:mod:`decalign.train.threads`). The number chosen
+    and why are the run's first line and in ``results.json``."""
     gather_alignment: bool = False
     """Distributed only: compute the batch-statistic alignment losses on features gathered
     from all ranks (with gradients) instead of each rank's own batch."""

@@ -139,7 +139,8 @@ def evaluate_report(
         labels.append(y)
         if info.task == "classification":
             reports.append(class_report(result.predictions, y, info))
-    title = f"{split}" + (f" ({len(per_seed)} seeds)" if run is not None else "") + (
+    n = len(per_seed)
+    title = f"{split}" + (f" ({n} seed{'' if n == 1 else 's'})" if run is not None else "") + (
         f" without {', '.join(drop)}" if drop else "")
     if run is not None:
         agg = aggregate(list(per_seed.values()), std=std)
@@ -152,7 +153,7 @@ def evaluate_report(
         payload["dropped"] = list(drop)
     text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
                          kind=info.kind if info else None, std_kind=std, names=names)
-    if spread is None:  # one checkpoint: plain values, no "± 0"
+    if spread is None or n == 1:  # one checkpoint or seed: plain values, no "± 0"
         from decalign.losses import LOG_KEYS
         from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
 
@@ -203,10 +204,18 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
 def _checkpoints_of(run: Any, checkpoint: Any) -> list[Any]:
     """A run's seed checkpoints (through its :class:`~decalign.train.rundir.RunDir`), or the one
     checkpoint named."""
+    from pathlib import Path
+
+    from decalign.errors import RunDirError
     from decalign.train.rundir import RunDir
 
     if run is None:
         return [checkpoint]
+    if Path(run).exists() and not Path(run).is_dir():
+        raise RunDirError(f"{str(run)!r} is a file, not a run directory: --run takes the folder `decalign train "
+                          "--out` wrote; a single model.safetensors goes to --checkpoint")
+    if not Path(run).is_dir():
+        raise RunDirError(f"run directory {str(run)!r} does not exist")
     checkpoints: list[Any] = RunDir(run).checkpoints()
     if not checkpoints:
         raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")

@@ -5,7 +5,7 @@ fitted on the run's train split (MOSEI and CH-SIMS presets), every modality padd
 the model was built for, and logits that mean the run's classes. A :class:`Predictor` owns all of
 that, so new samples go in exactly as a dataset file carries them::
 
-    predictor = decalign.Predictor.from_checkpoint("runs/synthetic/seed_1/model.safetensors")
+    predictor = decalign.Predictor.from_checkpoint("runs/synthetic/seed_1111/model.safetensors")
     out = predictor.predict({"text": text, "audio": audio, "vision": vision})   # [T, D] or [N, T, D]
     out.values, out.class_names, out.probabilities
 

@@ -106,7 +106,8 @@ def add_parser(sub: Any) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     from decalign.cli_common import add_file_kind_flag, add_verbosity_flags
 
-    p.add_argument("--data", metavar="PATH", required=True, help="a data file (regression task)")
+    p.add_argument("--data", metavar="PATH", help="a data file (regression task; default: the built-in dataset, "
+                   "as `decalign train` uses)")
     add_file_kind_flag(p)
     p.add_argument("--sets", nargs="+", metavar="M[,M...]",
                    help="feature sets, each a comma list of modalities (default: each modality, then all)")
@@ -138,7 +139,8 @@ def run(args: argparse.Namespace) -> int:
 
         check_not_input(args.json, {"--data": args.data}, "--json")
         check_replaceable(args.json, args.overwrite, "--json")
-    dataset = load_data(args.data, DataConfig(dataset=args.dataset, path=args.data))
+    kind = "synthetic" if args.data is None else args.dataset  # like train: no --data, the built-in dataset
+    dataset = load_data(args.data, DataConfig(dataset=kind, path=args.data))
     mods = list(dataset.modalities)
     specs = args.sets or ([*mods, ",".join(mods)] if len(mods) > 1 else mods)
     results = {"+".join(s): ridge_probe(dataset, s, folds=args.folds) for s in _parse_sets(specs, mods)}

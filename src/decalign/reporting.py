@@ -20,6 +20,7 @@ import numpy as np
 
 __all__ = [
     "MMSA_NAMES",
+    "PAPER_NAMES",
     "PAPER_RESULTS",
     "STD_KINDS",
     "aggregate",
@@ -28,6 +29,7 @@ __all__ = [
     "format_table",
     "format_value",
     "higher_is_better",
+    "in_table_units",
     "is_percentage",
 ]
 
@@ -54,6 +56,24 @@ MMSA_NAMES: dict[str, str] = {
     "corr": "Corr",
 }
 """Our metric keys -> the names MMSA's ``eval_mosei_senti``/``eval_sims_regression`` report."""
+PAPER_NAMES: dict[str, str] = {
+    "acc2_has0": "Acc-2 (has 0)",
+    "f1_has0": "F1 (has 0)",
+    "acc2_non0": "Acc-2",
+    "f1_non0": "F1",
+    "acc7": "Acc-7",
+    "acc5": "Acc-5",
+    "acc3": "Acc-3",
+    "acc2": "Acc-2",
+    "f1": "F1",
+    "mae": "MAE",
+    "mse": "MSE",
+    "corr": "Corr",
+    "wacc": "WAcc",
+    "waf1": "WAF1",
+}
+"""Our metric keys -> the column names papers print (the LaTeX table's header): Acc-2 and F1 of
+CMU-MOSI/MOSEI are the non-zero variants, as in the DecAlign paper."""
 MISSING = "–"
 """Printed where a row has no value for a column."""
 
@@ -105,6 +125,16 @@ def format_value(key: str, value: float) -> str:
         return f"{value:.4g}"
     decimals, scale = rule
     return f"{value * scale:.{decimals}f}"
+
+
+def in_table_units(metrics: Mapping[str, float]) -> dict[str, float]:
+    """``metrics`` in the units the tables print: accuracies and F1 x 100 (fractions are what
+    the API and the JSON files hold), everything else unchanged and unrounded."""
+    out = {}
+    for key, value in metrics.items():
+        rule = _decimals_and_scale(key)
+        out[key] = float(value) * (rule[1] if rule is not None else 1.0)
+    return out
 
 
 def format_mean_std(key: str, mean: float, std: float | None = None) -> str:
@@ -236,7 +266,8 @@ def format_table(
     if std is not None and any(stds is not None for _, stds in parsed.values()):
         what = f"mean ± {STD_KINDS.get(std, std)}"
         row_header = f"{row_header} ({what})" if row_header else what
-    shown = [MMSA_NAMES.get(k, k) if names == "mmsa" else k for k in columns]
+    shown = [MMSA_NAMES.get(k, k) if names == "mmsa" else PAPER_NAMES.get(k, k) if style == "latex" else k
+             for k in columns]
     header = [row_header, *shown]
     body: list[list[str]] = []
     for name, (means, stds) in parsed.items():
@@ -346,7 +377,8 @@ def _latex(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
     lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule",
              " & ".join(cell(h) for h in header) + r" \\", r"\midrule"]
     lines += [" & ".join(cell(c) for c in row) + r" \\" for row in body]
-    lines += [r"\bottomrule", r"\end{tabular}"]
+    lines += [r"\bottomrule", r"\end{tabular}",
+              r"% needs \usepackage{booktabs} in the preamble (\toprule, \midrule, \bottomrule)"]
     return "\n".join(lines)
 
 

@@ -63,7 +63,7 @@ from decalign.data.arrays import (
 from decalign.data.detect import BENCHMARKS, detect_kind, shape_mismatch
 from decalign.data.types import SPLITS, DataError, MultimodalDataset, Split, Task
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "load_native", "save_native", "sniff_format"]
+__all__ = ["ACCEPTED_FORMATS", "FORMAT_NAME", "FORMAT_VERSION", "load_native", "save_native", "sniff_format"]
 
 FORMAT_NAME = "decalign-native"
 FORMAT_VERSION = 1
@@ -84,7 +84,7 @@ def sniff_format(path: str | os.PathLike[str]) -> str:
         return "directory"
     try:
         with open(p, "rb") as fh:
-            head = fh.read(16)
+            head = fh.read(512)
         size = p.stat().st_size
     except FileNotFoundError:
         raise DataError(f"{p}: file not found") from None
@@ -96,7 +96,34 @@ def sniff_format(path: str | os.PathLike[str]) -> str:
         header_len = int.from_bytes(head[:8], "little")
         if 0 < header_len <= size - 8:
             return "safetensors"
+    if _looks_like_text(head):
+        first = head.decode("utf-8", "replace").splitlines()[0][:60] if head.strip() else ""
+        raise DataError(f"{p}: a text file (it begins {first!r}), not a data file; decalign reads {ACCEPTED_FORMATS}")
     return "pickle"
+
+
+ACCEPTED_FORMATS = (
+    "a benchmark pickle (MMSA's aligned_50.pkl / unaligned_50.pkl / unaligned_39.pkl, the IEMOCAP pickles), "
+    "the native .npz or .safetensors format or a directory of it (docs/data.md; `decalign datasets` lists the "
+    "releases); a CSV of transcripts is an input of `decalign extract --transcripts`"
+)
+"""What a ``--data`` file may be: the one sentence every "not a data file" error ends with."""
+
+
+def _looks_like_text(head: bytes) -> bool:
+    """Whether a file's first bytes are text (CSV, JSON, YAML, a README) rather than a pickle.
+
+    Every pickle the benchmarks ship is binary (protocol 2 or later starts with ``0x80``); the
+    text-only protocol 0 starts with an opcode such as ``(`` (a dict or list) and is still read
+    as a pickle. Without this check a CSV reached the unpickler and was reported as a "corrupt or
+    truncated pickle (KeyError: 35)" ('#' is no opcode) or a refused global."""
+    if not head or head[:1] in (b"\x80", b"(", b"}", b"]", b")"):
+        return False
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:  # cut in the middle of a character: judge the whole characters
+        text = head[:-3].decode("utf-8", "ignore")
+    return all(ch.isprintable() or ch in "\n\r\t" for ch in text)
 
 
 # ------------------------------------------------------------------------------------------ writing

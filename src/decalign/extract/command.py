@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,8 @@ def run(args: argparse.Namespace) -> int:
     inputs = {"--media": args.media, "--transcripts": args.transcripts, "--labels": args.labels,
               "--openface-dir": args.openface_dir}
     result = run_extraction(clips, config, out, report=args.report, fmt=args.format, workers=args.workers,
-                            cache_dir=cache, skip_failed=args.skip_failed, progress=not args.quiet,
+                            cache_dir=cache, skip_failed=args.skip_failed,
+                            progress=not args.quiet and sys.stderr.isatty(),  # a bar at a terminal, not in logs
                             overwrite=args.overwrite, inputs=inputs)
     counts: dict[str, int] = {}
     for o in result.outcomes:

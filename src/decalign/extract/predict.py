@@ -21,7 +21,7 @@ from decalign.extract.errors import ExtractError
 from decalign.extract.media import MEDIA_LIMITS, MediaLimits
 from decalign.extract.provenance import ExtractorRecord
 
-__all__ = ["predict_media", "recorded_model_dir"]
+__all__ = ["describe_prediction", "format_prediction", "predict_media", "recorded_model_dir"]
 
 
 def recorded_model_dir(record: ExtractorRecord, what: str, flag: str, checkpoint: str) -> str:
@@ -154,11 +154,56 @@ def predict_media(
     }
     if cut:
         result["notes"] = cut
+    result.update(describe_prediction(predictor, dataset.splits["test"], prediction))
+    return result
+
+
+def describe_prediction(predictor: Any, split: Any, prediction: Any) -> dict[str, Any]:
+    """What one clip's prediction means: the value (regression: with its polarity and the label
+    scale the model was trained on; classification: the class and every probability), and what
+    each modality contributes: the prediction with that modality left out (the model's rule for a
+    missing modality) and, for regression, the difference it makes."""
+    out: dict[str, Any] = {}
+    active = [m for m in predictor.modalities if m in split.features]
+    without = {m: predictor.predict_split(split, drop=[m]) for m in active} if len(active) > 1 else {}
     if prediction.task == "regression":
-        result["prediction"] = float(prediction.values[0])
+        value = float(prediction.values[0])
+        out["prediction"] = value
+        out["polarity"] = "positive" if value > 0 else "negative" if value < 0 else "neutral"
+        label_range = predictor.info.label_range
+        out["scale"] = list(label_range) if label_range is not None else None
+        out["without"] = {m: float(p.values[0]) for m, p in without.items()}
+        out["contribution"] = {m: value - v for m, v in out["without"].items()}
     else:
         names = prediction.class_names or ()
-        result["predicted"] = names[int(prediction.values[0])]
+        out["predicted"] = names[int(prediction.values[0])]
         assert prediction.probabilities is not None
-        result["probabilities"] = {n: float(p) for n, p in zip(names, prediction.probabilities[0])}
-    return result
+        out["probabilities"] = {n: float(p) for n, p in zip(names, prediction.probabilities[0])}
+        out["without"] = {m: names[int(p.values[0])] for m, p in without.items()}
+    return out
+
+
+def format_prediction(result: dict[str, Any]) -> str:
+    """``predict --media`` as text: the prediction on its scale with its polarity, then the
+    prediction without each modality (what that modality contributes)."""
+    lines = []
+    if "prediction" in result:
+        value = result["prediction"]
+        scale = result.get("scale")
+        on = " on the training labels' scale" + (f" [{scale[0]:g}, {scale[1]:g}]" if scale else "")
+        lines.append(f"prediction: {value:+.4f}{on} ({result.get('polarity', '?')})")
+        for m, v in result.get("without", {}).items():
+            lines.append(f"  without {m}: {v:+.4f}  ({m} contributes {result['contribution'][m]:+.4f})")
+    else:
+        probs = result.get("probabilities", {})
+        lines.append(f"prediction: {result['predicted']} (probability {probs.get(result['predicted'], 0.0):.3f}; "
+                     + ", ".join(f"{n} {p:.3f}" for n, p in probs.items()) + ")")
+        for m, c in result.get("without", {}).items():
+            lines.append(f"  without {m}: {c}")
+    if result.get("without"):
+        lines.append("(a modality's contribution: the prediction with it minus the prediction with it left out)")
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
+    if result.get("status", "ok") != "ok":
+        lines.append(f"note: {result['status']}")
+    return "\n".join(lines)

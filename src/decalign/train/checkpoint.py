@@ -119,11 +119,23 @@ def tensors_checksum(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def _missing_hint(file: Path) -> str:
+    """Where a missing checkpoint might be: the seeds its run directory holds (a copied command
+    with another run's seed, ``seed_1`` where the run wrote ``seed_1111``), or the missing folder."""
+    run = file.parent.parent if file.parent.name.startswith("seed_") else file.parent
+    if not run.is_dir():
+        return f" (the folder {str(run)!r} does not exist)"
+    seeds = sorted(p.parent.name for p in run.glob("seed_*/model.safetensors"))
+    if not seeds:
+        return f" (no seed_*/model.safetensors in {str(run)!r})"
+    return f"; the run {str(run)!r} has {', '.join(seeds)}"
+
+
 def _read(file: Path) -> tuple[dict[str, str], dict[str, torch.Tensor]]:
     from safetensors import safe_open
 
     if not file.exists():
-        raise CheckpointError(f"checkpoint {str(file)!r} does not exist")
+        raise CheckpointError(f"checkpoint {str(file)!r} does not exist{_missing_hint(file)}")
     if file.is_dir():
         raise CheckpointError(f"checkpoint {str(file)!r} is a directory, expected a .safetensors file")
     try:  # safetensors reports an unreadable file as "No such file"; ask the OS ourselves first

@@ -45,6 +45,7 @@ from decalign.train.history import LEADING_COLUMNS, write_history, write_predict
 from decalign.train.modality_check import CheckOutcome, CheckState, check_modalities, describe
 from decalign.train.rundir import SeedFiles
 from decalign.train.seeding import capture_rng, restore_rng, seed_everything
+from decalign.train.threads import available_cores, cpu_threads  # noqa: F401 - re-exported: their former home
 
 __all__ = [
     "EarlyStopping",
@@ -73,37 +74,6 @@ MetricFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
 def show_progress(quiet: bool) -> bool:
     """Progress bars only for a person at a terminal: not in CI logs, pipes or quiet mode."""
     return not quiet and sys.stderr.isatty() and not os.environ.get("CI")
-
-
-def available_cores() -> int:
-    """The CPU cores this process may use: its affinity mask (``taskset``, a batch scheduler's
-    allocation), capped by a cgroup v2 CPU quota (``docker --cpus``). torch's default counts every
-    physical core of the machine, which on a shared or containerised machine oversubscribes the
-    cores: measured 4x slower per epoch than 1 thread on a loaded 2-core machine."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # macOS and Windows have no affinity API
-        cores = os.cpu_count() or 1
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, int(float(quota) / float(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)
-
-
-def cpu_threads(requested: int) -> tuple[int, str]:
-    """torch's intra-op thread count for ``train.num_threads`` (0: automatic), and why.
-
-    Automatic is ``OMP_NUM_THREADS`` when set (torchrun sets it to 1 per process), else
-    :func:`available_cores`."""
-    if requested:
-        return requested, "train.num_threads"
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env), "OMP_NUM_THREADS; set train.num_threads to change"
-    return available_cores(), "the cores this process may use; set train.num_threads to change"
 
 
 @dataclass
@@ -456,6 +426,13 @@ def _log_epoch(epoch: int, total: int, train: dict[str, float], valid: dict[str,
     shown = " ".join(f"{k} {format_value(k, valid[k])}" for k in keys if k in valid)
     line = (f"epoch {epoch}/{total}  train loss {train['loss']:.4f}  |  valid loss {valid['loss']:.4f} {shown}  |  "
             f"lr {lr:.2e}  {seconds:.1f}s")
+    announce(line, progress)
+
+
+def announce(line: str, progress: bool | None) -> None:
+    """A progress line: to the ``decalign`` log where it is shown (the CLI, an application that
+    configured logging), else, with ``progress`` (Python, Jupyter), to stderr through
+    ``tqdm.write`` so that it does not tear a progress bar."""
     if log.isEnabledFor(logging.INFO) and log.hasHandlers():
         log.info("%s", line)
     elif progress:
@@ -488,9 +465,8 @@ def _tensorboard(directory: Path, enabled: bool) -> Iterator[Any]:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(log_dir=str(directory))
-        except ImportError as err:
-            warnings.warn(f"TensorBoard event files are not written: {err} (pip install 'decalign[tb]', "
-                          "or --no-tensorboard)", stacklevel=2)
+        except ImportError as err:  # the core install has no tensorboard: not worth a warning on every run
+            log.debug("TensorBoard event files are not written: %s (pip install 'decalign[tb]' to write them)", err)
     try:
         yield writer
     finally:
@@ -700,6 +676,7 @@ def fit_seed(
     tensorboard: bool = True,
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool | None = None,
+    threads: int | None = None,
 ) -> SeedResult:
     """Train one seed, select the best validation epoch, and test it.
 
@@ -713,14 +690,19 @@ def fit_seed(
 
     ``progress``: ``None`` shows batch bars only at a terminal (the CLI's rule); ``True`` also in
     Jupyter and always one line per epoch (stderr when logging does not show it); ``False`` no bars.
+
+    ``threads``: the CPU threads the run chose (:func:`decalign.train.threads.choose_threads`, said
+    once in the run's first line); ``None`` chooses here.
     """
     ctx = ctx or Context.single()
     tc = config.train
     device = ctx.device if ctx.device is not None else resolve_device(tc.device)
-    if device.type == "cpu":
+    if device.type == "cpu" and threads is not None:
+        torch.set_num_threads(threads)
+    elif device.type == "cpu":
         threads, why = cpu_threads(tc.num_threads)
         torch.set_num_threads(threads)
-        log.info("seed %d: %d CPU thread%s (%s)", seed, threads, "" if threads == 1 else "s", why)
+        log.info("seed %d: %s", seed, why)
     files = SeedFiles(seed_dir)
     run = build_training(config, info, splits["train"], seed, device, ctx)
     if resume and files.state.exists():
