@@ -593,7 +593,9 @@ def _runs_page(summaries: list[Any]) -> str:
 def _results_table(state: _State, summary: Any) -> str:
     results = read_json(summary.path / "results.json")
     mean, std = results.get("mean", {}), results.get("std", {})
-    keys = [k for k in mean if isinstance(mean[k], (int, float))]
+    from decalign.losses import LOG_KEYS
+
+    keys = [k for k in mean if isinstance(mean[k], (int, float)) and k not in (*LOG_KEYS, "loss")]
     n = len(summary.seeds)
     rows: list[list[str]] = [[f"this run (mean ± std over {n} seed{'s' if n != 1 else ''})",
                               *(P.cell(k, mean[k], std.get(k, 0.0)) for k in keys)]]
