@@ -19,14 +19,14 @@ pytest.importorskip("httpx")  # the test client
 pytest.importorskip("python_multipart")
 pytest.importorskip("matplotlib")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-import decalign  # noqa: E402
-from decalign.cli import main  # noqa: E402
-from decalign.errors import UsageError  # noqa: E402
-from decalign.reporting import PAPER_RESULTS  # noqa: E402
-from decalign.serve.app import ServeConfig, create_app  # noqa: E402
-from decalign.testing.runs import classification_run, media_run, synthetic_run  # noqa: E402
+import decalign
+from decalign.cli import main
+from decalign.errors import UsageError
+from decalign.reporting import PAPER_RESULTS
+from decalign.serve.app import ServeConfig, create_app
+from decalign.testing.runs import classification_run, media_run, synthetic_run
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,7 @@ def test_pages_show_tables_figures_and_samples(client: TestClient) -> None:
     syn = client.get("/runs/syn?seed=2&sample=5").text
     assert "paper: DecAlign" not in syn and "sample 5 of 40" in syn and "id='curves'" in syn
     try_page = client.get("/try?run=syn").text
-    assert "id='sample-form'" in try_page and "no extraction record" not in try_page
+    assert "id='sample-form'" in try_page and "id='media-form'" not in try_page
     sample = client.get("/try/sample?run=syn&seed=2&index=3").text
     assert "id='prediction'" in sample
     compare = client.get("/compare?a=syn&b=group/cls").text

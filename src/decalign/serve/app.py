@@ -127,19 +127,28 @@ class _Limits:
                                                     f"for {scope['path']}"))
                 return
         seen = 0
-        started = False
+        started = exceeded = replaced = False
+        too_large = _json_error(413, f"request body more than the {limit} bytes allowed for {scope['path']}")
 
         async def counted() -> Any:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise _TooLarge
             return message
 
         async def sending(message: Any) -> None:
-            nonlocal started
+            # The framework turns an error while reading the body into its own 400; a body cut
+            # off for its size answers 413 instead, whatever the route would have said.
+            nonlocal started, replaced
+            if exceeded:
+                if message["type"] == "http.response.start" and not replaced:
+                    replaced = True
+                    await _send(send, *too_large)
+                return
             if message["type"] == "http.response.start":
                 started = True
                 if set_cookie:
@@ -150,9 +159,8 @@ class _Limits:
         try:
             await self.app(scope, counted, sending)
         except _TooLarge:
-            if not started:
-                await _send(send, *_json_error(413, f"request body more than the {limit} bytes allowed for "
-                                                    f"{scope['path']}"))
+            if not started and not replaced:
+                await _send(send, *too_large)
 
 
 def _token_of(scope: dict[str, Any], headers: dict[str, str]) -> str | None:
@@ -268,10 +276,11 @@ def create_app(config: ServeConfig) -> Any:
     state = _State(config)
     app = FastAPI(title="decalign serve", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.decalign = state
+    app.add_middleware(_Limits, config=config)
 
     def error_response(request: Request, status: int, message: str) -> Response:
         message = _one_line(message)
-        if request.url.path.startswith("/api/") or request.url.path.startswith("/figures/"):
+        if request.url.path.startswith(("/api", "/figures/")):
             return JSONResponse({"error": message}, status_code=status)
         body = f"<h1>Error {status}</h1><p class='err' id='error'>{P.esc(message)}</p><p><a href='/'>Runs</a></p>"
         return HTMLResponse(P.layout(f"error {status}", body), status_code=status)
