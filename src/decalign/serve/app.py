@@ -765,7 +765,7 @@ def _media_result_page(result: dict[str, Any]) -> str:
                       ident="timings")
     status = P.table(["clip", "status", *result["lengths"]],
                      [(result["media"], result["status"], *result["lengths"].values())], ident="status")
-    extractors = P.table(["modality", "extractor"], list(result["extractors"].items()))
+    extractors = P.table(["modality", "extractor"], list(result["extractors"].items()), left=2)
     notes = "".join(f"<p class='note'>{P.esc(n)}</p>" for n in result.get("notes", []))
     body = (f"<h1>Try it: {P.esc(result['run'])}, seed {result['seed']}</h1><p>transcript: "
             f"<i>{P.esc(result['transcript'])}</i></p>" + P.prediction_block(result)
