@@ -1,7 +1,8 @@
 """Benchmark: ``decalign serve`` under load, over real HTTP on this machine.
 
-The server (uvicorn, in a thread of this process, ``--threads`` workers for inference) serves a
-folder of runs; client threads send requests as fast as the server answers them:
+The server (``python -m decalign serve`` in its own process, ``--threads`` workers for
+inference) serves a folder of runs; client threads of this process send requests as fast as the
+server answers them:
 
 * ``POST /api/predict`` with one sample's raw features (MOSI-shaped: text 50 x 768, audio
   50 x 5, vision 50 x 20, as JSON), ``--concurrency`` requests in flight;
@@ -24,13 +25,16 @@ minute), the runs of the tests. Results go to ``benchmarks/results/serve.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -74,6 +78,32 @@ def _load(http: Any, n: int, concurrency: int, send: Any) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _server(runs: Path, threads: int, port: int) -> Iterator[str]:
+    """``python -m decalign serve`` in a child process until the block ends; yields its URL."""
+    import httpx
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-m", "decalign", "serve", "--runs", str(runs), "--port", str(port),
+                              "--threads", str(threads), "-q"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(base + "/api/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"decalign serve did not start (exit code {child.poll()})")
+            time.sleep(0.2)
+        yield base
+    finally:
+        child.terminate()
+        child.wait(30)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", help="folder of runs (default: tiny runs made in a temporary folder)")
@@ -92,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     import decalign
-    from decalign.serve.app import ServeConfig, create_app
-    from decalign.serve.background import running
+    from decalign.serve.background import free_port
 
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     if args.runs:
@@ -136,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     for threads in args.threads:
-        app = create_app(ServeConfig(runs=runs, threads=threads))
-        with running(app) as base, httpx.Client(base_url=base, timeout=600) as http:
+        with _server(runs, threads, free_port()) as base, httpx.Client(base_url=base, timeout=600) as http:
             for _ in range(5):  # load the model, warm the caches
                 send_features(http)
             row: dict[str, Any] = {"server_threads": threads,
