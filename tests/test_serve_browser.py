@@ -21,9 +21,9 @@ pytest.importorskip("python_multipart")
 pytest.importorskip("matplotlib")
 webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium (the test extra)")
 
-from decalign.serve.app import ServeConfig, create_app
-from decalign.serve.background import running
-from decalign.testing.runs import media_run, synthetic_run
+from decalign.serve.app import ServeConfig, create_app  # noqa: E402
+from decalign.serve.background import running  # noqa: E402
+from decalign.testing.runs import media_run, synthetic_run  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
