@@ -290,7 +290,8 @@ def create_app(config: ServeConfig) -> Any:
     app.add_middleware(_Limits, config=config)
 
     def error_response(request: Request, status: int, message: str) -> Response:
-        message = _one_line(message)
+        # Paths under --runs are shown relative to it: a client learns nothing of the server's folders.
+        message = _one_line(message.replace(str(state.index.root) + os.sep, "").replace(str(state.index.root), "."))
         if request.url.path.startswith(("/api", "/figures/")):
             return JSONResponse({"error": message}, status_code=status)
         body = f"<h1>Error {status}</h1><p class='err' id='error'>{P.esc(message)}</p><p><a href='/'>Runs</a></p>"

@@ -71,6 +71,15 @@ def read_json(path: Path) -> Any:
         raise RunNotFound(f"{path.name}: not readable JSON ({err})") from None
 
 
+def _metrics(values: Any) -> dict[str, float]:
+    """The metrics of a results.json mean/std (the loss terms it also averages left out)."""
+    from decalign.losses import LOG_KEYS
+
+    if not isinstance(values, dict):
+        return {}
+    return {k: float(v) for k, v in values.items() if isinstance(v, (int, float)) and k not in LOG_KEYS}
+
+
 class RunIndex:
     """The run directories under ``root`` (a folder with ``config.json`` and ``results.json``)."""
 
@@ -155,8 +164,8 @@ class RunIndex:
             dataset=str(dataset.get("kind", config.get("data", {}).get("dataset", "?"))),
             preset=str(results.get("preset", config.get("preset", "?"))),
             seeds=seeds,
-            metrics={k: float(v) for k, v in results.get("mean", {}).items() if isinstance(v, (int, float))},
-            std={k: float(v) for k, v in results.get("std", {}).items() if isinstance(v, (int, float))},
+            metrics=_metrics(results.get("mean", {})),
+            std=_metrics(results.get("std", {})),
             task=task,
             has_media=has_media,
         )
