@@ -183,7 +183,7 @@ def test_pages_show_tables_figures_and_samples(client: TestClient) -> None:
     sample = client.get("/try/sample?run=syn&seed=2&index=3").text
     assert "id='prediction'" in sample
     compare = client.get("/compare?a=syn&b=group/cls").text
-    assert compare.count("id='results'") == 2 and "id='paired'" in compare
+    assert compare.count("id='results'") == 2 and "id='paired'" in compare and "id='side-by-side'" in compare
     error = client.get("/runs/../outside")
     assert error.status_code in (400, 404) and "Traceback" not in error.text
 
@@ -298,3 +298,16 @@ def test_media_refusals(client: TestClient, root: Path) -> None:
     assert str(root) not in message  # the server's folders are not shown to clients
     assert _error(client.post("/api/predict/media", data={"run": "media", "transcript": "x"}), 422).startswith("file")
     assert "media" in client.get("/try?run=media").text and "id='media-form'" in client.get("/try?run=media").text
+
+
+def test_memoised_figures_are_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import decalign.serve.app as serve_app
+
+    monkeypatch.setattr(serve_app, "MEMO_SIZE", 3)
+    state = create_app(ServeConfig(runs=root)).state.decalign
+    built: list[int] = []
+    for i in [0, 1, 2, 0, 3, 4, 0]:
+        assert state.memo(("k", str(i)), lambda i=i: built.append(i) or i) == i
+    assert built == [0, 1, 2, 3, 4]  # 0 was used again before 3 and 4 came, so it stayed
+    state.memo(("k", "1"), lambda: built.append(1) or 1)
+    assert built[-1] == 1 and len(state._memo) == 3  # 1 had been dropped: built again

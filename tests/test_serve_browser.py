@@ -146,5 +146,16 @@ def test_feature_run_try_it_picks_a_sample(browser: Any, site: tuple[str, Path],
     browser.find_element(By.ID, "submit").click()
     _wait(browser, lambda d: d.find_elements(By.ID, "prediction"))
     assert "test sample 7" in browser.find_element(By.TAG_NAME, "main").text
-    assert browser.find_element(By.ID, "contributions").text.count("+") + \
-        browser.find_element(By.ID, "contributions").text.count("-") >= 3
+    contributions = browser.find_element(By.ID, "contributions").text
+    assert all(m in contributions for m in ("text", "audio", "vision"))
+    browser.save_screenshot(str(shots / "try_sample.png"))
+
+
+def test_two_runs_side_by_side(browser: Any, site: tuple[str, Path], shots: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, _ = site
+    browser.get(url + "/compare?a=synthetic&b=synthetic")
+    _wait(browser, lambda d: len(d.find_elements(By.ID, "results")) == 2)
+    assert browser.find_element(By.ID, "paired").text
+    browser.save_screenshot(str(shots / "compare.png"))

@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ MEDIA_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".wav", ".fla
 """Upload file types accepted (by name; the media readers then check the content)."""
 UPLOAD_ROUTES = ("/api/predict/media", "/try/media")
 MAX_SAMPLE_INDEX = 10**7
+MEMO_SIZE = 64
+"""Figures and tables kept per server (each a few hundred kB at most)."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,7 @@ class _State:
         self.index = RunIndex(config.runs)
         self.cache = ModelCache(config.cache_size, config.device)
         self.limiter = anyio.CapacityLimiter(config.threads)
-        self._memo: dict[tuple[str, ...], Any] = {}
+        self._memo: OrderedDict[tuple[str, ...], Any] = OrderedDict()
         self._memo_lock = threading.Lock()
         self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
@@ -234,9 +237,11 @@ class _State:
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
 
     def memo(self, key: tuple[str, ...], build: Callable[[], Any]) -> Any:
-        """``build()`` once per key (results that depend only on a run's files)."""
+        """``build()`` once per key (results that depend only on a run's files), the last
+        :data:`MEMO_SIZE` kept: a client asking for every sample's plan cannot fill the memory."""
         with self._memo_lock:
             if key in self._memo:
+                self._memo.move_to_end(key)
                 return self._memo[key]
             lock = self._key_locks.setdefault(key, threading.Lock())
         with lock:
@@ -246,6 +251,9 @@ class _State:
             value = build()
             with self._memo_lock:
                 self._memo[key] = value
+                while len(self._memo) > MEMO_SIZE:
+                    old, _ = self._memo.popitem(last=False)
+                    self._key_locks.pop(old, None)
             return value
 
     def seeds(self, name: str) -> list[int]:
@@ -498,7 +506,7 @@ def _plan(state: _State, name: str, seed: int | None, split: str, index: int) ->
         return plan_png(plan, ckpt.info.modalities,
                         f"Transport plan of the {split} batch of samples {first}-{rows[-1]} (seed {seed})")
 
-    return state.memo(("plan", name, str(seed), split, str(index // 10**9), str(index), state.stamp(name)), draw)
+    return state.memo(("plan", name, str(seed), split, str(index), state.stamp(name)), draw)
 
 
 def _class_report(state: _State, name: str) -> dict[str, Any] | None:
@@ -710,7 +718,7 @@ def _compare_page(state: _State, a: str | None, b: str | None) -> str:
             "<button type='submit'>compare</button></form>")
     if not a or not b:
         return P.layout("compare", f"<h1>Compare two runs</h1>{form}")
-    columns = []
+    columns = [f"<div style='grid-column:1/3'>{_side_by_side(state, a, b)}</div>"]
     for name in (a, b):
         summary = state.index.summary(name)
         columns.append(f"<div><h2><a href='{P.url('/runs/' + name)}'>{P.esc(name)}</a></h2>{_run_header(summary)}"
@@ -718,6 +726,23 @@ def _compare_page(state: _State, a: str | None, b: str | None) -> str:
                        f"src='{P.url('/figures/curves.png', run=name)}'></div>")
     return P.layout("compare", f"<h1>Compare two runs</h1>{form}<h2>Paired comparison</h2>"
                                f"{_paired_comparison(state, a, b)}<div class='cols'>{''.join(columns)}</div>")
+
+
+def _side_by_side(state: _State, a: str, b: str) -> str:
+    """Each run's own test metrics (mean ± std over its seeds) in one table, and B − A of the
+    means: a difference of means, not the paired test (that is :func:`_paired_comparison`)."""
+    from decalign.reporting import is_percentage
+
+    sa, sb = state.index.summary(a), state.index.summary(b)
+    keys = [k for k in sa.metrics if k in sb.metrics] + [k for k in sb.metrics if k not in sa.metrics]
+    rows = []
+    for k in keys:
+        ma, mb = sa.metrics.get(k), sb.metrics.get(k)
+        diff = "–"
+        if ma is not None and mb is not None:
+            diff = f"{100 * (mb - ma):+.2f}" if is_percentage(k) else f"{mb - ma:+.3f}"
+        rows.append((k, P.cell(k, ma, sa.std.get(k)), P.cell(k, mb, sb.std.get(k)), diff))
+    return P.table(["test metric", f"A: {a}", f"B: {b}", "B − A (means)"], rows, ident="side-by-side")
 
 
 def _paired_comparison(state: _State, a: str, b: str) -> str:

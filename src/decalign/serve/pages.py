@@ -19,7 +19,8 @@ main{padding:1em 1.5em;max-width:1400px}h1{font-size:1.4em}h2{font-size:1.15em;m
 table{border-collapse:collapse;margin:.5em 0;font-size:.9em;background:#fff}
 th,td{border:1px solid #d0d7de;padding:.25em .6em;text-align:right}th{background:#eef1f4}
 td.l,th.l{text-align:left}img{max-width:100%;border:1px solid #d0d7de;background:#fff}
-.cols{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}.note{color:#57606a;font-size:.9em}
+.cols{display:grid;grid-template-columns:1fr 1fr;gap:1.5em}.cols>div{min-width:0;overflow-x:auto}
+.note{color:#57606a;font-size:.9em}
 .err{color:#a40e26;font-weight:600}.pred{font-size:1.3em;font-weight:600}form{margin:.6em 0}
 input,select,button{font-size:.95em;margin:.2em .4em .2em 0}
 """
