@@ -292,7 +292,8 @@ def test_media_refusals(client: TestClient, root: Path) -> None:
 
     assert "not a media file name" in _error(upload("media", "notes.txt", b"abc"), 400)
     assert "transcript: empty" in _error(upload("media", "clip.mp4", b"abc", "  "), 400)
-    assert "decode error" in _error(upload("media", "clip.mp4", b"\0\0\0\x18ftypmp42" + b"x" * 300), 400)
+    broken = _error(upload("media", "my clip.mp4", b"\0\0\0\x18ftypmp42" + b"x" * 300), 400)
+    assert broken.startswith("my clip.mp4: decode error") and "decalign-upload" not in broken
     message = _error(upload("syn", "clip.mp4", b"abc"), 400)
     assert "no extraction record" in message and message.startswith("syn/seed_1/model.safetensors")
     assert str(root) not in message  # the server's folders are not shown to clients

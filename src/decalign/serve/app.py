@@ -550,6 +550,14 @@ def _robustness(state: _State, name: str) -> dict[str, Any]:
     return state.memo(("robustness", name, state.stamp(name)), build)
 
 
+def _renamed(err: DecalignError, message: str) -> DecalignError:
+    """``err`` with another message, same type where its constructor takes one message."""
+    try:
+        return type(err)(message)
+    except TypeError:
+        return DecalignError(message)
+
+
 async def _media(state: _State, upload: Any, run: str, transcript: str, seed: int | None,
                  start: float | None, end: float | None) -> dict[str, Any]:
     """Save an upload (bounded, a safe name in a private folder), extract and predict in a worker."""
@@ -580,7 +588,11 @@ async def _media(state: _State, upload: Any, run: str, transcript: str, seed: in
                     if written > state.config.max_upload_bytes:
                         raise _TooLarge
                     out.write(chunk)
-            split, outcome, notes, timings = model.features(target, transcript, start=start, end=end)
+            try:
+                split, outcome, notes, timings = model.features(target, transcript, start=start, end=end)
+            except DecalignError as err:  # name the upload as the client sent it, not our temporary path
+                shown = Path(upload.filename or "upload").name
+                raise _renamed(err, str(err).replace(str(target), shown).replace(str(tmp), ".")) from None
         predicted = time.perf_counter()
         result = predict_with_contributions(model.predictor, {}, split=split)
         timings = {"load": loaded - began, **timings, "predict": time.perf_counter() - predicted}
