@@ -312,3 +312,43 @@ def test_memoised_figures_are_bounded(root: Path, monkeypatch: pytest.MonkeyPatc
     assert built == [0, 1, 2, 3, 4]  # 0 was used again before 3 and 4 came, so it stayed
     state.memo(("k", "1"), lambda: built.append(1) or 1)
     assert built[-1] == 1 and len(state._memo) == 3  # 1 had been dropped: built again
+
+
+def test_the_server_answers_while_every_worker_is_busy(root: Path) -> None:
+    """Inference runs in worker threads: with the only worker held by a prediction, health and
+    the runs list still answer; the prediction then completes."""
+    import threading
+
+    import httpx
+
+    from decalign.serve.background import running
+
+    app = create_app(ServeConfig(runs=root, threads=1))
+    cache = app.state.decalign.cache
+    entered, release = threading.Event(), threading.Event()
+    real = cache.predictor
+
+    def held(path: Path) -> Any:
+        entered.set()
+        assert release.wait(60)
+        return real(path)
+
+    cache.predictor = held  # type: ignore[method-assign]
+    features, _ = _sample(root / "syn")
+    with running(app) as base, httpx.Client(base_url=base, timeout=60) as http, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(http.post, "/api/predict", json={"run": "syn", "features": features})
+        assert entered.wait(60)
+        assert http.get("/api/health", timeout=10).status_code == 200
+        assert http.get("/api/runs", timeout=10).status_code == 200
+        assert not pending.done()
+        release.set()
+        assert pending.result(60).status_code == 200
+
+
+def test_without_the_extra_the_command_names_it(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    assert main(["serve", "--runs", str(root)]) == 2
+    assert "pip install 'decalign[serve]'" in capsys.readouterr().err

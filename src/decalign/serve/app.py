@@ -232,9 +232,17 @@ class _State:
         self._key_locks: dict[tuple[str, ...], threading.Lock] = {}
 
     async def work(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Loading or inference: in one of the ``threads`` workers."""
         import anyio
 
         return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    async def light(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Reading a few small files (the runs list, a results.json): in a thread too, but not
+        queued behind the models, so health checks and listings answer while every worker is busy."""
+        import anyio
+
+        return await anyio.to_thread.run_sync(fn, *args)
 
     def memo(self, key: tuple[str, ...], build: Callable[[], Any]) -> Any:
         """``build()`` once per key (results that depend only on a run's files), the last
@@ -330,16 +338,16 @@ def create_app(config: ServeConfig) -> Any:
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "version": __version__, "runs": len(await state.work(state.index.names)),
+        return {"status": "ok", "version": __version__, "runs": len(await state.light(state.index.names)),
                 "threads": config.threads}
 
     @app.get("/api/runs")
     async def runs() -> list[dict[str, Any]]:
-        return [s.to_json() for s in await state.work(state.index.summaries)]
+        return [s.to_json() for s in await state.light(state.index.summaries)]
 
     @app.get("/api/runs/{name:path}")
     async def run_detail(name: str) -> dict[str, Any]:
-        return await state.work(_run_json, state, name)
+        return await state.light(_run_json, state, name)
 
     class PredictBody(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -402,7 +410,7 @@ def create_app(config: ServeConfig) -> Any:
 
     @app.get("/", response_class=HTMLResponse)
     async def index_page() -> str:
-        return _runs_page(await state.work(state.index.summaries))
+        return _runs_page(await state.light(state.index.summaries))
 
     @app.get("/runs/{name:path}", response_class=HTMLResponse)
     async def run_page(name: str, seed: int | None = None,
