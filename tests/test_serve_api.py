@@ -30,6 +30,9 @@ from decalign.testing.runs import classification_run, media_run, synthetic_run
 
 pytestmark = pytest.mark.slow
 
+LOCAL = "http://127.0.0.1:8000"
+"""The test client's address: without a token the server answers only requests to this machine's names."""
+
 
 def _media_available() -> bool:
     from decalign._optional import available
@@ -55,7 +58,7 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(root: Path) -> TestClient:
-    return TestClient(create_app(ServeConfig(runs=root)), raise_server_exceptions=False)
+    return TestClient(create_app(ServeConfig(runs=root)), raise_server_exceptions=False, base_url=LOCAL)
 
 
 def _error(response: Any, status: int) -> str:
@@ -189,7 +192,7 @@ def test_pages_show_tables_figures_and_samples(client: TestClient) -> None:
 
 
 def test_oversized_bodies_are_413_and_the_server_answers_after(root: Path) -> None:
-    small = TestClient(create_app(ServeConfig(runs=root, max_json_bytes=1000, max_upload_bytes=2000)))
+    small = TestClient(create_app(ServeConfig(runs=root, max_json_bytes=1000, max_upload_bytes=2000)), base_url=LOCAL)
     big = {"run": "syn", "features": {"audio": [[0.0] * 5] * 50}}
     assert "more than the 1000" in _error(small.post("/api/predict", json=big), 413)
 
@@ -207,7 +210,7 @@ def test_oversized_bodies_are_413_and_the_server_answers_after(root: Path) -> No
 def test_token_is_required_beyond_this_machine(root: Path) -> None:
     with pytest.raises(UsageError, match="needs --token"):
         ServeConfig(runs=root, host="0.0.0.0")
-    guarded = TestClient(create_app(ServeConfig(runs=root, host="0.0.0.0", token="s3cret-token")))
+    guarded = TestClient(create_app(ServeConfig(runs=root, host="0.0.0.0", token="s3cret-token")), base_url=LOCAL)
     assert "token" in _error(guarded.get("/api/runs"), 401)
     assert "token" in _error(guarded.get("/api/health", headers={"Authorization": "Bearer wrong-token"}), 401)
     assert guarded.get("/", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
@@ -224,7 +227,7 @@ def test_a_bug_is_a_500_without_a_traceback(root: Path, monkeypatch: pytest.Monk
         raise RuntimeError("secret internal detail\nline two")
 
     monkeypatch.setattr(app.state.decalign.index, "summaries", broken)
-    client = TestClient(app, raise_server_exceptions=False)
+    client = TestClient(app, raise_server_exceptions=False, base_url=LOCAL)
     message = _error(client.get("/api/runs"), 500)
     assert "RuntimeError" in message and "secret" not in message
     page = client.get("/")
@@ -352,3 +355,23 @@ def test_without_the_extra_the_command_names_it(root: Path, monkeypatch: pytest.
     monkeypatch.setitem(sys.modules, "fastapi", None)
     assert main(["serve", "--runs", str(root)]) == 2
     assert "pip install 'decalign[serve]'" in capsys.readouterr().err
+
+
+def test_without_a_token_only_local_host_names_are_answered(root: Path) -> None:
+    """DNS rebinding: a page of another site whose name resolves to 127.0.0.1 sends its own Host."""
+    app = create_app(ServeConfig(runs=root))
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "0.0.0.0:8000"):
+        assert "127.0.0.1 or localhost only" in _error(TestClient(app, base_url=f"http://{host}").get("/api/runs"),
+                                                       400)
+    for host in ("localhost:8000", "127.0.0.1", "[::1]:8000"):
+        assert TestClient(app, base_url=f"http://{host}").get("/api/health").status_code == 200
+    guarded = create_app(ServeConfig(runs=root, host="0.0.0.0", token="s3cret-token"))  # the token protects
+    named = TestClient(guarded, base_url="http://my-server.example:8000")
+    assert named.get("/api/health", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+def test_pages_forbid_scripts_and_framing(client: TestClient) -> None:
+    headers = client.get("/").headers
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"

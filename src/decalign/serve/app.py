@@ -44,6 +44,14 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 MEDIA_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".wav", ".flac", ".mp3", ".m4a", ".ogg")
 """Upload file types accepted (by name; the media readers then check the content)."""
 UPLOAD_ROUTES = ("/api/predict/media", "/try/media")
+SECURITY_HEADERS = (
+    (b"content-security-policy", b"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; "
+                                 b"form-action 'self'; frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+"""Sent with every response: the pages load nothing but their own figures, run no script and
+cannot be framed by another site."""
 MAX_SAMPLE_INDEX = 10**7
 MEMO_SIZE = 64
 """Figures and tables kept per server (each a few hundred kB at most)."""
@@ -122,6 +130,13 @@ class _Limits:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if not self.config.token and _host_name(headers.get("host", "")) not in LOCAL_HOSTS:
+            # Without a token only this machine may ask, by name too: a web page elsewhere whose
+            # domain is made to resolve to 127.0.0.1 (DNS rebinding) sends its own Host header.
+            await _send(send, *_json_error(400, f"Host {headers.get('host', '')[:80]!r}: this server answers "
+                                                "requests to 127.0.0.1 or localhost only (start it with --token "
+                                                "to serve other names)"))
+            return
         set_cookie = None
         if self.config.token:
             given = _token_of(scope, headers)
@@ -165,9 +180,10 @@ class _Limits:
                 return
             if message["type"] == "http.response.start":
                 started = True
+                extra = list(SECURITY_HEADERS)
                 if set_cookie:
-                    message = {**message, "headers": [*message.get("headers", []),
-                                                       (b"set-cookie", set_cookie.encode("latin-1"))]}
+                    extra.append((b"set-cookie", set_cookie.encode("latin-1")))
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
             await send(message)
 
         try:
@@ -175,6 +191,14 @@ class _Limits:
         except _TooLarge:
             if not started and not replaced:
                 await _send(send, *too_large)
+
+
+def _host_name(host: str) -> str:
+    """The name of a Host header without its port (``[::1]:8000`` -> ``::1``)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
 
 
 def _token_of(scope: dict[str, Any], headers: dict[str, str]) -> str | None:
