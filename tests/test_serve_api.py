@@ -148,6 +148,9 @@ def test_bad_predict_requests_are_one_line_4xx(client: TestClient, root: Path) -
     assert "extra" in _error(post("/api/predict", json={"run": "syn", "features": features, "x": 1}), 422).lower()
     _error(post("/api/predict", content=b"{not json", headers={"content-type": "application/json"}), 422)
     _error(post("/api/predict", json={"run": "syn", "features": {"audio": [["a"]]}}), 422)
+    assert "rows of different lengths [4, 5]" in _error(post("/api/predict", json={"run": "syn", "features": {
+        "audio": [[0.0] * 5, [0.0] * 4]}}), 400)
+    assert "expected [T, D]" in _error(post("/api/predict", json={"run": "syn", "features": {"audio": []}}), 400)
 
 
 @pytest.mark.parametrize("name", ["../outside", "..", "/etc/passwd", "syn/../../outside", "escape", "a\\b",

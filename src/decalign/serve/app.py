@@ -394,7 +394,7 @@ def create_app(config: ServeConfig) -> Any:
                 raise _BadBody(_validation_line(err.errors())) from None
             file, seed = state.checkpoint(body.run, body.seed)
             predictor = state.cache.predictor(file)
-            features = {m: np.asarray(v, dtype=np.float32) for m, v in body.features.items()}
+            features = {m: _matrix(m, v) for m, v in body.features.items()}
             return {"run": body.run, "seed": seed, **predict_with_contributions(predictor, features, drop=body.drop)}
 
         return await state.work(work)
@@ -580,6 +580,15 @@ def _robustness(state: _State, name: str) -> dict[str, Any]:
         return drop_each(files, config.data.path, "test", state.config.device)
 
     return state.memo(("robustness", name, state.stamp(name)), build)
+
+
+def _matrix(modality: str, rows: list[list[float]]) -> np.ndarray:
+    """One modality's ``T x D`` rows as an array; rows of different lengths are a user's error."""
+    widths = sorted({len(r) for r in rows})
+    if len(widths) > 1:
+        raise UsageError(f"features[{modality!r}]: rows of different lengths {widths[:4]}; one sample is T rows "
+                         "of D numbers")
+    return np.asarray(rows, dtype=np.float32)
 
 
 def _renamed(err: DecalignError, message: str) -> DecalignError:
