@@ -378,3 +378,20 @@ def test_pages_forbid_scripts_and_framing(client: TestClient) -> None:
     assert "default-src 'none'" in headers["content-security-policy"]
     assert "frame-ancestors 'none'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_run_whose_data_moved_still_shows_its_results(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run's data unreadable (moved, deleted): the page shows the results and says the
+    sample and the robustness table are not available, naming the file."""
+    import decalign.evaluation
+    from decalign.data.types import DataError
+
+    def gone(*args: Any, **kwargs: Any) -> Any:
+        raise DataError("/data/gone.pkl: no such file")
+
+    app = create_app(ServeConfig(runs=root))
+    monkeypatch.setattr(app.state.decalign.cache, "raw_data", gone)
+    monkeypatch.setattr(decalign.evaluation, "drop_each", gone)
+    page = TestClient(app, base_url=LOCAL).get("/runs/syn")
+    assert page.status_code == 200 and "id='results'" in page.text and "id='curves'" in page.text
+    assert page.text.count("not available: /data/gone.pkl: no such file") == 2

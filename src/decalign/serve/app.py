@@ -727,9 +727,14 @@ def _run_page(state: _State, name: str, seed: int | None, sample: int) -> str:
     parts.append("<h2>Missing modalities at test time</h2>")
     try:
         parts.append(_robustness_table(_robustness(state, name)))
-    except DecalignError as err:
+    except (DecalignError, OSError) as err:
         parts.append(f"<p class='err'>not available: {P.esc(_one_line(str(err)))}</p>")
-    parts.append(_sample_section(state, name, seed, sample))
+    try:
+        parts.append(_sample_section(state, name, seed, sample))
+    except RunNotFound:
+        raise  # a seed or sample number that is not there: the request's error
+    except (DecalignError, OSError) as err:  # the run's data moved or unreadable: the rest still shows
+        parts.append(f"<h2>A test sample</h2><p class='err'>not available: {P.esc(_one_line(str(err)))}</p>")
     return P.layout(name, "".join(parts))
 
 
