@@ -29,6 +29,9 @@ EXTRAS: dict[str, str] = {
     "cv2": "extract",
     "opensmile": "extract",
     "librosa": "extract",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "python_multipart": "serve",
 }
 """Top-level module -> the extra of ``pyproject.toml`` that installs it."""
 

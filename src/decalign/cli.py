@@ -44,6 +44,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "export": "decalign.export",
     "probe": "decalign.probe",
     "datasets": "decalign.datasets",
+    "serve": "decalign.serve.command",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with

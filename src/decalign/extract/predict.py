@@ -21,7 +21,7 @@ from decalign.extract.errors import ExtractError
 from decalign.extract.media import MEDIA_LIMITS, MediaLimits
 from decalign.extract.provenance import ExtractorRecord
 
-__all__ = ["describe_prediction", "format_prediction", "predict_media", "recorded_model_dir"]
+__all__ = ["MediaModel", "describe_prediction", "format_prediction", "predict_media", "recorded_model_dir"]
 
 
 def recorded_model_dir(record: ExtractorRecord, what: str, flag: str, checkpoint: str) -> str:
@@ -88,74 +88,119 @@ def predict_media(
             as recorded (a model directory that moved or changed: pass it), or the clip fails
             (decode error, no audio, empty transcript, too long).
     """
-    from decalign.data.arrays import ReadLog
-    from decalign.data.mmsa import read_mmsa
-    from decalign.extract.inputs import Clip, check_times
-    from decalign.extract.pipeline import ExtractConfig, Extractors, build_dataset
-    from decalign.extract.provenance import Provenance, compare
-    from decalign.inference import Predictor
-    from decalign.train.checkpoint import load_checkpoint
+    from decalign.extract.inputs import check_times
 
     check_times(start, end, "--start/--end")
     if not Path(media).is_file():
         raise ExtractError(f"--media {os.fspath(media)!r}: not a file")
-    where = os.fspath(checkpoint)
-    ckpt = load_checkpoint(checkpoint)
-    record = ckpt.info.provenance
-    if not record:
-        raise ExtractError(
-            f"{where}: the checkpoint carries no extraction record (it was not trained on data "
-            "from decalign extract), so there is no way to make features it understands from media"
-        )
-    try:
-        prov = Provenance.from_dict(record)
-    except (ValueError, KeyError, TypeError, AttributeError) as err:
-        raise ExtractError(f"{where}: unreadable extraction record ({str(err)[:200]})") from None
-    text_rec, vision_rec = prov.extractors.get("text"), prov.extractors.get("vision")
-    if text_rec is not None and text_model is None:
-        text_model = recorded_model_dir(text_rec, "text model", "--text", where)
-    if vision_rec is not None and vision_rec.name == "hf-image" and vision_model is None:
-        vision_model = recorded_model_dir(vision_rec, "image model", "--vision-model", where)
-    if vision_rec is not None and vision_rec.name == "openface" and openface_dir is None:
-        raise ExtractError(f"{where}: the model's vision features are OpenFace CSVs; pass --openface-dir DIR with "
-                           f"{Path(media).stem}.csv for this clip")
-    config = replace(ExtractConfig.from_provenance(
-        prov, text_model=None if text_model is None else os.fspath(text_model),
-        vision_model=None if vision_model is None else os.fspath(vision_model),
-        openface_dir=None if openface_dir is None else os.fspath(openface_dir)), limits=limits)
-    extractors = Extractors(config)
-    rebuilt = extractors.provenance()
-    problems = compare(record, rebuilt.to_dict())
-    if problems:
-        raise ExtractError(
-            f"{where}: its extractors cannot be rebuilt as recorded: " + "; ".join(problems)
-        )
-    clip = Clip("media", Path(media).stem, None, Path(media), start, end, transcript, 0.0, "test")
-    arrays, outcome = extractors.extract(clip)
-    if outcome.failed:
-        raise ExtractError(f"{os.fspath(media)}: {outcome.status}" + (f" ({outcome.detail})" if outcome.detail else ""))
-    data, _ = build_dataset([clip], [arrays], config, prov)
-    cut = []
-    for m, length in ckpt.info.seq_lens.items():
-        sp = data["test"]
-        if m in sp and m != "text" and sp[m].shape[1] > length:
-            cut.append(f"{m} cut from {int(sp[f'{m}_lengths'][0])} to {length} steps (the model's length)")
-            sp[m] = np.ascontiguousarray(sp[m][:, :length])
-            sp[f"{m}_lengths"] = np.minimum(sp[f"{m}_lengths"], length)
-    dataset = read_mmsa(data, os.fspath(media), "custom", ReadLog())
-    predictor = Predictor(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
-    prediction = predictor.predict_split(dataset.splits["test"])
-    result: dict[str, Any] = {
-        "media": os.fspath(media),
-        "transcript": transcript,
-        "status": outcome.status,
-        "lengths": dict(outcome.lengths),
-        "extractors": {m: r.describe() for m, r in prov.extractors.items()},
-    }
-    if cut:
-        result["notes"] = cut
-    result.update(describe_prediction(predictor, dataset.splits["test"], prediction))
-    return result
+    model = MediaModel(checkpoint, device, text_model=text_model, vision_model=vision_model,
+                       openface_dir=openface_dir, limits=limits)
+    return model.predict(media, transcript, start=start, end=end)
+
+
+class MediaModel:
+    """A checkpoint with its extractors rebuilt from its extraction record, built once and applied
+    clip by clip (``predict --media`` builds one per call; ``decalign serve`` keeps them).
+
+    Extraction runs one clip at a time (:attr:`lock`): the extractors keep per-call state
+    (decoders, the text model's tokenizer) that is not meant to be shared between threads.
+    """
+
+    def __init__(self, checkpoint: str | os.PathLike[str], device: str = "auto", *,
+                 text_model: str | os.PathLike[str] | None = None,
+                 vision_model: str | os.PathLike[str] | None = None,
+                 openface_dir: str | os.PathLike[str] | None = None,
+                 limits: MediaLimits = MEDIA_LIMITS) -> None:
+        import threading
+
+        from decalign.extract.pipeline import ExtractConfig, Extractors
+        from decalign.extract.provenance import Provenance, compare
+        from decalign.inference import Predictor
+        from decalign.train.checkpoint import load_checkpoint
+
+        where = os.fspath(checkpoint)
+        ckpt = load_checkpoint(checkpoint)
+        record = ckpt.info.provenance
+        if not record:
+            raise ExtractError(
+                f"{where}: the checkpoint carries no extraction record (it was not trained on data "
+                "from decalign extract), so there is no way to make features it understands from media"
+            )
+        try:
+            prov = Provenance.from_dict(record)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ExtractError(f"{where}: unreadable extraction record ({str(err)[:200]})") from None
+        text_rec, vision_rec = prov.extractors.get("text"), prov.extractors.get("vision")
+        if text_rec is not None and text_model is None:
+            text_model = recorded_model_dir(text_rec, "text model", "--text", where)
+        if vision_rec is not None and vision_rec.name == "hf-image" and vision_model is None:
+            vision_model = recorded_model_dir(vision_rec, "image model", "--vision-model", where)
+        if vision_rec is not None and vision_rec.name == "openface" and openface_dir is None:
+            raise ExtractError(f"{where}: the model's vision features are OpenFace CSVs; pass --openface-dir DIR "
+                               "with <clip>.csv for each clip")
+        self.provenance = prov
+        self.config = replace(ExtractConfig.from_provenance(
+            prov, text_model=None if text_model is None else os.fspath(text_model),
+            vision_model=None if vision_model is None else os.fspath(vision_model),
+            openface_dir=None if openface_dir is None else os.fspath(openface_dir)), limits=limits)
+        self.extractors = Extractors(self.config)
+        problems = compare(record, self.extractors.provenance().to_dict())
+        if problems:
+            raise ExtractError(f"{where}: its extractors cannot be rebuilt as recorded: " + "; ".join(problems))
+        self.info = ckpt.info
+        self.predictor = Predictor(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
+        self.lock = threading.Lock()
+
+    def features(
+        self, media: str | os.PathLike[str], transcript: str, *, start: float | None = None, end: float | None = None
+    ) -> tuple[Any, Any, list[str], dict[str, float]]:
+        """The clip as a one-sample test split the predictor takes, its extraction outcome, notes
+        on what was cut to the model's lengths, and the seconds each stage took (``extract``,
+        ``assemble``)."""
+        import time
+
+        from decalign.data.arrays import ReadLog
+        from decalign.data.mmsa import read_mmsa
+        from decalign.extract.inputs import Clip
+        from decalign.extract.pipeline import build_dataset
+
+        began = time.perf_counter()
+        clip = Clip("media", Path(media).stem, None, Path(media), start, end, transcript, 0.0, "test")
+        with self.lock:
+            arrays, outcome = self.extractors.extract(clip)
+        extracted = time.perf_counter()
+        if outcome.failed:
+            raise ExtractError(f"{os.fspath(media)}: {outcome.status}"
+                               + (f" ({outcome.detail})" if outcome.detail else ""))
+        data, _ = build_dataset([clip], [arrays], self.config, self.provenance)
+        cut = []
+        for m, length in self.info.seq_lens.items():
+            sp = data["test"]
+            if m in sp and m != "text" and sp[m].shape[1] > length:
+                cut.append(f"{m} cut from {int(sp[f'{m}_lengths'][0])} to {length} steps (the model's length)")
+                sp[m] = np.ascontiguousarray(sp[m][:, :length])
+                sp[f"{m}_lengths"] = np.minimum(sp[f"{m}_lengths"], length)
+        dataset = read_mmsa(data, os.fspath(media), "custom", ReadLog())
+        timings = {"extract": extracted - began, "assemble": time.perf_counter() - extracted}
+        return dataset.splits["test"], outcome, cut, timings
+
+    def predict(
+        self, media: str | os.PathLike[str], transcript: str, *, start: float | None = None, end: float | None = None
+    ) -> dict[str, Any]:
+        """:func:`predict_media`'s answer for one clip, with the extractors and model of this object."""
+        split, outcome, cut, _ = self.features(media, transcript, start=start, end=end)
+        prediction = self.predictor.predict_split(split)
+        result: dict[str, Any] = {
+            "media": os.fspath(media),
+            "transcript": transcript,
+            "status": outcome.status,
+            "lengths": dict(outcome.lengths),
+            "extractors": {m: r.describe() for m, r in self.provenance.extractors.items()},
+        }
+        if cut:
+            result["notes"] = cut
+        result.update(describe_prediction(self.predictor, split, prediction))
+        return result
 
 
 def describe_prediction(predictor: Any, split: Any, prediction: Any) -> dict[str, Any]:
