@@ -43,6 +43,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "extract": "decalign.extract.command",
     "export": "decalign.export",
     "probe": "decalign.probe",
+    "report": "decalign.runs.command",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
