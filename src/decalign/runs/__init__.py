@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from decalign.runs.card import ProtocolCard, protocol_card
     from decalign.runs.compare import MetricDifference, paired_bootstrap
-    from decalign.runs.reader import Predictions, ReadLimits, RunRecord, SeedRecord, read_run
     from decalign.runs.overview import (
         REPORT_FILES,
         Report,
@@ -26,6 +25,7 @@ if TYPE_CHECKING:
         report,
         write_report,
     )
+    from decalign.runs.reader import Predictions, ReadLimits, RunRecord, SeedRecord, read_run
 
 _WHERE = {
     "ProtocolCard": "card", "protocol_card": "card",
