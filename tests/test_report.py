@@ -307,6 +307,10 @@ def test_malformed_runs_are_one_line_errors_naming_the_file(tmp_path: Path) -> N
     file.write_text("\n".join(lines) + "\n")
     with pytest.raises(RunDirError, match=r"row 4, column 'prediction'"):
         read_run(run)
+    run = make_run(tmp_path, "d", {1: noisy(1)})
+    (run / "results.json").write_text(json.dumps({"seeds": {"1": {"best_epoch": "late"}}}))
+    with pytest.raises(RunDirError, match=r"results\.json', seed 1: a malformed entry"):
+        read_run(run)
     run = make_run(tmp_path, "c", {1: noisy(1)})
     with pytest.raises(RunDirError, match="over the limit"):
         from decalign.runs import ReadLimits

@@ -243,6 +243,17 @@ def escape_cell(value: Any) -> Any:
     return text
 
 
+def _finite(data: Any) -> Any:
+    """``data`` with non-finite floats as ``null`` (strict JSON has no NaN)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def _csv_text(rows: list[list[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -287,7 +298,7 @@ def write_report(rep: Report, out: str | os.PathLike[str], *, overwrite: bool = 
     with RunLock(directory):
         _guard_targets(targets, [], overwrite)  # again under the lock: another writer may have been first
         texts = [rep.to_markdown(), _csv_text(rep.summary_rows()), _csv_text(rep.comparison_rows()),
-                 _csv_text(rep.card_rows()), json.dumps(rep.to_dict(), indent=2, allow_nan=True) + "\n"]
+                 _csv_text(rep.card_rows()), json.dumps(_finite(rep.to_dict()), indent=2, allow_nan=False) + "\n"]
         return [write_text(t, text) for t, text in zip(targets, texts)]
 
 

@@ -241,8 +241,12 @@ def read_run(path: str | os.PathLike[str], split: str = "test", *, name: str | N
     if not isinstance(kind, str) or task not in ("regression", "classification"):
         raise RunDirError(f"{str(layout.dataset_file)!r}: needs 'kind' and 'task' (regression or classification)")
     raw_range = dataset.get("label_range")
-    label_range = (float(raw_range[0]), float(raw_range[1])) if isinstance(raw_range, list) and len(raw_range) == 2 \
-        else None
+    label_range = None
+    if isinstance(raw_range, list) and len(raw_range) == 2:
+        try:
+            label_range = (float(raw_range[0]), float(raw_range[1]))
+        except (TypeError, ValueError):
+            raise RunDirError(f"{str(layout.dataset_file)!r}: 'label_range' must be two numbers") from None
     raw_names = dataset.get("class_names")
     class_names = tuple(str(n) for n in raw_names) if isinstance(raw_names, list) else None
     records = []
@@ -254,14 +258,18 @@ def read_run(path: str | os.PathLike[str], split: str = "test", *, name: str | N
         file = _prediction_file(layout, seed, split)
         predictions = _read_predictions(file, class_names, limits) if file.is_file() else None
         left = entry.get("modalities_left_out")
-        records.append(SeedRecord(
-            seed=seed,
-            best_epoch=int(entry.get("best_epoch", 0)),
-            epochs_run=int(entry.get("epochs_run", 0)),
-            metrics={s: dict(entry[s]) for s in ("valid", "test") if isinstance(entry.get(s), dict)},
-            modalities_left_out=tuple(str(m) for m in left) if isinstance(left, list) else None,
-            predictions=predictions,
-        ))
+        try:
+            records.append(SeedRecord(
+                seed=seed,
+                best_epoch=int(entry.get("best_epoch", 0)),
+                epochs_run=int(entry.get("epochs_run", 0)),
+                metrics={s: {str(k): float(v) for k, v in entry[s].items() if isinstance(v, (int, float))}
+                         for s in ("valid", "test") if isinstance(entry.get(s), dict)},
+                modalities_left_out=tuple(str(m) for m in left) if isinstance(left, list) else None,
+                predictions=predictions,
+            ))
+        except (TypeError, ValueError) as err:
+            raise RunDirError(f"{str(results_file)!r}, seed {seed}: a malformed entry ({err})") from None
     train = config.get("train") if isinstance(config.get("train"), dict) else {}
     rows: tuple[Mapping[str, Any], ...] = ()
     if history:
