@@ -64,24 +64,33 @@ class Report:
     # -- rendering --------------------------------------------------------------------------------
 
     def _summary_cells(self) -> list[list[str]]:
+        from decalign.reporting import format_mean_std
+
         rows = [[f"{self.split} (mean ± sample std)", "seeds", *self.metrics]]
         for s in self.summaries:
-            rows.append([s.run, str(s.n_seeds), *(f"{s.mean[k]:.4f} ± {s.std[k]:.4f}" for k in self.metrics)])
+            rows.append([s.run, str(s.n_seeds), *(format_mean_std(k, s.mean[k], s.std[k]) for k in self.metrics)])
         return rows
 
     def _comparison_cells(self) -> list[list[str]]:
+        from decalign.reporting import format_value
+
+        def signed(key: str, value: float) -> str:
+            return ("-" if value < 0 else "+") + format_value(key, abs(value)) if math.isfinite(value) else "nan"
+
         pct = f"{100 * self.level:g}%"
         rows = [["metric", "run", f"{self.baseline} (baseline)", "run mean", "difference", f"{pct} CI", "verdict"]]
         for c in self.comparisons:
-            rows.append([c.metric, c.other, f"{c.baseline_mean:.4f}", f"{c.other_mean:.4f}", f"{c.difference:+.4f}",
-                         f"[{c.low:+.4f}, {c.high:+.4f}]", c.verdict])
+            k = c.metric
+            rows.append([k, c.other, format_value(k, c.baseline_mean), format_value(k, c.other_mean),
+                         signed(k, c.difference), f"[{signed(k, c.low)}, {signed(k, c.high)}]", c.verdict])
         return rows
 
     def _comparison_note(self) -> str:
         paired = {c.paired_seeds for c in self.comparisons}
         seeds = "seeds paired (same seed lists)" if paired == {True} else (
             "seeds resampled per run" if paired == {False} else "seeds paired where the seed lists match")
-        return (f"difference = run - {self.baseline}; {100 * self.level:g}% percentile bootstrap interval, "
+        return (f"accuracies and F1 x 100; difference = run - {self.baseline}; {100 * self.level:g}% percentile "
+                "bootstrap interval, "
                 f"{self.n_boot} replicates over the {self.n_samples} {self.split} samples (paired) and the seeds "
                 f"({seeds}); bootstrap seed {self.bootstrap_seed}")
 
@@ -348,7 +357,10 @@ def plot_curves(runs: Sequence[str | os.PathLike[str]], path: str | os.PathLike[
         right.plot(epochs, values, marker="o", label=r.name)
     left.set(xlabel="epoch", ylabel=" / ".join(sorted(metrics)), title="validation selection metric (mean over seeds)")
     right.set(xlabel="epoch", ylabel="loss", title="training loss, whole objective (mean over seeds)")
+    from matplotlib.ticker import MaxNLocator
+
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     try:
