@@ -92,7 +92,7 @@ def aligned_outputs(run: RunRecord, order: Sequence[str] | None = None) -> tuple
     missing = [s.seed for s in run.seeds if s.predictions is None]
     if missing:
         raise DataError(f"run {run.name!r} ({str(run.path)!r}): seed(s) {missing} have no predictions on the "
-                        f"{run.split} split (seed_<s>/{run.split}_predictions.csv)")
+                        f"{run.split} split (seed_<s>/{run.split}_predictions.csv; training writes the test split's)")
     first = run.seeds[0].predictions
     assert first is not None
     ids = tuple(order) if order is not None else first.ids
