@@ -63,6 +63,17 @@ def test_text_left_out_or_absent_is_refused() -> None:
         build_baseline(ModelConfig(architecture="text"), {"audio": 5})
 
 
+def test_an_encoder_path_without_kind_bert_is_refused(tiny: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """``--preset text_finetune --set model.text_encoder.path=DIR`` alone would train on the frozen
+    features and ignore the encoder: refused in one line that says what to add."""
+    assert main(["train", "--data", str(tiny), "--preset", "text_finetune", "--epochs", "1", "--seeds", "3",
+                 "--out", str(tmp_path / "run"), *QUIET, f"model.text_encoder.path={MODEL}"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.text_encoder.kind=bert" in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "run" / "config.json").exists()
+
+
 def test_padding_mask_uses_the_true_lengths() -> None:
     model = build_baseline(ModelConfig(architecture="text", padding_mask=True), DIMS, 1).eval()
     x = torch.randn(2, 5, 12)

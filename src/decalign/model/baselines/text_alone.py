@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from decalign.config import ModelConfig
+from decalign.errors import ConfigError
 from decalign.model.baselines.common import TEXT, BaselineModel
 from decalign.model.decalign import DecAlignOutput
 from decalign.model.heads import PredictionHead
@@ -61,6 +62,14 @@ class TextAlone(BaselineModel):
         if TEXT not in self.active:
             raise ValueError(f"model.architecture='text' reads only the text, but model.modalities="
                              f"{list(self.active)} leaves it out")
+        if config.text_encoder.kind != "bert" and config.text_encoder.path:
+            # The preset trains on the text features until told otherwise: a path alone would be
+            # ignored silently, and the user would believe the encoder was fine-tuned.
+            raise ConfigError(
+                f"model.text_encoder.path={config.text_encoder.path!r} is set but model.text_encoder.kind is "
+                "'features', so the encoder would not be used: add model.text_encoder.kind=bert (and "
+                "train.bert_warmup_steps, train.bert_decay=linear for its schedule)"
+            )
         self.width = self.input_dims[TEXT]
         self.head = PredictionHead(self.width, num_outputs, config.output_dropout)
 
