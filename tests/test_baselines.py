@@ -46,6 +46,8 @@ def _n_params(module: torch.nn.Module) -> int:
 
 
 def _representation_width(arch: str, config: ModelConfig, n_mod: int) -> int:
+    if arch == "text":  # the text's own width: its features are pooled, not projected
+        return DIMS["text"]
     return n_mod * config.d_model if arch in ("mult", "late") else config.d_model
 
 

@@ -45,6 +45,7 @@ EXTRA_COMMANDS: dict[str, str] = {
     "probe": "decalign.probe",
     "datasets": "decalign.datasets",
     "serve": "decalign.serve.command",
+    "report": "decalign.runs.command",
 }
 """Commands implemented in their own modules: a new command is its module plus one entry here.
 The module exposes ``add_parser(subparsers)`` and ``run(args) -> int``, declares its flags with
@@ -155,6 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", metavar="OUT", help="output directory (or .npz file)")
     p.add_argument("--format", choices=["npz", "safetensors"], default="npz")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--add-misleading", nargs="?", const="vision", metavar="NAME",
+                   help="add a modality NAME (default vision) that tracks the labels on train and says nothing "
+                   "elsewhere, to test the modality check (regression data; docs/data.md)")
+    p.add_argument("--misleading-dim", type=int, default=16, metavar="D", help="its width (default 16)")
+    p.add_argument("--misleading-noise", type=float, default=0.5, help="its noise std (default 0.5)")
+    p.add_argument("--misleading-seed", type=int, default=0, help="its random seed (default 0)")
     add_file_kind_flag(p)
     add_verbosity_flags(p)
 
@@ -380,8 +387,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from decalign.data import convert
 
+    misleading = None
+    if args.add_misleading is not None:
+        from decalign.data.misleading import MisleadingModality
+        from decalign.errors import UsageError
+
+        try:
+            misleading = MisleadingModality(args.add_misleading, args.misleading_dim, args.misleading_noise,
+                                            args.misleading_seed)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
     out = convert(args.input, args.output, args.format, kind=None if args.dataset == "auto" else args.dataset,
-                  overwrite=args.overwrite)
+                  overwrite=args.overwrite, misleading=misleading)
     print(f"written: {out}")
     return 0
 

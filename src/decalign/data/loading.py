@@ -23,6 +23,7 @@ from decalign.config import DataConfig
 from decalign.data.arrays import ReadLog
 from decalign.data.checks import check_values
 from decalign.data.iemocap import apply_iemocap_protocol, is_dialogue_layout, read_iemocap_dialogue
+from decalign.data.misleading import MisleadingModality
 from decalign.data.mmsa import read_mmsa
 from decalign.data.native import load_native, save_native, sniff_format
 from decalign.data.preprocess import standardize
@@ -117,6 +118,7 @@ def convert(
     kind: str | None = None,
     config: DataConfig | None = None,
     overwrite: bool = False,
+    misleading: MisleadingModality | None = None,
 ) -> Path:
     """Read ``in_path`` (any supported layout) and write it in the native format.
 
@@ -125,7 +127,8 @@ def convert(
     ``kind`` forces the dataset kind (default: detected). ``config`` supplies the IEMOCAP split
     settings; standardisation is never applied (conversion keeps the features as they are).
     An existing ``out_path`` is refused unless ``overwrite``, and so is one that is (or holds)
-    ``in_path`` (:mod:`decalign.safety.outputs`). Returns the written path.
+    ``in_path`` (:mod:`decalign.safety.outputs`). ``misleading`` adds a modality that misleads
+    (:func:`decalign.data.misleading.add_misleading_modality`). Returns the written path.
     """
     from decalign.safety.outputs import guarded_output
 
@@ -136,6 +139,10 @@ def convert(
     cfg = dataclasses.replace(config, **overrides)
     with guarded_output(out_path, flag="OUT", inputs={"IN": in_path}, overwrite=overwrite) as out:
         ds = load_dataset(in_path, cfg)
+        if misleading is not None:
+            from decalign.data.misleading import add_misleading_modality
+
+            ds = add_misleading_modality(ds, misleading)
         return save_native(ds, out, fmt)
 
 

@@ -50,6 +50,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                      "per-modality self-attention encoders, pooled, concat head"),
         Architecture("early", "early fusion", "decalign.model.baselines.early_fusion:EarlyFusion",
                      "inputs concatenated per time step, one encoder, head"),
+        Architecture("text", "text alone", "decalign.model.baselines.text_alone:TextAlone",
+                     "the text encoder fine-tuned alone (model.text_encoder.kind=bert) or the text features: "
+                     "masked mean, linear head; other modalities ignored"),
     )
 }
 """Every architecture, in report order (DecAlign first)."""

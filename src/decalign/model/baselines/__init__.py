@@ -6,6 +6,8 @@
 ``tfn``    :class:`TensorFusion`: pooled subnetworks, outer product with an appended 1, MLP.
 ``late``   :class:`LateFusion`: per-modality self-attention encoders, pooled, concat head.
 ``early``  :class:`EarlyFusion`: inputs concatenated per time step, one encoder, head.
+``text``   :class:`TextAlone`: the text encoder fine-tuned alone (or the text features), masked
+           mean, linear head; the other modalities are ignored (preset ``text_finetune``).
 ========== ==================================================================================
 
 All share DecAlign's constructor ``(config, input_dims, num_outputs, seq_lens)``, its forward
@@ -26,9 +28,11 @@ from decalign.model.baselines.early_fusion import EarlyFusion
 from decalign.model.baselines.late_fusion import LateFusion
 from decalign.model.baselines.mult import MulT
 from decalign.model.baselines.tensor_fusion import TensorFusion
+from decalign.model.baselines.text_alone import TextAlone
 from decalign.model.factory import ARCHITECTURES, architecture_class
 
-__all__ = ["BASELINES", "BaselineModel", "EarlyFusion", "LateFusion", "MulT", "TensorFusion", "build_baseline"]
+__all__ = ["BASELINES", "BaselineModel", "EarlyFusion", "LateFusion", "MulT", "TensorFusion", "TextAlone",
+           "build_baseline"]
 
 BASELINES: dict[str, type[BaselineModel]] = {
     name: architecture_class(name) for name in ARCHITECTURES if name != "decalign"

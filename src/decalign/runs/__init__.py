@@ -1,0 +1,63 @@
+"""Finished runs as data: read run directories (:mod:`~decalign.runs.reader`), compare two runs
+on the same samples with a paired bootstrap over samples and seeds (:mod:`~decalign.runs.compare`),
+describe each run's protocol (:mod:`~decalign.runs.card`), and report several runs side by side
+as text, markdown, CSV and JSON, with their curves in one figure (:mod:`~decalign.runs.overview`).
+``decalign report`` (:mod:`decalign.runs.command`) is the command line over :func:`report`.
+
+The names below are imported on first use (PEP 562), so that importing the command's module for
+``decalign --help`` does not import numpy; matplotlib is imported by :func:`plot_curves` only.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decalign.runs.card import ProtocolCard, protocol_card
+    from decalign.runs.compare import MetricDifference, paired_bootstrap
+    from decalign.runs.overview import (
+        REPORT_FILES,
+        Report,
+        RunSummary,
+        escape_cell,
+        plot_curves,
+        report,
+        write_report,
+    )
+    from decalign.runs.reader import Predictions, ReadLimits, RunRecord, SeedRecord, read_run
+
+_WHERE = {
+    "ProtocolCard": "card", "protocol_card": "card",
+    "MetricDifference": "compare", "paired_bootstrap": "compare",
+    "Predictions": "reader", "ReadLimits": "reader", "RunRecord": "reader", "SeedRecord": "reader",
+    "read_run": "reader",
+    "REPORT_FILES": "overview", "Report": "overview", "RunSummary": "overview", "escape_cell": "overview",
+    "plot_curves": "overview", "report": "overview", "write_report": "overview",
+}
+
+__all__ = [
+    "REPORT_FILES",
+    "MetricDifference",
+    "Predictions",
+    "ProtocolCard",
+    "ReadLimits",
+    "Report",
+    "RunRecord",
+    "RunSummary",
+    "SeedRecord",
+    "escape_cell",
+    "paired_bootstrap",
+    "plot_curves",
+    "protocol_card",
+    "read_run",
+    "report",
+    "write_report",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'decalign.runs' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"decalign.runs.{module}"), name)

@@ -1,0 +1,141 @@
+"""The protocol card of a run: what a reader needs to judge whether two runs' numbers can be
+compared (same data? same selection? how many seeds and epochs? which settings changed?).
+
+Everything comes from the run's own files: the data fingerprint and split sizes from
+``dataset.json``, the selection metric, epochs and seeds from ``results.json`` and
+``config.json``, the modalities the validation check left out from each seed's result, and the
+overrides as the settings in which ``config.json`` differs from its preset
+(:func:`decalign.train.rundir.config_diff`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from decalign.runs.reader import RunRecord
+
+__all__ = ["ProtocolCard", "preset_overrides", "protocol_card"]
+
+
+@dataclass(frozen=True)
+class ProtocolCard:
+    """One run's protocol (see the module docstring)."""
+
+    run: str
+    path: str
+    dataset: str
+    fingerprint: str | None
+    """SHA-256 of the data as training computed it (``None``: a run from before fingerprints)."""
+    split_sizes: dict[str, int]
+    architecture: str
+    preset: str
+    overrides: tuple[str, ...] | None
+    """``key=value`` settings that differ from the preset (``None``: the preset is unknown here)."""
+    selection_metric: str
+    selection_split: str
+    epochs: int | None
+    """``train.num_epochs`` (the most epochs a seed may run)."""
+    seeds: tuple[int, ...]
+    best_epochs: dict[int, int]
+    epochs_run: dict[int, int]
+    modalities_left_out: dict[int, tuple[str, ...]] | None
+    """Per seed, what ``train.modality_check`` left out; ``None`` when the check was off."""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("best_epochs", "epochs_run"):
+            data[key] = {str(k): v for k, v in data[key].items()}
+        if self.modalities_left_out is not None:
+            data["modalities_left_out"] = {str(k): list(v) for k, v in self.modalities_left_out.items()}
+        data["seeds"] = list(self.seeds)
+        data["overrides"] = None if self.overrides is None else list(self.overrides)
+        return data
+
+    def fields(self) -> list[tuple[str, str]]:
+        """``(label, value)`` lines for tables."""
+        def per_seed(values: Mapping[int, Any]) -> str:
+            return ", ".join(f"{s}: {v}" for s, v in values.items())
+
+        left = "check off" if self.modalities_left_out is None else (
+            per_seed({s: ",".join(m) or "none" for s, m in self.modalities_left_out.items()}))
+        return [
+            ("path", self.path),
+            ("data", f"{self.dataset}, sha256 {self.fingerprint[:16] if self.fingerprint else 'unknown'}"),
+            ("split sizes", ", ".join(f"{k} {v}" for k, v in self.split_sizes.items())),
+            ("model", self.architecture),
+            ("preset", self.preset),
+            ("overrides", "unknown" if self.overrides is None else (" ".join(self.overrides) or "none")),
+            ("selection", f"{self.selection_metric} on {self.selection_split}"),
+            ("epochs (max)", str(self.epochs) if self.epochs is not None else "?"),
+            ("best epoch per seed", per_seed(self.best_epochs)),
+            ("seeds", " ".join(str(s) for s in self.seeds)),
+            ("modalities left out", left),
+        ]
+
+
+def preset_overrides(config: Mapping[str, Any], task: str) -> tuple[str, ...] | None:
+    """The settings of ``config`` (a ``config.json``) that differ from its preset, as
+    ``key=value`` (``--set`` form); ``None`` when the preset is not one this version knows.
+    The data's kind and path are set by training from the data, not overrides, and are left out."""
+    from decalign.config import config_to_dict
+    from decalign.presets import PRESETS, custom_preset, get_preset
+    from decalign.train.rundir import config_diff
+
+    name = config.get("preset")
+    if name == "custom":
+        base = custom_preset(task)
+    elif isinstance(name, str) and name in PRESETS:
+        base = get_preset(name)
+    else:
+        return None
+    plain = json.loads(json.dumps(config_to_dict(base)))
+    saved = json.loads(json.dumps(config))
+
+    def value(data: Mapping[str, Any], key: str) -> Any:
+        node: Any = data
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return node
+
+    keys = [k for k in config_diff(plain, saved) if k not in ("data.dataset", "data.path")]
+    return tuple(f"{k}={json.dumps(value(saved, k))}" for k in keys)
+
+
+def protocol_card(run: RunRecord) -> ProtocolCard:
+    """The card of ``run`` (see :class:`ProtocolCard`)."""
+    fingerprint = run.dataset.get("fingerprint")
+    sha = fingerprint.get("sha256") if isinstance(fingerprint, Mapping) else None
+    splits = run.dataset.get("splits")
+    sizes: dict[str, int] = {}
+    if isinstance(splits, Mapping):
+        for name, entry in splits.items():
+            if isinstance(entry, Mapping) and isinstance(entry.get("n"), int):
+                sizes[str(name)] = int(entry["n"])
+    model = run.config.get("model") if isinstance(run.config.get("model"), Mapping) else {}
+    train = run.config.get("train") if isinstance(run.config.get("train"), Mapping) else {}
+    epochs = train.get("num_epochs")
+    checked = bool(train.get("modality_check")) or any(s.modalities_left_out is not None for s in run.seeds)
+    try:
+        overrides = preset_overrides(run.config, run.task)
+    except (ValueError, TypeError):  # a config.json this version cannot rebuild its preset for
+        overrides = None
+    return ProtocolCard(
+        run=run.name,
+        path=str(run.path),
+        dataset=run.kind,
+        fingerprint=str(sha) if sha else None,
+        split_sizes=sizes,
+        architecture=str(model.get("architecture", "decalign")),
+        preset=run.preset,
+        overrides=overrides,
+        selection_metric=run.selection_metric,
+        selection_split="valid",
+        epochs=int(epochs) if isinstance(epochs, int) else None,
+        seeds=run.seed_values,
+        best_epochs={s.seed: s.best_epoch for s in run.seeds},
+        epochs_run={s.seed: s.epochs_run for s in run.seeds},
+        modalities_left_out={s.seed: s.modalities_left_out or () for s in run.seeds} if checked else None,
+    )

@@ -1,0 +1,55 @@
+"""``decalign report RUN [RUN ...]``: finished runs side by side on one split, the paired
+difference of every metric against the first run (or ``--baseline``) with a bootstrap confidence
+interval over the test samples and the seeds, and a protocol card per run; optionally written as
+markdown, CSV and JSON (``--out``) and the runs' curves in one figure (``--curves``).
+
+The command line only: the work is :func:`decalign.runs.report`, :func:`decalign.runs.write_report`
+and :func:`decalign.runs.plot_curves`, callable from Python with the same arguments. Standard
+library only at module level (``decalign --help`` stays fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub: Any) -> None:
+    from decalign.cli_common import add_split_flag, add_verbosity_flags
+
+    p = sub.add_parser("report", help="runs side by side with paired differences and confidence intervals",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `decalign train`")
+    add_split_flag(p)
+    p.add_argument("--baseline", metavar="NAME", help="the run every other is compared with: its directory name "
+                   "or path as given (default: the first)")
+    p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="bootstrap replicates (default 1000)")
+    p.add_argument("--bootstrap-seed", type=int, default=0, metavar="S", help="seed of the bootstrap draws")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--out", metavar="DIR", help="also write report.md, summary.csv, comparisons.csv, cards.csv "
+                   "and report.json into DIR")
+    p.add_argument("--curves", metavar="FILE.png", help="also draw the runs' validation selection metric and "
+                   "training loss per epoch (mean over seeds) in one figure (needs the plots extra)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing report files")
+    add_verbosity_flags(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from decalign.errors import UsageError
+    from decalign.runs import plot_curves, report, write_report
+
+    if args.bootstrap < 1:
+        raise UsageError(f"--bootstrap must be >= 1, got {args.bootstrap}")
+    if not 0.0 < args.level < 1.0:
+        raise UsageError(f"--level must be in (0, 1), got {args.level}")
+    rep = report(args.runs, split=args.split, baseline=args.baseline, n_boot=args.bootstrap,
+                 level=args.level, bootstrap_seed=args.bootstrap_seed)
+    print(rep.to_text())
+    if args.out:
+        written = write_report(rep, args.out, overwrite=args.overwrite)
+        print(f"report: {', '.join(str(p) for p in written)}")
+    if args.curves:
+        print(f"curves: {plot_curves(args.runs, args.curves, overwrite=args.overwrite)}")
+    return 0

@@ -1,0 +1,372 @@
+"""Several runs side by side: mean +- sample std of every metric over seeds, the paired
+difference of every metric against a baseline run with its bootstrap interval
+(:mod:`decalign.runs.compare`), and each run's protocol card (:mod:`decalign.runs.card`); as a
+console table, markdown, CSV and JSON, and the runs' training curves in one figure.
+
+From Python::
+
+    from decalign.runs import report, write_report
+    rep = report(["runs/a", "runs/b"], split="test", n_boot=1000)
+    print(rep.to_text())
+    write_report(rep, "reports/a_vs_b")
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from decalign.errors import DataError, UsageError
+from decalign.runs.card import ProtocolCard, protocol_card
+from decalign.runs.compare import MetricDifference, aligned_outputs, paired_bootstrap
+from decalign.runs.reader import ReadLimits, read_run
+
+__all__ = ["REPORT_FILES", "Report", "RunSummary", "escape_cell", "plot_curves", "report", "write_report"]
+
+REPORT_FILES: tuple[str, ...] = ("report.md", "summary.csv", "comparisons.csv", "cards.csv", "report.json")
+"""What :func:`write_report` writes into its directory."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """Mean and sample standard deviation (ddof=1; 0 for one seed) of each metric over seeds."""
+
+    run: str
+    n_seeds: int
+    mean: dict[str, float]
+    std: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Report:
+    split: str
+    baseline: str
+    level: float
+    n_boot: int
+    bootstrap_seed: int
+    n_samples: int
+    metrics: tuple[str, ...]
+    summaries: tuple[RunSummary, ...]
+    comparisons: tuple[MetricDifference, ...]
+    cards: tuple[ProtocolCard, ...]
+
+    # -- rendering --------------------------------------------------------------------------------
+
+    def _summary_cells(self) -> list[list[str]]:
+        from decalign.reporting import format_mean_std
+
+        rows = [[f"{self.split} (mean ± sample std)", "seeds", *self.metrics]]
+        for s in self.summaries:
+            rows.append([s.run, str(s.n_seeds), *(format_mean_std(k, s.mean[k], s.std[k]) for k in self.metrics)])
+        return rows
+
+    def _comparison_cells(self) -> list[list[str]]:
+        from decalign.reporting import format_value
+
+        def signed(key: str, value: float) -> str:
+            return ("-" if value < 0 else "+") + format_value(key, abs(value)) if math.isfinite(value) else "nan"
+
+        pct = f"{100 * self.level:g}%"
+        rows = [["metric", "run", f"{self.baseline} (baseline)", "run mean", "difference", f"{pct} CI", "verdict"]]
+        for c in self.comparisons:
+            k = c.metric
+            rows.append([k, c.other, format_value(k, c.baseline_mean), format_value(k, c.other_mean),
+                         signed(k, c.difference), f"[{signed(k, c.low)}, {signed(k, c.high)}]", c.verdict])
+        return rows
+
+    def _comparison_note(self) -> str:
+        paired = {c.paired_seeds for c in self.comparisons}
+        seeds = "seeds paired (same seed lists)" if paired == {True} else (
+            "seeds resampled per run" if paired == {False} else "seeds paired where the seed lists match")
+        return (f"accuracies and F1 x 100; difference = run - {self.baseline}; {100 * self.level:g}% percentile "
+                "bootstrap interval, "
+                f"{self.n_boot} replicates over the {self.n_samples} {self.split} samples (paired) and the seeds "
+                f"({seeds}); bootstrap seed {self.bootstrap_seed}")
+
+    def to_text(self) -> str:
+        """The console table: the runs side by side, the paired differences, the cards."""
+        parts = [_aligned(self._summary_cells())]
+        if self.comparisons:
+            parts += ["", _aligned(self._comparison_cells()), self._comparison_note()]
+        for card in self.cards:
+            parts += ["", f"protocol of {card.run}:"] + [f"  {k}: {v}" for k, v in card.fields()]
+        return "\n".join(parts)
+
+    def to_markdown(self) -> str:
+        parts = [f"# Runs on the {self.split} split", "", _markdown(self._summary_cells())]
+        if self.comparisons:
+            parts += ["", f"## Paired differences against {self.baseline}", "", _markdown(self._comparison_cells()),
+                      "", self._comparison_note() + "."]
+        parts += ["", "## Protocol cards"]
+        for card in self.cards:
+            parts += ["", f"### {card.run}", "", _markdown([["field", "value"], *card.fields()])]
+        return "\n".join(parts) + "\n"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "baseline": self.baseline,
+            "level": self.level,
+            "n_boot": self.n_boot,
+            "bootstrap_seed": self.bootstrap_seed,
+            "n_samples": self.n_samples,
+            "std_kind": "sample standard deviation (ddof=1); 0 for a single seed",
+            "metrics": list(self.metrics),
+            "runs": [{"run": s.run, "n_seeds": s.n_seeds, "mean": s.mean, "std": s.std} for s in self.summaries],
+            "comparisons": [{**c.__dict__, "verdict": c.verdict} for c in self.comparisons],
+            "cards": [c.to_dict() for c in self.cards],
+        }
+
+    def summary_rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = [["run", "split", "metric", "mean", "std", "n_seeds"]]
+        for s in self.summaries:
+            rows += [[s.run, self.split, k, s.mean[k], s.std[k], s.n_seeds] for k in self.metrics]
+        return rows
+
+    def comparison_rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = [["baseline", "run", "split", "metric", "baseline_mean", "run_mean", "difference",
+                                  "ci_low", "ci_high", "level", "n_samples", "n_boot", "paired_seeds", "verdict"]]
+        rows += [[c.baseline, c.other, self.split, c.metric, c.baseline_mean, c.other_mean, c.difference, c.low,
+                  c.high, c.level, c.n_samples, c.n_boot, c.paired_seeds, c.verdict] for c in self.comparisons]
+        return rows
+
+    def card_rows(self) -> list[list[Any]]:
+        rows: list[list[Any]] = [["run", "field", "value"]]
+        for card in self.cards:
+            rows += [[card.run, k, v] for k, v in card.fields()]
+        return rows
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _markdown(rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(c) for c in rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows[1:]]
+    return "\n".join(lines)
+
+
+def _names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
+    """Directory names, or the paths as given where two runs share a name."""
+    base = [Path(p).resolve().name or str(p) for p in paths]
+    return [str(p) if base.count(b) > 1 else b for p, b in zip(paths, base)]
+
+
+def report(
+    runs: Sequence[str | os.PathLike[str]],
+    *,
+    split: str = "test",
+    baseline: str | None = None,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    bootstrap_seed: int = 0,
+    limits: ReadLimits | None = None,
+) -> Report:
+    """Read ``runs`` (run directories of ``decalign train``) and compare them on ``split``.
+
+    Metrics are recomputed from each seed's predictions with the dataset's metric functions
+    (:func:`decalign.metrics.metrics_for`), so the table and the differences use the same numbers.
+    Every run after the baseline (``baseline``: a run's name, i.e. its directory name, or its path
+    as given; default the first run) is compared with it by :func:`~decalign.runs.compare.paired_bootstrap`.
+
+    Raises:
+        UsageError: no runs, an unknown ``baseline``, the same directory twice.
+        RunDirError: a directory that is not a finished run (the file is named).
+        DataError: runs on other data kinds or other samples, or a split without predictions.
+    """
+    if not runs:
+        raise UsageError("report: name at least one run directory")
+    resolved = [Path(p).resolve() for p in runs]
+    if len(set(resolved)) != len(resolved):
+        raise UsageError("report: a run directory is named twice")
+    names = _names(runs)
+    records = [read_run(p, split, name=n, limits=limits) for p, n in zip(runs, names)]
+    if baseline is None:
+        base_index = 0
+    else:
+        matches = [i for i, (p, n) in enumerate(zip(runs, names)) if baseline in (n, str(p))]
+        if not matches:
+            raise UsageError(f"--baseline {baseline!r} names none of the runs {names}")
+        base_index = matches[0]
+    first = records[base_index]
+    for r in records:
+        if (r.kind, r.task) != (first.kind, first.task):
+            raise DataError(f"run {r.name!r} is a {r.kind} {r.task} run, {first.name!r} a {first.kind} {first.task} "
+                            "run: only runs on the same data can be compared")
+    metric_fn = first.metric_fn()
+    summaries, keys = [], None
+    for r in records:
+        outputs, labels, _ = aligned_outputs(r)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a degenerate seed (constant outputs) has undefined metrics
+            per_seed = [metric_fn(o, labels) for o in outputs]
+        keys = keys or list(per_seed[0])
+        mean = {k: float(np.mean([m[k] for m in per_seed])) for k in keys}
+        std = {k: float(np.std([m[k] for m in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0 for k in keys}
+        summaries.append(RunSummary(r.name, len(per_seed), mean, std))
+    assert keys is not None
+    comparisons: list[MetricDifference] = []
+    for i, r in enumerate(records):
+        if i != base_index:
+            comparisons += paired_bootstrap(first, r, metric_fn, n_boot=n_boot, level=level, seed=bootstrap_seed)
+    return Report(
+        split=split, baseline=first.name, level=level, n_boot=n_boot, bootstrap_seed=bootstrap_seed,
+        n_samples=len(aligned_outputs(first)[2]), metrics=tuple(keys),
+        summaries=tuple(summaries), comparisons=tuple(comparisons), cards=tuple(protocol_card(r) for r in records),
+    )
+
+
+# -- files -----------------------------------------------------------------------------------------
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+def escape_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet cannot read as a formula: text starting with ``= + - @`` (or a
+    tab or carriage return) gets a leading ``'``; numbers, including negative ones, stay numbers."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return value if not (isinstance(value, float) and math.isnan(value)) else ""
+    text = str(value)
+    if text and text[0] in "=+-@\t\r" and not _NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with non-finite floats as ``null`` (strict JSON has no NaN)."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
+def _csv_text(rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    for row in rows:
+        writer.writerow([escape_cell(c) for c in row])
+    return buf.getvalue()
+
+
+def _run_roots(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    return [Path(p).resolve() for p in paths]
+
+
+def _guard_targets(targets: Sequence[Path], roots: Sequence[Path], overwrite: bool) -> None:
+    """Refuse to replace an existing file without ``overwrite``, and any existing file inside a
+    reported run (one of the report's inputs) even with it."""
+    for target in targets:
+        resolved = target.resolve()
+        if target.exists() and any(resolved.is_relative_to(root) for root in roots):
+            raise UsageError(f"{str(target)!r} is a file of a reported run (an input); choose another output")
+        if target.exists() and not overwrite:
+            raise UsageError(f"{str(target)!r} exists; pass --overwrite to replace it")
+
+
+def write_report(rep: Report, out: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
+    """Write :data:`REPORT_FILES` into ``out`` (created): markdown, CSV (cells escaped by
+    :func:`escape_cell`) and JSON, holding the directory's lock. An existing file is replaced only
+    with ``overwrite``; a file of a reported run is never written."""
+    from decalign.train.atomic import write_text
+    from decalign.train.runguard import RunLock
+
+    directory = Path(out)
+    targets = [directory / name for name in REPORT_FILES]
+    _guard_targets(targets, _run_roots([c.path for c in rep.cards]), overwrite)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from decalign.errors import FileAccessError
+
+        raise FileAccessError(
+            f"{str(directory)!r}: cannot create the report directory: {err.strerror or err}"
+        ) from None
+    with RunLock(directory):
+        _guard_targets(targets, [], overwrite)  # again under the lock: another writer may have been first
+        texts = [rep.to_markdown(), _csv_text(rep.summary_rows()), _csv_text(rep.comparison_rows()),
+                 _csv_text(rep.card_rows()), json.dumps(_finite(rep.to_dict()), indent=2, allow_nan=False) + "\n"]
+        return [write_text(t, text) for t, text in zip(targets, texts)]
+
+
+# -- curves ----------------------------------------------------------------------------------------
+
+def _epoch_means(history: Sequence[dict[str, Any]], split: str, column: str) -> tuple[list[int], list[float]]:
+    """Per epoch, the mean of ``column`` over the seeds that ran it (NaN cells ignored)."""
+    values: dict[int, list[float]] = {}
+    for row in history:
+        v = row.get(column, math.nan)
+        if row.get("split") == split and isinstance(v, float) and math.isfinite(v):
+            values.setdefault(int(row["epoch"]), []).append(v)
+    epochs = sorted(values)
+    return epochs, [float(np.mean(values[e])) for e in epochs]
+
+
+def plot_curves(runs: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str], *, overwrite: bool = False,
+                limits: ReadLimits | None = None) -> Path:
+    """One figure of several runs' training curves from their ``history.csv``: left, the
+    validation selection metric per epoch; right, the training loss (the whole objective) per
+    epoch; one line per run, the mean over its seeds. Needs the ``plots`` extra (matplotlib)."""
+    from decalign._optional import require
+
+    require("matplotlib", extra="plots", feature="report --curves")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from decalign.train.atomic import atomic_write
+
+    target = Path(path)
+    if target.suffix.lower() != ".png":
+        raise UsageError(f"--curves {str(target)!r}: the figure is written as PNG; name a .png file")
+    _guard_targets([target], _run_roots(runs), overwrite)
+    names = _names(runs)
+    records = [read_run(p, "test", name=n, history=True, limits=limits) for p, n in zip(runs, names)]
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    metrics = {r.selection_metric for r in records}
+    for r in records:
+        if not r.history:
+            raise DataError(f"run {r.name!r}: its history.csv has no rows")
+        epochs, values = _epoch_means(r.history, "valid", r.selection_metric)
+        label = r.name if len(metrics) == 1 else f"{r.name} ({r.selection_metric})"
+        left.plot(epochs, values, marker="o", label=label)
+        epochs, values = _epoch_means(r.history, "train", "loss")
+        right.plot(epochs, values, marker="o", label=r.name)
+    left.set(xlabel="epoch", ylabel=" / ".join(sorted(metrics)), title="validation selection metric (mean over seeds)")
+    right.set(xlabel="epoch", ylabel="loss", title="training loss, whole objective (mean over seeds)")
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from decalign.errors import FileAccessError
+
+        raise FileAccessError(f"{str(target.parent)!r}: cannot create the directory: {err.strerror or err}") from None
+    return atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
