@@ -23,7 +23,6 @@ from decalign.runs import (
     Predictions,
     RunRecord,
     SeedRecord,
-    escape_cell,
     paired_bootstrap,
     plot_curves,
     protocol_card,
@@ -254,12 +253,6 @@ def test_written_files_and_refusals(tmp_path: Path) -> None:
     write_report(rep, out, overwrite=True)
 
 
-def test_escape_cell() -> None:
-    assert escape_cell("=SUM(A1)") == "'=SUM(A1)" and escape_cell("+1+2") == "'+1+2" and escape_cell("@x") == "'@x"
-    assert escape_cell("-0.25") == "-0.25" and escape_cell(-0.25) == -0.25 and escape_cell("1e-3") == "1e-3"
-    assert escape_cell("-cmd") == "'-cmd" and escape_cell("plain") == "plain"
-
-
 def test_command_prints_and_writes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     a = make_run(tmp_path, "a", {1: noisy(1), 2: noisy(2)}, history=True)
     b = make_run(tmp_path, "b", {1: noisy(3, 0.8), 2: noisy(4, 0.8)}, history=True)
@@ -288,9 +281,12 @@ def test_curves(tmp_path: Path) -> None:
     (a / "plots").mkdir()
     figure_of_a_run = a / "plots" / "curves.png"
     figure_of_a_run.write_bytes(b"a run's own figure")
-    with pytest.raises(UsageError, match="an input"):
+    with pytest.raises(UsageError, match="--curves .* lies inside the input RUN #1"):
         plot_curves([a, b], figure_of_a_run, overwrite=True)
     assert figure_of_a_run.read_bytes() == b"a run's own figure"
+    with pytest.raises(UsageError, match="lies inside the input RUN #2"):  # a new file inside a run: also refused
+        plot_curves([a, b], b / "curves.png")
+    assert not (b / "curves.png").exists()
 
 
 def test_malformed_runs_are_one_line_errors_naming_the_file(tmp_path: Path) -> None:

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
         REPORT_FILES,
         Report,
         RunSummary,
-        escape_cell,
         plot_curves,
         report,
         write_report,
@@ -32,7 +31,7 @@ _WHERE = {
     "MetricDifference": "compare", "paired_bootstrap": "compare",
     "Predictions": "reader", "ReadLimits": "reader", "RunRecord": "reader", "SeedRecord": "reader",
     "read_run": "reader",
-    "REPORT_FILES": "overview", "Report": "overview", "RunSummary": "overview", "escape_cell": "overview",
+    "REPORT_FILES": "overview", "Report": "overview", "RunSummary": "overview",
     "plot_curves": "overview", "report": "overview", "write_report": "overview",
 }
 
@@ -46,7 +45,6 @@ __all__ = [
     "RunRecord",
     "RunSummary",
     "SeedRecord",
-    "escape_cell",
     "paired_bootstrap",
     "plot_curves",
     "protocol_card",

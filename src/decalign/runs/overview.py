@@ -18,7 +18,6 @@ import io
 import json
 import math
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from decalign.runs.card import ProtocolCard, protocol_card
 from decalign.runs.compare import MetricDifference, aligned_outputs, paired_bootstrap
 from decalign.runs.reader import ReadLimits, read_run
 
-__all__ = ["REPORT_FILES", "Report", "RunSummary", "escape_cell", "plot_curves", "report", "write_report"]
+__all__ = ["REPORT_FILES", "Report", "RunSummary", "plot_curves", "report", "write_report"]
 
 REPORT_FILES: tuple[str, ...] = ("report.md", "summary.csv", "comparisons.csv", "cards.csv", "report.json")
 """What :func:`write_report` writes into its directory."""
@@ -236,20 +235,13 @@ def report(
 
 # -- files -----------------------------------------------------------------------------------------
 
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+def _cell(value: Any) -> Any:
+    """A CSV cell: NaN as an empty cell, text escaped (:func:`decalign.safety.cells.escape_cell`)."""
+    from decalign.safety.cells import escape_cell
 
-
-def escape_cell(value: Any) -> Any:
-    """A CSV cell that a spreadsheet cannot read as a formula: text starting with ``= + - @`` (or a
-    tab or carriage return) gets a leading ``'``; numbers, including negative ones, stay numbers."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return value if not (isinstance(value, float) and math.isnan(value)) else ""
-    text = str(value)
-    if text and text[0] in "=+-@\t\r" and not _NUMBER.match(text):
-        return "'" + text
-    return text
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return escape_cell(value)
 
 
 def _finite(data: Any) -> Any:
@@ -267,7 +259,7 @@ def _csv_text(rows: list[list[Any]]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     for row in rows:
-        writer.writerow([escape_cell(c) for c in row])
+        writer.writerow([_cell(c) for c in row])
     return buf.getvalue()
 
 
@@ -275,21 +267,20 @@ def _run_roots(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
     return [Path(p).resolve() for p in paths]
 
 
-def _guard_targets(targets: Sequence[Path], roots: Sequence[Path], overwrite: bool) -> None:
-    """Refuse to replace an existing file without ``overwrite``, and any existing file inside a
-    reported run (one of the report's inputs) even with it."""
+def _guard_targets(targets: Sequence[Path], roots: Sequence[Path], overwrite: bool, flag: str = "--out") -> None:
+    """The output guard's rules (:mod:`decalign.safety.outputs`): never a file inside a reported
+    run (one of the report's inputs), and no existing file replaced without ``overwrite``."""
+    from decalign.safety.outputs import check_not_input, check_replaceable
+
     for target in targets:
-        resolved = target.resolve()
-        if target.exists() and any(resolved.is_relative_to(root) for root in roots):
-            raise UsageError(f"{str(target)!r} is a file of a reported run (an input); choose another output")
-        if target.exists() and not overwrite:
-            raise UsageError(f"{str(target)!r} exists; pass --overwrite to replace it")
+        check_not_input(target, {f"RUN #{i}": root for i, root in enumerate(roots, 1)}, flag)
+        check_replaceable(target, overwrite, flag)
 
 
 def write_report(rep: Report, out: str | os.PathLike[str], *, overwrite: bool = False) -> list[Path]:
     """Write :data:`REPORT_FILES` into ``out`` (created): markdown, CSV (cells escaped by
-    :func:`escape_cell`) and JSON, holding the directory's lock. An existing file is replaced only
-    with ``overwrite``; a file of a reported run is never written."""
+    :func:`decalign.safety.cells.escape_cell`) and JSON, holding the directory's lock. An existing
+    file is replaced only with ``overwrite``; a file of a reported run is never written."""
     from decalign.train.atomic import write_text
     from decalign.train.runguard import RunLock
 
@@ -340,7 +331,7 @@ def plot_curves(runs: Sequence[str | os.PathLike[str]], path: str | os.PathLike[
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise UsageError(f"--curves {str(target)!r}: the figure is written as PNG; name a .png file")
-    _guard_targets([target], _run_roots(runs), overwrite)
+    _guard_targets([target], _run_roots(runs), overwrite, "--curves")
     names = _names(runs)
     records = [read_run(p, "test", name=n, history=True, limits=limits) for p, n in zip(runs, names)]
     fig = Figure(figsize=(10, 4), layout="constrained")
