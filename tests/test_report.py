@@ -281,7 +281,7 @@ def test_curves(tmp_path: Path) -> None:
     (a / "plots").mkdir()
     figure_of_a_run = a / "plots" / "curves.png"
     figure_of_a_run.write_bytes(b"a run's own figure")
-    with pytest.raises(UsageError, match="--curves .* lies inside the input RUN #1"):
+    with pytest.raises(UsageError, match=r"--curves .* lies inside the input RUN #1"):
         plot_curves([a, b], figure_of_a_run, overwrite=True)
     assert figure_of_a_run.read_bytes() == b"a run's own figure"
     with pytest.raises(UsageError, match="lies inside the input RUN #2"):  # a new file inside a run: also refused
