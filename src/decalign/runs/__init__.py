@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from decalign.runs.card import ProtocolCard, protocol_card
     from decalign.runs.compare import MetricDifference, paired_bootstrap
+    from decalign.runs.distribution import Distribution, SeedSpread, parse_groups, seed_distribution
     from decalign.runs.overview import (
         REPORT_FILES,
         Report,
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "ProtocolCard": "card", "protocol_card": "card",
     "MetricDifference": "compare", "paired_bootstrap": "compare",
+    "Distribution": "distribution", "SeedSpread": "distribution", "parse_groups": "distribution",
+    "seed_distribution": "distribution",
     "Predictions": "reader", "ReadLimits": "reader", "RunRecord": "reader", "SeedRecord": "reader",
     "read_run": "reader",
     "REPORT_FILES": "overview", "Report": "overview", "RunSummary": "overview",
@@ -37,6 +40,7 @@ _WHERE = {
 
 __all__ = [
     "REPORT_FILES",
+    "Distribution",
     "MetricDifference",
     "Predictions",
     "ProtocolCard",
@@ -45,11 +49,14 @@ __all__ = [
     "RunRecord",
     "RunSummary",
     "SeedRecord",
+    "SeedSpread",
     "paired_bootstrap",
+    "parse_groups",
     "plot_curves",
     "protocol_card",
     "read_run",
     "report",
+    "seed_distribution",
     "write_report",
 ]
 

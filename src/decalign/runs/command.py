@@ -32,6 +32,12 @@ def add_parser(sub: Any) -> None:
                    "and report.json into DIR")
     p.add_argument("--curves", metavar="FILE.png", help="also draw the runs' validation selection metric and "
                    "training loss per epoch (mean over seeds) in one figure (needs the plots extra)")
+    p.add_argument("--distribution", action="store_true", help="instead of the comparison: each RUN "
+                   "([LABEL=]DIR[,DIR...], directories pooled) over its seeds: median, worst seed and best of "
+                   "--metrics on test and valid, and the modality check's decisions; with --out, writes "
+                   "distribution.md and distribution.csv")
+    p.add_argument("--metrics", default="acc2_non0,corr,mae", metavar="M,M", help="with --distribution: the "
+                   "metrics (default acc2_non0,corr,mae)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files")
     add_verbosity_flags(p)
 
@@ -44,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--bootstrap must be >= 1, got {args.bootstrap}")
     if not 0.0 < args.level < 1.0:
         raise UsageError(f"--level must be in (0, 1), got {args.level}")
+    if args.distribution:
+        return _distribution(args)
     rep = report(args.runs, split=args.split, baseline=args.baseline, n_boot=args.bootstrap,
                  level=args.level, bootstrap_seed=args.bootstrap_seed)
     print(rep.to_text())
@@ -52,4 +60,26 @@ def run(args: argparse.Namespace) -> int:
         print(f"report: {', '.join(str(p) for p in written)}")
     if args.curves:
         print(f"curves: {plot_curves(args.runs, args.curves, overwrite=args.overwrite)}")
+    return 0
+
+
+def _distribution(args: argparse.Namespace) -> int:
+    from decalign.runs import parse_groups, seed_distribution
+
+    dist = seed_distribution(parse_groups(args.runs), metrics=[m for m in args.metrics.split(",") if m])
+    text = dist.to_markdown()
+    print(text, end="")
+    if args.out:
+        from pathlib import Path
+
+        from decalign.runs.overview import _csv_text, _guard_targets
+        from decalign.train.atomic import write_text
+
+        out = Path(args.out)
+        targets = [out / "distribution.md", out / "distribution.csv"]
+        _guard_targets(targets, [Path(d).resolve() for ds in parse_groups(args.runs).values() for d in ds],
+                       args.overwrite)
+        out.mkdir(parents=True, exist_ok=True)
+        for target, body in zip(targets, [text, _csv_text(dist.rows())]):
+            print(f"written: {write_text(target, body)}")
     return 0

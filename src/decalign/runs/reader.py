@@ -68,6 +68,8 @@ class SeedRecord:
     """With ``train.modality_check``: the modalities the check left out (possibly none)."""
     predictions: Predictions | None
     """Predictions on the split read (``None`` when the seed has no file for it)."""
+    check_decisions: tuple[Mapping[str, Any], ...] = ()
+    """With ``train.modality_check``: its decisions (leave out, take back, restart) with evidence."""
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,8 @@ def read_run(path: str | os.PathLike[str], split: str = "test", *, name: str | N
                          for s in ("valid", "test") if isinstance(entry.get(s), dict)},
                 modalities_left_out=tuple(str(m) for m in left) if isinstance(left, list) else None,
                 predictions=predictions,
+                check_decisions=tuple(d for d in entry.get("modality_check", []) if isinstance(d, dict))
+                if isinstance(entry.get("modality_check"), list) else (),
             ))
         except (TypeError, ValueError) as err:
             raise RunDirError(f"{str(results_file)!r}, seed {seed}: a malformed entry ({err})") from None
