@@ -284,6 +284,8 @@ PRESET_DESCRIPTIONS: dict[str, str] = {
     "paper_mosi": "CMU-MOSI: the authors' earlier published configuration, kept for comparison",
     "mosi_tuned": "CMU-MOSI tuned on real data: lr 5e-4, 10 epochs, modality dropout and check, weight "
     "average (docs/results-real.md); not the authors'",
+    "text_finetune": "the text encoder fine-tuned alone (architecture text: masked mean + linear, no other "
+    "modality): the baseline a multimodal result must beat (docs/finetune.md)",
     "custom": "data that is none of the benchmarks: mosi's model and optimiser, settings for its task",
 }
 """One line per preset, for ``decalign presets`` (a test checks every preset has one)."""
