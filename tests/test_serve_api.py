@@ -190,6 +190,9 @@ def test_pages_show_tables_figures_and_samples(client: TestClient) -> None:
     assert "id='prediction'" in sample
     compare = client.get("/compare?a=syn&b=group/cls").text
     assert compare.count("id='results'") == 2 and "id='paired'" in compare and "id='side-by-side'" in compare
+    assert "No paired comparison" in compare  # regression and six emotions: not the same samples
+    twins = client.get("/compare?a=syn&b=escape").text  # a copy of syn reached through a link: refused
+    assert "Traceback" not in twins
     error = client.get("/runs/../outside")
     assert error.status_code in (400, 404) and "Traceback" not in error.text
 
@@ -395,3 +398,15 @@ def test_a_run_whose_data_moved_still_shows_its_results(root: Path, monkeypatch:
     page = TestClient(app, base_url=LOCAL).get("/runs/syn")
     assert page.status_code == 200 and "id='results'" in page.text and "id='curves'" in page.text
     assert page.text.count("not available: /data/gone.pkl: no such file") == 2
+
+
+def test_compare_shows_reports_paired_comparison(root: Path, tmp_path: Path) -> None:
+    """Two runs on the same samples: the compare page holds ``decalign report``'s paired table
+    (a copy of a run differs from it by exactly 0 on every metric)."""
+    runs = tmp_path / "runs"
+    shutil.copytree(root / "syn", runs / "a")
+    shutil.copytree(root / "syn", runs / "b")
+    local = TestClient(create_app(ServeConfig(runs=runs)), raise_server_exceptions=False, base_url=LOCAL)
+    page = local.get("/compare?a=a&b=b").text
+    assert "<table id='paired'>" in page and "95% CI" in page and "[+0.000, +0.000]" in page
+    assert "paired" in page and "bootstrap" in page
