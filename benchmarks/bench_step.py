@@ -241,7 +241,7 @@ class Bench:
 
 
 class ReferenceStep:
-    """The same step on ``tests/reference_decalign.py``: a plain re-implementation of the
+    """The same step on ``decalign.testing.reference``: a plain re-implementation of the
     authors' released forward pass (their module layout, sequence-first tensors, Python loops over
     modalities and pairs, ``nn.MultiheadAttention``, the kernel-domain Sinkhorn), checked against
     our model to 1e-5 by ``tests/test_model_reference.py``. It stands in for the authors' step:
@@ -253,8 +253,7 @@ class ReferenceStep:
     def __init__(self, bench: Bench) -> None:
         import torch
 
-        sys.path.insert(0, str(HERE.parent / "tests"))
-        from reference_decalign import ReferenceDecAlign
+        from decalign.testing.reference import ReferenceDecAlign
 
         self.bench = bench
         torch.manual_seed(0)
@@ -882,7 +881,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="bf16 autocast around forward and loss, as train.amp (needs --device cuda)")
     parser.add_argument("--reference", action="store_true",
                         help="also time the reference re-implementation of the released model "
-                             "(tests/reference_decalign.py), interleaved step by step")
+                             "(decalign.testing.reference), interleaved step by step")
     parser.add_argument("--output", type=Path, default=HERE / "results" / "step.json")
     parser.add_argument("--merge", action="store_true",
                         help="add to the results already in --output (replacing the same preset and settings)")

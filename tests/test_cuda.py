@@ -23,7 +23,7 @@ import torch
 
 from decalign.model import LOSS_KEYS, DecAlign
 from decalign.presets import get_preset
-from reference_decalign import PRESET_SHAPES, random_inputs, randomize_, without_dropout
+from decalign.testing.reference import PRESET_SHAPES, random_inputs, randomize_, without_dropout
 from test_model_reference import LENGTHS, assert_same_forward_and_backward, build_pair
 
 pytestmark = pytest.mark.skipif(

@@ -19,10 +19,10 @@ from decalign.data.synthetic import make_synthetic
 from decalign.data.types import MultimodalDataset
 from decalign.model import DecAlign
 from decalign.presets import get_preset
+from decalign.testing.reference import with_layers
 from decalign.train.batches import SplitTensors
 from decalign.train.distributed import Context
 from decalign.train.engine import make_optimizer, optimizer_step, train_epoch
-from reference_decalign import with_layers
 
 transformers = pytest.importorskip("transformers")
 from decalign.model.text_encoder import BertTextEncoder  # noqa: E402  (needs transformers)

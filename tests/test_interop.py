@@ -17,7 +17,7 @@ from decalign.interop import (
 )
 from decalign.model import DecAlign
 from decalign.presets import get_preset
-from reference_decalign import PRESET_SHAPES, ReferenceDecAlign, randomize_, with_layers
+from decalign.testing.reference import PRESET_SHAPES, ReferenceDecAlign, randomize_, with_layers
 
 torch.set_num_threads(1)
 

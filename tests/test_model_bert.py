@@ -17,7 +17,7 @@ from decalign.interop import (
 )
 from decalign.model import DecAlign
 from decalign.presets import get_preset
-from reference_decalign import with_layers
+from decalign.testing.reference import with_layers
 
 transformers = pytest.importorskip("transformers")
 torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Our DecAlign against the plain reference implementation of the released model.
 
-The reference (``reference_decalign.py``) has the authors' module names, so its ``state_dict()``
+The reference (``decalign.testing.reference``) has the authors' module names, so its ``state_dict()``
 is an official checkpoint: we import it with :func:`load_official_state_dict` and require the
 same prediction, the same three losses and the same gradients (w.r.t. the inputs and every
 weight, mapped back to the official keys) in float64. Aligned inputs exercise our batched path
@@ -20,7 +20,7 @@ from decalign.model import LOSS_KEYS, DecAlign
 from decalign.ops.gmm import fit_diag_gmm
 from decalign.ops.sinkhorn import entropic_ot
 from decalign.presets import get_preset
-from reference_decalign import (
+from decalign.testing.reference import (
     PRESET_SHAPES,
     ReferenceDecAlign,
     random_inputs,

@@ -12,7 +12,7 @@ import torch
 from decalign.config import ModelConfig
 from decalign.model import LOSS_KEYS, TERM_KEYS, DecAlign
 from decalign.presets import get_preset
-from reference_decalign import random_inputs, randomize_, with_layers
+from decalign.testing.reference import random_inputs, randomize_, with_layers
 
 torch.set_num_threads(1)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from decalign.ops.sinkhorn import entropic_ot, released_entropic_ot
-from reference_decalign import reference_sinkhorn_loss
+from decalign.testing.reference import reference_sinkhorn_loss
 
 
 def _problem(scale: float, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor]]:

@@ -35,7 +35,7 @@ from decalign.model.kernels import (
     set_fast_kernels,
 )
 from decalign.presets import get_preset
-from reference_decalign import (
+from decalign.testing.reference import (
     PRESET_SHAPES,
     random_inputs,
     randomize_,
