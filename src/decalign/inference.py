@@ -20,11 +20,14 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from decalign.data.types import DataError
+
+if TYPE_CHECKING:
+    from decalign.train.checkpoint import LoadedCheckpoint
 
 __all__ = ["Prediction", "Predictor"]
 
@@ -111,7 +114,12 @@ class Predictor:
         """The predictor of a ``model.safetensors`` written by training."""
         from decalign.train.checkpoint import load_checkpoint
 
-        ckpt = load_checkpoint(path)
+        return cls.from_loaded(load_checkpoint(path), device)
+
+    @classmethod
+    def from_loaded(cls, ckpt: LoadedCheckpoint, device: str = "cpu") -> Predictor:
+        """The predictor of a checkpoint already loaded: the one way from a checkpoint to a
+        predictor (``load_checkpoint(path).predictor()``, ``predict --media`` and ``serve`` too)."""
         return cls(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
 
     @property

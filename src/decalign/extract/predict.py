@@ -148,7 +148,7 @@ class MediaModel:
         if problems:
             raise ExtractError(f"{where}: its extractors cannot be rebuilt as recorded: " + "; ".join(problems))
         self.info = ckpt.info
-        self.predictor = Predictor(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
+        self.predictor = Predictor.from_loaded(ckpt, device)
         self.lock = threading.Lock()
 
     def features(

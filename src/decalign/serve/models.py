@@ -79,7 +79,7 @@ class ModelCache:
 
         def build() -> Any:
             ckpt = self.checkpoint(path)
-            return Predictor(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, self.device)
+            return Predictor.from_loaded(ckpt, self.device)
 
         return self._get("predictor", path, build)
 

@@ -64,7 +64,7 @@ class LoadedCheckpoint:
         the layering test allows, ``tests/test_layering.py``)."""
         from decalign.inference import Predictor
 
-        return Predictor(self.model, self.config, self.info, self.preprocess, device)
+        return Predictor.from_loaded(self, device)
 
 
 def save_checkpoint(
