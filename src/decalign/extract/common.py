@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -67,6 +67,22 @@ def load_checked(load: Callable[[], T], model_dir: str | os.PathLike[str], what:
     except (OSError, ValueError, KeyError, TypeError, ImportError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ExtractError(f"{what} {os.fspath(model_dir)!r} cannot be loaded: {first[:300]}") from None
+
+
+def load_local_model(preprocessor: Any, model_dir: str | os.PathLike[str], what: str) -> tuple[Any, Any]:
+    """A local Hugging Face folder's ``preprocessor`` (a tokenizer or image processor class) and
+    model, in evaluation mode: local files only, safetensors weights only, no remote code (a
+    model folder is data and must not run code or reach a hub); failures as one line
+    (:func:`load_checked`)."""
+    from decalign.extract.errors import require
+
+    transformers = require("transformers")
+    where = os.fspath(model_dir)
+    pre = load_checked(lambda: preprocessor.from_pretrained(where, local_files_only=True, trust_remote_code=False),
+                       model_dir, what)
+    model = load_checked(lambda: transformers.AutoModel.from_pretrained(
+        where, local_files_only=True, use_safetensors=True, trust_remote_code=False), model_dir, what)
+    return pre, model.eval()
 
 
 def resample_steps(values: np.ndarray, times: np.ndarray, rate: float, duration: float) -> np.ndarray:

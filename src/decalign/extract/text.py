@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from decalign.extract.common import directory_fingerprint, load_checked, package_version
+from decalign.extract.common import directory_fingerprint, load_local_model, package_version
 from decalign.extract.errors import ExtractError, require
 from decalign.extract.provenance import ExtractorRecord
 
@@ -42,12 +42,7 @@ class HFTextExtractor:
         transformers = require("transformers")
         torch = require("torch")
         transformers.utils.logging.disable_progress_bar()  # no "Loading weights" bar per worker and run
-        where = str(model_dir)
-        self.tokenizer = load_checked(lambda: transformers.AutoTokenizer.from_pretrained(
-            where, local_files_only=True, trust_remote_code=False), model_dir, "text model")
-        self.model = load_checked(lambda: transformers.AutoModel.from_pretrained(
-            where, local_files_only=True, use_safetensors=True, trust_remote_code=False), model_dir,
-            "text model").eval()
+        self.tokenizer, self.model = load_local_model(transformers.AutoTokenizer, model_dir, "text model")
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_length > limit:
             raise ExtractError(f"text max_length (--text-max-len) {max_length} is beyond the {limit} positions of the "

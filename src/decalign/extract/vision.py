@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from decalign.extract.common import directory_fingerprint, load_checked, package_version
+from decalign.extract.common import directory_fingerprint, load_local_model, package_version
 from decalign.extract.errors import ExtractError, require
 from decalign.extract.provenance import ExtractorRecord
 
@@ -167,12 +167,7 @@ class HFImageExtractor:
         self.fingerprint = directory_fingerprint(model_dir, "image model")
         self.detector = FaceDetector()
         self.batch_size = batch_size
-        where = str(model_dir)
-        self.processor = load_checked(lambda: transformers.AutoImageProcessor.from_pretrained(
-            where, local_files_only=True, trust_remote_code=False), model_dir, "image model")
-        self.model = load_checked(lambda: transformers.AutoModel.from_pretrained(
-            where, local_files_only=True, use_safetensors=True, trust_remote_code=False), model_dir,
-            "image model").eval()
+        self.processor, self.model = load_local_model(transformers.AutoImageProcessor, model_dir, "image model")
         size = getattr(self.processor, "size", None)
         side = None
         for key in ("height", "shortest_edge"):
