@@ -447,3 +447,30 @@ def test_a_provisional_decision_gives_a_model_that_keeps_learning_time() -> None
         assert not state.restart, (epoch, state.decisions)
     (decision,) = state.decisions
     assert decision["provisional"] and decision["confirmed_epoch"] - decision["epoch"] > PROVISIONAL_VALIDATIONS
+
+
+@pytest.mark.slow
+def test_a_resumed_run_continues_the_checks_state_exactly(tmp_path: Path) -> None:
+    """Killed after epoch 5 (one validation into a streak) and resumed, a run with the check makes
+    the same decisions and ends with the same metrics as one run straight through: the streak is
+    in state.pt, the resamples are drawn from (seed, epoch)."""
+    data = _data(misleading=True)
+    overrides = [*TINY, "train.num_epochs=6", "train.modality_dropout=0.5", "train.modality_check=true"]
+    config = resolve_config(data, overrides=overrides)
+    straight = train(config, data, tmp_path / "straight", quiet=True, tensorboard=False)
+
+    def stop_after_five(epoch: int, _valid: dict[str, float]) -> None:
+        if epoch == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(config, _data(misleading=True), tmp_path / "resumed", quiet=True, tensorboard=False,
+              epoch_callback=stop_after_five)
+    resumed = train(config, _data(misleading=True), tmp_path / "resumed", resume=True, quiet=True,
+                    tensorboard=False)
+    assert resumed.mean["mae"] == pytest.approx(straight.mean["mae"], rel=1e-6)
+    a = json.loads((tmp_path / "straight" / "seed_1" / "result.json").read_text())
+    b = json.loads((tmp_path / "resumed" / "seed_1" / "result.json").read_text())
+    assert a["modality_check"] == b["modality_check"] and a["modalities_left_out"] == b["modalities_left_out"]
+    # the decision came at epoch 6, the second validation of a streak begun before the stop
+    assert [(d["modality"], d["epoch"]) for d in b["modality_check"]] == [("vision", 6)]
