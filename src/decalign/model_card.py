@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from decalign.config import RunConfig, config_to_dict
+from decalign.config import RunConfig
 
 __all__ = ["MODEL_CARD", "model_card", "write_model_card"]
 
@@ -27,19 +27,9 @@ def _changed_settings(config: RunConfig, task: str) -> dict[str, Any]:
     """The settings that differ from the run's preset (data location and kind left out: the
     data section names them)."""
     from decalign.presets import PRESETS, custom_preset
-    from decalign.train.rundir import config_diff
+    from decalign.train.rundir import changed_settings
 
-    base = PRESETS[config.preset]() if config.preset in PRESETS else custom_preset(task)
-    values = config_to_dict(config)
-    out: dict[str, Any] = {}
-    for key in config_diff(base, config):
-        if key in ("data.path", "data.dataset"):
-            continue
-        value: Any = values
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, Mapping) else None
-        out[key] = value
-    return out
+    return changed_settings(PRESETS[config.preset]() if config.preset in PRESETS else custom_preset(task), config)
 
 
 def _metric_rows(payload: Mapping[str, Any], keys: list[str]) -> list[tuple[str, str, str]]:

@@ -82,7 +82,7 @@ def preset_overrides(config: Mapping[str, Any], task: str) -> tuple[str, ...] | 
     The data's kind and path are set by training from the data, not overrides, and are left out."""
     from decalign.config import config_to_dict
     from decalign.presets import PRESETS, custom_preset, get_preset
-    from decalign.train.rundir import config_diff
+    from decalign.train.rundir import changed_settings
 
     name = config.get("preset")
     if name == "custom":
@@ -93,15 +93,7 @@ def preset_overrides(config: Mapping[str, Any], task: str) -> tuple[str, ...] | 
         return None
     plain = json.loads(json.dumps(config_to_dict(base)))
     saved = json.loads(json.dumps(config))
-
-    def value(data: Mapping[str, Any], key: str) -> Any:
-        node: Any = data
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-        return node
-
-    keys = [k for k in config_diff(plain, saved) if k not in ("data.dataset", "data.path")]
-    return tuple(f"{k}={json.dumps(value(saved, k))}" for k in keys)
+    return tuple(f"{k}={json.dumps(v)}" for k, v in changed_settings(plain, saved).items())
 
 
 def protocol_card(run: RunRecord) -> ProtocolCard:

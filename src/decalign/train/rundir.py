@@ -56,6 +56,24 @@ def config_diff(a: Any, b: Any) -> list[str]:
     return walk(plain(a), plain(b), "")
 
 
+def changed_settings(base: Any, config: Any, skip: tuple[str, ...] = ("data.dataset", "data.path")) -> dict[str, Any]:
+    """The settings of ``config`` that differ from ``base`` (each a ``RunConfig`` or plain dict)
+    as dotted key -> ``config``'s value, without the ``skip`` keys (by default the data's kind
+    and path, which training sets from the data, not as overrides)."""
+    from decalign.config import config_to_dict
+
+    values = config if isinstance(config, Mapping) else config_to_dict(config)
+    out: dict[str, Any] = {}
+    for key in config_diff(base, config):
+        if key in skip:
+            continue
+        node: Any = values
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        out[key] = node
+    return out
+
+
 @dataclass(frozen=True)
 class SeedFiles:
     """The files of one seed, ``seed_<s>/``."""
