@@ -73,3 +73,12 @@ def test_the_command_prints_and_writes_it(tmp_path: Path, capsys: pytest.Capture
     assert "| mine | test | 2 | 75.00 / 70.00 (2) / 80.00 |" in capsys.readouterr().out
     assert (out / "distribution.csv").read_text().splitlines()[1].startswith("mine,test,acc2_non0,2,")
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err  # nothing replaced silently
+
+
+def test_hostile_flags_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = _run(tmp_path, "a", {1: (0.80, 0.9)})
+    assert main(["report", "--distribution", str(a), "--metrics", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--metrics nosuch" in err and "acc2_non0" in err
+    assert main(["report", str(a), "--bootstrap", "1000000000000"]) == 2  # unbounded work refused
+    assert "--bootstrap must be in [1, 100000]" in capsys.readouterr().err

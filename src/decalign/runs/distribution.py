@@ -22,7 +22,11 @@ from typing import Any
 
 from decalign.errors import RunDirError, UsageError
 
-__all__ = ["Distribution", "SeedSpread", "parse_groups", "seed_distribution"]
+__all__ = ["DEFAULT_METRICS", "Distribution", "SeedSpread", "parse_groups", "seed_distribution"]
+
+DEFAULT_METRICS = ("acc2_non0", "corr", "mae")
+"""The sentiment benchmarks' headline metrics: binary accuracy without neutral labels, Pearson's r
+and the mean absolute error."""
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,11 @@ def parse_groups(specs: Sequence[str]) -> dict[str, list[Path]]:
 
 
 def seed_distribution(groups: Mapping[str, Sequence[str | os.PathLike[str]]],
-                      metrics: Sequence[str] = ("acc2_non0", "corr", "mae"),
+                      metrics: Sequence[str] | None = None,
                       splits: Sequence[str] = ("test", "valid")) -> Distribution:
-    """The spread over seeds of ``metrics`` on ``splits`` for each label's pooled run directories.
+    """The spread over seeds of ``metrics`` on ``splits`` for each label's pooled run directories
+    (default :data:`DEFAULT_METRICS`, those the runs have; a metric named here that no run has
+    is an error).
 
     Raises:
         RunDirError: a directory that is not a finished run, or the same seed in two directories
@@ -106,6 +112,9 @@ def seed_distribution(groups: Mapping[str, Sequence[str | os.PathLike[str]]],
 
     spreads: list[SeedSpread] = []
     checks: dict[str, dict[str, Any]] = {}
+    known: set[str] = set()
+    asked = metrics is not None
+    metrics = DEFAULT_METRICS if metrics is None else tuple(metrics)
     for label, dirs in groups.items():
         seeds: dict[int, Any] = {}
         decisions: dict[int, list[Mapping[str, Any]]] = {}
@@ -116,6 +125,7 @@ def seed_distribution(groups: Mapping[str, Sequence[str | os.PathLike[str]]],
                     raise RunDirError(f"{label!r}: seed {s.seed} is in two of its directories ({os.fspath(d)!r})")
                 seeds[s.seed] = s
                 decisions[s.seed] = list(s.check_decisions)
+        known.update(k for s in seeds.values() for split in splits for k in s.metrics.get(split, {}))
         for split in splits:
             for metric in metrics:
                 values = {seed: s.metrics.get(split, {}).get(metric) for seed, s in seeds.items()}
@@ -135,4 +145,9 @@ def seed_distribution(groups: Mapping[str, Sequence[str | os.PathLike[str]]],
             actions = [d.get("action") for ds in decisions.values() for d in ds]
             checks[label] = {"seeds": len(seeds), "left_out": left, "take_back": actions.count("take_back"),
                              "restart": actions.count("restart")}
+    # a metric some runs lack (no Acc-2 on 1-5 ratings) is a blank cell; one no run has, an error
+    unknown = [m for m in metrics if m not in known] if asked else []
+    if unknown:
+        raise UsageError(f"--metrics {','.join(unknown)}: a metric of none of the runs' seeds; choose from "
+                         f"{sorted(known)}")
     return Distribution(tuple(spreads), checks)
