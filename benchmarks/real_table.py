@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from decalign.reporting import aggregate, format_table
+from decalign.metrics.display import aggregate, format_table
 
 __all__ = ["main", "run_row", "seed_files"]
 

@@ -112,7 +112,7 @@ def write_folds(data: dict[str, Any], stem: Path, k: int) -> list[Path]:
 
 
 def _cell(key: str, values: list[float]) -> str:
-    from decalign.reporting import format_mean_std
+    from decalign.metrics.display import format_mean_std
 
     return format_mean_std(key, statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None)
 
@@ -121,7 +121,7 @@ def table(rows: dict[str, list[dict[str, float]]], baseline: str | None, keys: t
     """Markdown: per row the mean ± std over folds; with ``baseline``, the paired difference
     to it (mean ± std over folds) and the folds where the row is better than it. Accuracies and
     F1 in points (x 100), the rest with three decimals, as ``decalign`` prints them."""
-    from decalign.reporting import higher_is_better
+    from decalign.metrics.display import higher_is_better
 
     lines = ["| mean over folds ± std | " + " | ".join(keys) + " |", "|---|" + "---:|" * len(keys)]
     for label, folds in rows.items():

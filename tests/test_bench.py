@@ -27,8 +27,8 @@ from decalign.ablations import (
 from decalign.bench import MODEL_LABELS, MODELS, BenchRun, parse_models, plan_runs, write_report
 from decalign.cli import main
 from decalign.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from decalign.metrics.display import PAPER_RESULTS
 from decalign.presets import get_preset
-from decalign.reporting import PAPER_RESULTS
 
 TINY_SYNTHETIC = [
     "model.d_model=16",

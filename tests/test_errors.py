@@ -11,7 +11,7 @@ from decalign import cli
 from decalign.config import ConfigError
 from decalign.data import DataError, UnsafePickleError
 from decalign.errors import DecalignError, FileAccessError, file_error
-from decalign.interop import OfficialStateDictError
+from decalign.model.interop import OfficialStateDictError
 from decalign.train.checkpoint import CheckpointError
 
 

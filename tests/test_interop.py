@@ -7,7 +7,8 @@ import pickle
 import pytest
 import torch
 
-from decalign.interop import (
+from decalign.model import DecAlign
+from decalign.model.interop import (
     OfficialStateDictError,
     export_official_state_dict,
     from_official,
@@ -15,7 +16,6 @@ from decalign.interop import (
     load_official_state_dict,
     to_official,
 )
-from decalign.model import DecAlign
 from decalign.presets import get_preset
 from decalign.testing.reference import PRESET_SHAPES, ReferenceDecAlign, randomize_, with_layers
 

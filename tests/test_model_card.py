@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 import decalign
-from decalign.model_card import MODEL_CARD
-from decalign.reporting import PAPER_NAMES, format_value
+from decalign.metrics.display import PAPER_NAMES, format_value
+from decalign.train.model_card import MODEL_CARD
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Which parameters each loss trains (docs/method.md §3-§7).
 
 Gradients are mapped to the official per-modality keys (``proj_l``, ``encoder_uni_a``,
-``trans_v...``, ``pde_l...``) with :func:`decalign.interop.to_official`, so every modality's
+``trans_v...``, ``pde_l...``) with :func:`decalign.model.interop.to_official`, so every modality's
 slice of a stacked weight is checked separately.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from decalign.interop import to_official
 from decalign.model import DecAlign
+from decalign.model.interop import to_official
 from decalign.presets import get_preset
 from decalign.testing.reference import random_inputs, randomize_, with_layers
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from decalign.metrics import EMOTION_KEYS, SENTIMENT_KEYS, SIMS_KEYS
-from decalign.reporting import (
+from decalign.metrics.display import (
     PAPER_RESULTS,
     aggregate,
     format_mean_std,

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 import decalign
 from decalign.cli import main
 from decalign.errors import UsageError
-from decalign.reporting import PAPER_RESULTS
+from decalign.metrics.display import PAPER_RESULTS
 from decalign.serve.app import ServeConfig, create_app
 from decalign.testing.runs import classification_run, media_run, synthetic_run
 

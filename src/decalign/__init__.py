@@ -45,7 +45,7 @@ _LAZY = {
     "load_checkpoint": "decalign.train.checkpoint",
     "Predictor": "decalign.inference",
     "Prediction": "decalign.inference",
-    "load_official_state_dict": "decalign.interop",
+    "load_official_state_dict": "decalign.model.interop",
 }
 
 __all__ = ["__version__", *_LAZY]

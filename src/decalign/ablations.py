@@ -8,7 +8,7 @@ switches are plain settings, so any ablation can also be trained by hand::
     decalign train --set model.homogeneity.mmd=false        # = the "no_mmd" ablation
 
 Names are file-system safe (each becomes a run directory of ``decalign bench``); :data:`LABELS`
-gives the display label, equal to the row name in :data:`decalign.reporting.PAPER_RESULTS` where
+gives the display label, equal to the row name in :data:`decalign.metrics.display.PAPER_RESULTS` where
 the paper reports the ablation. Modality subsets (unimodal, bimodal) depend on the data's
 modality names: :data:`ABLATIONS` has them for the benchmark modalities ``text``/``audio``/
 ``vision`` and :func:`ablations_for` derives them for any other set. Standard library only, so

@@ -80,7 +80,7 @@ def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float]
     (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names.
     ``seeds=1``: one seed has no spread, so the row shows plain values (no "± 0.00")."""
     from decalign.losses import LOG_KEYS
-    from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
+    from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
 
     keys = [k for k in mean if k not in LOG_KEYS]
     rows: dict[str, Any] = {name: dict(mean) if seeds == 1 else {"mean": dict(mean), "std": dict(std)}}
@@ -320,7 +320,7 @@ def _train(
             run.write_history(histories)
     payload = {**results_payload(config, dataset, seeds), **_pooled_report(seeds), "run_info": run_info}
     if ctx.is_main:
-        from decalign.model_card import write_model_card
+        from decalign.train.model_card import write_model_card
 
         run.write_results(payload)
         run.write_history(histories)
@@ -413,10 +413,10 @@ def evaluate_checkpoint(
     Units: like ``results.json``, :class:`RunResult` and every JSON file decalign writes,
     accuracies and F1 are fractions (0.8575) and MAE/Corr plain numbers; the tables (and the
     paper) print accuracies and F1 x 100. ``percent=True`` returns them x 100 as the tables
-    show them (:func:`decalign.reporting.in_table_units`)."""
+    show them (:func:`decalign.metrics.display.in_table_units`)."""
     metrics = evaluate_checkpoint_outputs(checkpoint, data, split, dataset, device, drop)[1].metrics
     if percent:
-        from decalign.reporting import in_table_units
+        from decalign.metrics.display import in_table_units
 
         return in_table_units(metrics)
     return metrics

@@ -65,7 +65,7 @@ MODEL_LABELS: dict[str, str] = {name: a.label for name, a in ARCHITECTURES.items
 """Architecture -> display label (the paper's row name in ``PAPER_RESULTS`` where it has one)."""
 
 PAPER_KINDS: tuple[str, ...] = tuple(k for k, v in DATASET_KINDS.items() if v.paper)
-"""Dataset kinds for which the paper reports numbers (:data:`decalign.reporting.PAPER_RESULTS`)."""
+"""Dataset kinds for which the paper reports numbers (:data:`decalign.metrics.display.PAPER_RESULTS`)."""
 
 _BAR_METRICS = ("mae", "f1_non0", "f1", "waf1", "wacc", "corr")
 """The paper reports ablations as MAE and F1 (WAcc/WAF1 for emotions): bars for the first two."""
@@ -263,7 +263,7 @@ def run_bench(
             log.warning("bench: %s", note)
             plots = "none"
     if plots != "none":
-        from decalign.run_plots import plot_run
+        from decalign.plots.run import plot_run
         from decalign.train.rundir import RunDir
 
         plotted = [r for r in done if plots == "all" or r.name == "decalign"]
@@ -282,7 +282,7 @@ def run_bench(
 def _read_results(run_dir: Path, std: str = "sample") -> dict[str, Any]:
     """A run's test mean and ``std`` (``sample`` or ``population``) over seeds, recomputed from
     its per-seed metrics so that runs written before ``std_population`` existed work too."""
-    from decalign.reporting import aggregate
+    from decalign.metrics.display import aggregate
     from decalign.train.rundir import RunDir
 
     payload = RunDir(run_dir).read_results()
@@ -341,7 +341,7 @@ def _markdown_table(
     same name (never bold: the bold marks the best of *our* runs), then the paper's rows for
     methods the bench cannot run (e.g. CGGM); paper rows of unselected ablations are left out."""
     from decalign.ablations import LABELS
-    from decalign.reporting import format_table
+    from decalign.metrics.display import format_table
 
     ours = {run.label: results[run.name] for run in runs}
     lines = format_table(ours, keys=keys, style="markdown", bold_best=True, row_header="run", std=std).splitlines()
@@ -385,7 +385,7 @@ def write_report(
     plain-text table. ``results`` hold ``std`` (``sample`` or ``population``) standard
     deviations, named in every table header and CSV column. Runs without an entry in ``results``
     (failed) are listed under *Notes* with their ``failures`` message instead of in the table."""
-    from decalign.reporting import PAPER_RESULTS, STD_KINDS, format_table
+    from decalign.metrics.display import PAPER_RESULTS, STD_KINDS, format_table
     from decalign.train.atomic import write_text
 
     out_dir = Path(out_dir)

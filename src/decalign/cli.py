@@ -228,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if ctx.is_main:
             if args.plots:
                 from decalign.plots import plots_unavailable
-                from decalign.run_plots import plot_run
+                from decalign.plots.run import plot_run
 
                 note = plots_unavailable()
                 if note:

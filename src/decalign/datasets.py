@@ -92,7 +92,7 @@ RELEASES: tuple[Release, ...] = (
 CHECKPOINTS = (
     "The DecAlign authors' checkpoints: plain PyTorch state dicts of their model, from "
     "the authors' release of their code (the paper: arXiv 2503.11892). decalign reads them with "
-    "decalign.interop.load_official_checkpoint / load_official_state_dict, which check every key and shape "
+    "decalign.model.interop.load_official_checkpoint / load_official_state_dict, which check every key and shape "
     "against the preset: mosi 842,241 parameters, mosei 922,177, sims 404,673, iemocap 487,206 "
     "(docs/method.md)."
 )

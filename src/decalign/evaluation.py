@@ -36,7 +36,7 @@ def drop_each(
     from pathlib import Path
 
     from decalign.api import evaluate_checkpoint
-    from decalign.reporting import aggregate
+    from decalign.metrics.display import aggregate
 
     first, dataset = _data_of_first(checkpoints[0], data)
     modalities = [m for m in first.info.modalities if m in getattr(first.model, "active", first.info.modalities)]
@@ -55,7 +55,7 @@ def drop_each(
 def drop_each_table(result: Mapping[str, Any], style: str = "text") -> str:
     """:func:`drop_each`'s rows as a table of the dataset's report columns (``mean ± std``)."""
     from decalign.bench import table_keys
-    from decalign.reporting import format_table
+    from decalign.metrics.display import format_table
 
     rows = result["rows"]
     keys = table_keys(result["kind"], result["task"], next(iter(rows.values()))["mean"])
@@ -121,7 +121,7 @@ def evaluate_report(
 
     from decalign.api import evaluate_checkpoint_outputs, metrics_table
     from decalign.metrics import report_from_confusion
-    from decalign.reporting import aggregate
+    from decalign.metrics.display import aggregate
     from decalign.train.atomic import write_json
 
     checkpoints = _checkpoints_of(run, checkpoint)
@@ -155,7 +155,7 @@ def evaluate_report(
                          kind=info.kind if info else None, std_kind=std, names=names)
     if spread is None or n == 1:  # one checkpoint or seed: plain values, no "± 0"
         from decalign.losses import LOG_KEYS
-        from decalign.reporting import PAPER_RESULTS, format_mmsa, format_table
+        from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
 
         rows: dict[str, Any] = {title: dict(mean)}
         paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")

@@ -118,7 +118,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _table(results: Mapping[str, ProbeResult], split: str) -> str:
-    from decalign.reporting import format_table
+    from decalign.metrics.display import format_table
 
     keys = ["mae", "corr", "acc2_non0", "f1_non0", "acc7"]
     first = next(iter(results.values())).metrics[split]

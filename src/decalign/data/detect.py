@@ -74,7 +74,7 @@ class DatasetKind:
     metrics: str = "auto"
     """Metric family (a key of :data:`METRIC_FAMILIES`, or ``auto``)."""
     paper: bool = False
-    """The paper reports results on it (:data:`decalign.reporting.PAPER_RESULTS`)."""
+    """The paper reports results on it (:data:`decalign.metrics.display.PAPER_RESULTS`)."""
     from_file: bool = True
     """Read from a file (``False``: generated, the built-in synthetic benchmark)."""
 

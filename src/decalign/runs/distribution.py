@@ -58,7 +58,7 @@ class Distribution:
     def to_markdown(self) -> str:
         """One table: a row per label and split, ``median / worst (seed) / best`` per metric, then
         the check's decisions."""
-        from decalign.reporting import format_value
+        from decalign.metrics.display import format_value
 
         metrics = list(dict.fromkeys(s.metric for s in self.spreads))
         head = ["run", "split", "seeds", *(f"{m}: median / worst (seed) / best" for m in metrics)]

@@ -63,7 +63,7 @@ class Report:
     # -- rendering --------------------------------------------------------------------------------
 
     def _summary_cells(self) -> list[list[str]]:
-        from decalign.reporting import format_mean_std
+        from decalign.metrics.display import format_mean_std
 
         rows = [[f"{self.split} (mean ± sample std)", "seeds", *self.metrics]]
         for s in self.summaries:
@@ -71,7 +71,7 @@ class Report:
         return rows
 
     def _comparison_cells(self) -> list[list[str]]:
-        from decalign.reporting import format_value
+        from decalign.metrics.display import format_value
 
         def signed(key: str, value: float) -> str:
             return ("-" if value < 0 else "+") + format_value(key, abs(value)) if math.isfinite(value) else "nan"

@@ -467,7 +467,7 @@ def create_app(config: ServeConfig) -> Any:
 
 
 def _paper_row(kind: str) -> dict[str, float] | None:
-    from decalign.reporting import PAPER_RESULTS
+    from decalign.metrics.display import PAPER_RESULTS
 
     row = PAPER_RESULTS.get(kind, {}).get("DecAlign")
     return dict(row) if row else None
@@ -789,7 +789,7 @@ def _compare_page(state: _State, a: str | None, b: str | None) -> str:
 def _side_by_side(state: _State, a: str, b: str) -> str:
     """Each run's own test metrics (mean ± std over its seeds) in one table, and B − A of the
     means: a difference of means, not the paired test (that is :func:`_paired_comparison`)."""
-    from decalign.reporting import is_percentage
+    from decalign.metrics.display import is_percentage
 
     sa, sb = state.index.summary(a), state.index.summary(b)
     keys = [k for k in sa.metrics if k in sb.metrics] + [k for k in sb.metrics if k not in sa.metrics]

@@ -54,7 +54,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], left: int = 1, i
 
 def cell(key: str, mean: float | None, std: float | None = None) -> str:
     """A metric in the units of the tables (accuracies x 100), ``mean ± std`` when a std is given."""
-    from decalign.reporting import format_mean_std, format_value
+    from decalign.metrics.display import format_mean_std, format_value
 
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return "–"

@@ -177,7 +177,7 @@ def load_checkpoint(
     if metadata.get("format") != FORMAT:
         raise CheckpointError(
             f"{str(file)!r} is not a decalign checkpoint (metadata format {metadata.get('format')!r}); "
-            "to import the authors' checkpoints use decalign.interop.load_official_checkpoint"
+            "to import the authors' checkpoints use decalign.model.interop.load_official_checkpoint"
         )
     if verify and CHECKSUM_KEY in metadata and tensors_checksum(tensors) != metadata[CHECKSUM_KEY]:
         raise CheckpointError(

@@ -421,7 +421,7 @@ def _log_epoch(epoch: int, total: int, train: dict[str, float], valid: dict[str,
     """One line per epoch: to the ``decalign`` log where it is shown (the CLI, an application
     that configured logging), else, with ``progress=True`` (Python, Jupyter), to stderr through
     ``tqdm.write`` so that it does not tear a progress bar."""
-    from decalign.reporting import format_value
+    from decalign.metrics.display import format_value
 
     shown = " ".join(f"{k} {format_value(k, valid[k])}" for k in keys if k in valid)
     line = (f"epoch {epoch}/{total}  train loss {train['loss']:.4f}  |  valid loss {valid['loss']:.4f} {shown}  |  "

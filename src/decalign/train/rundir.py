@@ -7,7 +7,7 @@ whether a run in it has the same settings.
     dataset.json         what was trained on (kind, layout, source, sizes, notes)
     results.json         per seed: best epoch, validation and test metrics; then mean and std
     history.csv          per seed, epoch and split: every loss term and metric
-    plots/               figures (decalign.run_plots.plot_run)
+    plots/               figures (decalign.plots.run.plot_run)
     seed_<s>/            model.safetensors (best epoch), state.pt (resume), history.csv,
                          test_predictions.csv, result.json, tensorboard/
 
@@ -259,7 +259,7 @@ class RunDir:
 def results_payload(config: RunConfig, dataset: Any, seeds: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
     """The content of ``results.json``: every seed, then mean and sample std of the test metrics
     (and of the best-epoch validation metrics)."""
-    from decalign.reporting import aggregate
+    from decalign.metrics.display import aggregate
 
     per_seed = [seeds[s]["test"] for s in sorted(seeds)]
     agg = aggregate(per_seed)

@@ -33,7 +33,7 @@ def _changed_settings(config: RunConfig, task: str) -> dict[str, Any]:
 
 
 def _metric_rows(payload: Mapping[str, Any], keys: list[str]) -> list[tuple[str, str, str]]:
-    from decalign.reporting import PAPER_NAMES, format_value
+    from decalign.metrics.display import PAPER_NAMES, format_value
 
     n = len(payload.get("seeds", {}))
     rows = []

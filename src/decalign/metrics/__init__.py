@@ -2,7 +2,7 @@
 
 Each function takes predictions and labels as numpy arrays, torch tensors or sequences and returns
 a plain ``dict[str, float]`` of Python floats in natural units (fractions, not percentages; see
-:mod:`decalign.reporting` for the paper's x 100 display). The definitions follow
+:mod:`decalign.metrics.display` for the paper's x 100 display). The definitions follow
 ``docs/method.md`` §14:
 
 * :func:`sentiment_metrics` -- CMU-MOSI / CMU-MOSEI style regression in [-3, 3].

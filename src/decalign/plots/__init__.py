@@ -7,7 +7,7 @@
 * :func:`plot_ablation_bars` — one metric of every model/ablation as bars with the seed spread.
 * :func:`plot_validation_curves` — the validation curves of several runs side by side (e.g. a
   setting on and off), each seed a thin line, the selected epochs marked.
-* :func:`decalign.run_plots.plot_run` draws all of a run's figures with these functions.
+* :func:`decalign.plots.run.plot_run` draws all of a run's figures with these functions.
 
 matplotlib is imported inside the functions (``decalign --help`` must not pay for it) and used
 through its object-oriented API on an Agg canvas, never through ``pyplot``: no global figure state,
@@ -88,13 +88,13 @@ def _numpy(x: Any) -> np.ndarray:
 
 def _display(metric: str, values: np.ndarray) -> np.ndarray:
     """Values in the units the tables print (accuracies and F1 x 100)."""
-    from decalign.reporting import is_percentage
+    from decalign.metrics.display import is_percentage
 
     return values * 100.0 if is_percentage(metric) else values
 
 
 def _metric_label(metric: str) -> str:
-    from decalign.reporting import higher_is_better, is_percentage
+    from decalign.metrics.display import higher_is_better, is_percentage
 
     unit = " (%)" if is_percentage(metric) else ""
     direction = higher_is_better(metric)
@@ -500,7 +500,7 @@ def plot_ablation_bars(
     column to the right of the axes, where no dot, error bar or reference line can cover them.
 
     Args:
-        table: row label -> an :func:`decalign.reporting.aggregate` result (``mean``/``std``
+        table: row label -> an :func:`decalign.metrics.display.aggregate` result (``mean``/``std``
             dicts) or a plain metrics dict, in display order (top to bottom).
         metric: the metric key (accuracies and F1 are shown x 100).
         path: the PNG to write.
@@ -513,7 +513,7 @@ def plot_ablation_bars(
         title: figure title.
         std: which standard deviation the rows hold (``sample`` or ``population``), for the label.
     """
-    from decalign.reporting import STD_KINDS
+    from decalign.metrics.display import STD_KINDS
 
     entries = [(name, s) for name, row in table.items() if (s := _row_stats(row, metric)) is not None]
     if not entries:
