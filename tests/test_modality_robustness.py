@@ -15,7 +15,7 @@ import torch
 from decalign.api import evaluate_checkpoint, load_data, resolve_config, train
 from decalign.config import ConfigError, DataConfig, SyntheticConfig
 from decalign.data.misleading import misleading_features
-from decalign.train.engine import drop_modality
+from decalign.train.modalities import drop_modality
 
 TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
         "train.batch_size=16", "train.num_threads=1", "train.seeds=[1]", "train.lr=1e-3"]
@@ -374,9 +374,9 @@ def test_the_engine_restarts_a_seed_when_the_check_asks(tmp_path: Path, monkeypa
 
     from decalign.train.modality_check import CheckOutcome
 
-    engine = importlib.import_module("decalign.train.engine")  # ``decalign.train`` is also the function
+    modalities = importlib.import_module("decalign.train.modalities")  # ``decalign.train`` is also the function
 
-    real = engine.check_modalities
+    real = modalities.check_modalities
     calls = {"n": 0}
 
     def scripted(evaluate_with, active, built, predictions, metrics, labels, kind, width, state, **kw):
@@ -392,14 +392,14 @@ def test_the_engine_restarts_a_seed_when_the_check_asks(tmp_path: Path, monkeypa
 
     data = _data(misleading=False)
     overrides = [*TINY, "train.num_epochs=3", "train.modality_check=true"]
-    monkeypatch.setattr(engine, "check_modalities", scripted)
+    monkeypatch.setattr(modalities, "check_modalities", scripted)
     restarted = train(resolve_config(data, overrides=overrides), data, tmp_path / "a", quiet=True, tensorboard=False)
-    monkeypatch.setattr(engine, "check_modalities", real)
+    monkeypatch.setattr(modalities, "check_modalities", real)
 
     def never(evaluate_with, active, built, predictions, metrics, labels, kind, width, state, **kw):
         return CheckOutcome(active, dict(metrics), {}, None)
 
-    monkeypatch.setattr(engine, "check_modalities", never)
+    monkeypatch.setattr(modalities, "check_modalities", never)
     plain = train(resolve_config(data, overrides=overrides), _data(misleading=False), tmp_path / "b", quiet=True,
                   tensorboard=False)
     assert calls["n"] == 2 + 3  # two validations, then the three of the restarted seed

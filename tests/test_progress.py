@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import decalign
-from decalign.train import engine
+from decalign.train import progress
 from decalign.train import threads as threads_mod
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def test_progress_gives_one_line_per_epoch_outside_a_terminal(tmp_path: Path,
 
 def test_progress_draws_a_bar_when_someone_watches(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "interactive", lambda: True)
+    monkeypatch.setattr(progress, "interactive", lambda: True)
     _train(tmp_path, progress=True)
     err = capsys.readouterr().err
     assert "seed 5 epoch 2/2" in err and ("it/s" in err or "s/it" in err)
@@ -53,12 +53,12 @@ def test_no_progress_is_silent(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def test_thread_default_is_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    threads, why = engine.cpu_threads(0, load=0.0)
-    assert threads == engine.available_cores() <= len(os.sched_getaffinity(0))
+    threads, why = threads_mod.cpu_threads(0, load=0.0)
+    assert threads == threads_mod.available_cores() <= len(os.sched_getaffinity(0))
     assert why.startswith(f"{threads} core") and "load 0.0" in why and "set train.num_threads to choose" in why
-    assert engine.cpu_threads(3) == (3, f"{engine.available_cores()} cores: 3 threads (train.num_threads)")
+    assert threads_mod.cpu_threads(3) == (3, f"{threads_mod.available_cores()} cores: 3 threads (train.num_threads)")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert engine.cpu_threads(0)[0] == 1
+    assert threads_mod.cpu_threads(0)[0] == 1
 
 
 @pytest.mark.parametrize(("cores", "load", "threads"), [
