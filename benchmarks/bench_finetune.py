@@ -1,7 +1,7 @@
 """Benchmark: a training epoch of DecAlign with the fine-tuned BERT text encoder on real data.
 
 For each variant (below) and thread count it runs, in a fresh subprocess, ``--epochs`` training
-epochs of the engine's own :func:`decalign.train.engine.train_epoch` on the train split of an
+epochs of the engine's own :func:`decalign.train.loop.train_epoch` on the train split of an
 MMSA pickle that carries ``text_bert`` (e.g. mosi-dev, built by its ``build.py``), with the MOSI
 preset (batch 32, Adam, gradient clipping), and records:
 
@@ -65,7 +65,8 @@ def _child(args: argparse.Namespace) -> None:
     from decalign.config import DataConfig
     from decalign.train.checkpoint import build_model
     from decalign.train.distributed import Context
-    from decalign.train.engine import make_optimizer, train_epoch
+    from decalign.train.loop import train_epoch
+    from decalign.train.optim import make_optimizer
     from decalign.train.seeding import seed_everything
 
     dataset = load_data(args.data, DataConfig(dataset="mosi"))

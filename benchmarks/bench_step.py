@@ -209,9 +209,9 @@ class Bench:
     def autocast(self) -> Any:
         """The engine's own context for ``train.amp`` (bf16 autocast on CUDA, else nothing), so
         the benchmark times exactly what a run does."""
-        from decalign.train.engine import _autocast
+        from decalign.train.loop import autocast
 
-        return _autocast(self.device, self.amp)
+        return autocast(self.device, self.amp)
 
     def forward_loss(self) -> Any:
         self.run_model.train()

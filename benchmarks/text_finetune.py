@@ -44,7 +44,7 @@ from decalign.errors import DecalignError
 from decalign.metrics import metrics_for
 from decalign.model.text_encoder import BertTextEncoder
 from decalign.safety.cells import csv_writer
-from decalign.train.engine import lr_factor as step_factor
+from decalign.train.optim import lr_factor as step_factor
 
 __all__ = ["Recipe", "TextRegressor", "lr_factor", "main", "train_seed"]
 
@@ -80,7 +80,7 @@ class TextRegressor(nn.Module):
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
-    """The engine's warm-up x linear decay (:func:`decalign.train.engine.lr_factor`) over
+    """The engine's warm-up x linear decay (:func:`decalign.train.optim.lr_factor`) over
     ``total`` steps, the warm-up given as a fraction of them (at least one step)."""
     return step_factor(step, warmup=max(1.0, warmup * total), decay=total)
 

@@ -74,7 +74,7 @@ def _train_step(ctx: Context, gather: bool, n: int) -> tuple[dict[str, float], l
     """One global batch of the first ``n`` training samples through the engine's ``train_epoch``;
     the optimizer has lr 0, so the (DDP-averaged) gradients stay in ``.grad``."""
     from decalign.train.checkpoint import build_model
-    from decalign.train.engine import _probe_loss, train_epoch
+    from decalign.train.loop import probe_loss, train_epoch
     from decalign.train.seeding import seed_everything
 
     config, prepared = _step_setup(gather)
@@ -82,7 +82,7 @@ def _train_step(ctx: Context, gather: bool, n: int) -> tuple[dict[str, float], l
     seed_everything(5)
     model = build_model(config, prepared.info)
     cpu = torch.device("cpu")
-    train_model = ctx.wrap(model, gather_alignment=gather, probe=lambda m: _probe_loss(m, data, config, cpu))
+    train_model = ctx.wrap(model, gather_alignment=gather, probe=lambda m: probe_loss(m, data, config, cpu))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     stats = train_epoch(train_model, data, config, optimizer, torch.Generator().manual_seed(9), cpu, ctx,
                         prepared.metric_fn, progress=False)

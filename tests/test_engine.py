@@ -11,7 +11,7 @@ import pytest
 from decalign.api import load_data, resolve_config, train
 from decalign.config import DataConfig, SyntheticConfig
 from decalign.errors import DataError
-from decalign.train.engine import EarlyStopping
+from decalign.train.loop import EarlyStopping
 
 TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
         "train.batch_size=16", "train.num_threads=1", "train.seeds=[1]", "train.num_epochs=2"]

@@ -22,7 +22,8 @@ from decalign.presets import get_preset
 from decalign.testing.reference import with_layers
 from decalign.train.batches import SplitTensors
 from decalign.train.distributed import Context
-from decalign.train.engine import make_optimizer, optimizer_step, train_epoch
+from decalign.train.loop import train_epoch
+from decalign.train.optim import make_optimizer, optimizer_step
 
 transformers = pytest.importorskip("transformers")
 from decalign.model.text_encoder import BertTextEncoder  # noqa: E402  (needs transformers)

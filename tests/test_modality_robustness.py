@@ -15,7 +15,8 @@ import torch
 from decalign.api import evaluate_checkpoint, load_data, resolve_config, train
 from decalign.config import ConfigError, DataConfig, SyntheticConfig
 from decalign.data.misleading import misleading_features
-from decalign.train.engine import drop_modality
+from decalign.train.modalities import apply_decision, check_validation, drop_modality, unwrap, with_modalities
+from decalign.train.modality_check import CheckOutcome, CheckState
 
 TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
         "train.batch_size=16", "train.num_threads=1", "train.seeds=[1]", "train.lr=1e-3"]
@@ -54,6 +55,55 @@ def test_drop_modality_only_among_active_and_at_rate_p() -> None:
         assert "vision" in kept  # inactive modalities are not the model's to lose
         dropped += len(kept) == 2
     assert abs(dropped / 2000 - 0.25) < 0.03
+
+
+class _Active(torch.nn.Module):
+    """A model reduced to what the engine's side of the check touches: its ``active`` modalities."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active: tuple[str, ...] = ("text", "audio", "vision")
+
+
+def test_the_check_evaluates_other_modality_sets_on_the_inner_model_and_puts_them_back() -> None:
+    inner = _Active()
+    wrapped = torch.nn.Module()
+    wrapped.module = inner  # as DDP holds it
+    assert unwrap(wrapped) is inner and unwrap(inner) is inner
+    seen: list[tuple[str, ...]] = []
+    y = np.linspace(-1.0, 1.0, 40)
+
+    def evaluation() -> tuple[np.ndarray, dict[str, float]]:
+        seen.append(inner.active)
+        if inner.active == ("audio", "vision"):
+            raise RuntimeError("evaluation failed")
+        return y.copy(), {"loss": 0.0}
+
+    config = resolve_config(_data(misleading=False), overrides=[*TINY, "train.modality_check=true"])
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        check_validation(wrapped, evaluation, y.copy(), {"loss": 0.0}, y, config, inner.active, CheckState(), 1, 1)
+    assert ("audio", "vision") in seen and inner.active == ("text", "audio", "vision")  # put back after the error
+
+
+def test_a_decision_of_the_check_changes_the_model_and_the_left_out_epochs() -> None:
+    model, left_out = _Active(), {"vision": 2}
+    apply_decision(CheckOutcome(("text",), {}, {}, None), model, left_out, 3, "seed 1")
+    assert model.active == ("text", "audio", "vision") and left_out == {"vision": 2}  # no decision, no change
+    leave = {"action": "leave_out", "modality": "audio", "reason": "r", "epoch": 4,
+             "change": {"mean": 0.1, "low": 0.05, "high": 0.2, "p": 0.01}, "level": 0.05, "agree": 2}
+    apply_decision(CheckOutcome(("text", "vision"), {}, {}, leave), model, left_out, 4, "seed 1")
+    assert model.active == ("text", "vision") and left_out == {"vision": 2, "audio": 4}
+    back = {**leave, "action": "take_back", "modality": "vision"}
+    apply_decision(CheckOutcome(("text", "audio", "vision"), {}, {}, back), model, left_out, 5, "seed 1")
+    assert model.active == ("text", "audio", "vision") and left_out == {"audio": 4}
+
+
+def test_a_checkpoint_saves_the_modalities_the_check_kept() -> None:
+    config = resolve_config(_data(misleading=False), overrides=TINY)
+    built = ("text", "audio", "vision")
+    assert with_modalities(config, built, built) is config  # nothing left out: the run's own config
+    kept = with_modalities(config, ("text", "vision"), built)
+    assert kept.model.modalities == ("text", "vision") and kept.train == config.train
 
 
 def test_modality_dropout_is_validated() -> None:
@@ -374,9 +424,9 @@ def test_the_engine_restarts_a_seed_when_the_check_asks(tmp_path: Path, monkeypa
 
     from decalign.train.modality_check import CheckOutcome
 
-    engine = importlib.import_module("decalign.train.engine")  # ``decalign.train`` is also the function
+    modalities = importlib.import_module("decalign.train.modalities")  # ``decalign.train`` is also the function
 
-    real = engine.check_modalities
+    real = modalities.check_modalities
     calls = {"n": 0}
 
     def scripted(evaluate_with, active, built, predictions, metrics, labels, kind, width, state, **kw):
@@ -392,14 +442,14 @@ def test_the_engine_restarts_a_seed_when_the_check_asks(tmp_path: Path, monkeypa
 
     data = _data(misleading=False)
     overrides = [*TINY, "train.num_epochs=3", "train.modality_check=true"]
-    monkeypatch.setattr(engine, "check_modalities", scripted)
+    monkeypatch.setattr(modalities, "check_modalities", scripted)
     restarted = train(resolve_config(data, overrides=overrides), data, tmp_path / "a", quiet=True, tensorboard=False)
-    monkeypatch.setattr(engine, "check_modalities", real)
+    monkeypatch.setattr(modalities, "check_modalities", real)
 
     def never(evaluate_with, active, built, predictions, metrics, labels, kind, width, state, **kw):
         return CheckOutcome(active, dict(metrics), {}, None)
 
-    monkeypatch.setattr(engine, "check_modalities", never)
+    monkeypatch.setattr(modalities, "check_modalities", never)
     plain = train(resolve_config(data, overrides=overrides), _data(misleading=False), tmp_path / "b", quiet=True,
                   tensorboard=False)
     assert calls["n"] == 2 + 3  # two validations, then the three of the restarted seed

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import decalign
-from decalign.train import engine
+from decalign.train import progress
 from decalign.train import threads as threads_mod
 
 pytestmark = pytest.mark.slow
@@ -40,7 +40,7 @@ def test_progress_gives_one_line_per_epoch_outside_a_terminal(tmp_path: Path,
 
 def test_progress_draws_a_bar_when_someone_watches(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(engine, "interactive", lambda: True)
+    monkeypatch.setattr(progress, "interactive", lambda: True)
     _train(tmp_path, progress=True)
     err = capsys.readouterr().err
     assert "seed 5 epoch 2/2" in err and ("it/s" in err or "s/it" in err)
@@ -51,14 +51,45 @@ def test_no_progress_is_silent(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "epoch" not in capsys.readouterr().err
 
 
+class _Writer:
+    """Records ``add_scalar`` calls as TensorBoard's ``SummaryWriter`` receives them."""
+
+    def __init__(self) -> None:
+        self.scalars: list[tuple[str, float, int]] = []
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        self.scalars.append((tag, value, step))
+
+
+def test_an_epochs_report_writes_every_scalar_and_its_line_unless_quiet(capsys: pytest.CaptureFixture[str]) -> None:
+    train, valid = {"loss": 0.5}, {"loss": 0.25, "mae": 0.75, "not_shown": 1.0}
+    writer = _Writer()
+    progress.report_epoch(writer, 3, 9, train, valid, 1e-3, 2.0, quiet=True, progress=True)
+    assert writer.scalars == [("train/loss", 0.5, 3), ("valid/loss", 0.25, 3), ("valid/mae", 0.75, 3),
+                              ("valid/not_shown", 1.0, 3), ("lr", 1e-3, 3)]
+    assert capsys.readouterr().err == ""  # quiet: scalars only
+    progress.report_epoch(None, 3, 9, train, valid, 1e-3, 2.0, quiet=False, progress=True)
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("epoch 3/9  train loss 0.5000  |  valid loss 0.2500 mae ") and "not_shown" not in line
+    assert line.endswith("lr 1.00e-03  2.0s")
+
+
+def test_bars_are_drawn_only_for_someone_watching(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    assert progress.show_bars(quiet=False, progress=True) and not progress.show_bars(quiet=True, progress=True)
+    assert not progress.show_bars(quiet=False, progress=False)
+    monkeypatch.setattr(progress, "interactive", lambda: False)
+    assert not progress.show_bars(quiet=False, progress=True)
+
+
 def test_thread_default_is_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    threads, why = engine.cpu_threads(0, load=0.0)
-    assert threads == engine.available_cores() <= len(os.sched_getaffinity(0))
+    threads, why = threads_mod.cpu_threads(0, load=0.0)
+    assert threads == threads_mod.available_cores() <= len(os.sched_getaffinity(0))
     assert why.startswith(f"{threads} core") and "load 0.0" in why and "set train.num_threads to choose" in why
-    assert engine.cpu_threads(3) == (3, f"{engine.available_cores()} cores: 3 threads (train.num_threads)")
+    assert threads_mod.cpu_threads(3) == (3, f"{threads_mod.available_cores()} cores: 3 threads (train.num_threads)")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert engine.cpu_threads(0)[0] == 1
+    assert threads_mod.cpu_threads(0)[0] == 1
 
 
 @pytest.mark.parametrize(("cores", "load", "threads"), [

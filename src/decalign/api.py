@@ -339,7 +339,8 @@ def _train(
 def _choose_threads(config: RunConfig, ctx: Any, progress: bool | None, quiet: bool) -> dict[str, Any]:
     """On the CPU: choose the thread count once for the run, say it in the run's first line and
     return it for ``results.json`` (``{"threads": {...}}``); elsewhere ``{}``."""
-    from decalign.train.engine import announce, resolve_device
+    from decalign.train.devices import resolve_device
+    from decalign.train.progress import announce
     from decalign.train.threads import choose_threads
 
     device = ctx.device if getattr(ctx, "device", None) is not None else resolve_device(config.train.device)
@@ -431,11 +432,12 @@ def evaluate_checkpoint_outputs(
     drop: Sequence[str] = (),
 ) -> tuple[Any, Any, np.ndarray]:
     """:func:`evaluate_checkpoint` with what reports need: the loaded checkpoint, the
-    :class:`~decalign.train.engine.EvalResult` (predictions and metrics) and the labels."""
+    :class:`~decalign.train.loop.EvalResult` (predictions and metrics) and the labels."""
     from decalign.data.checks import check_nonempty
     from decalign.inference import drop_modalities
+    from decalign.train.devices import resolve_device
     from decalign.train.distributed import Context
-    from decalign.train.engine import evaluate, resolve_device
+    from decalign.train.loop import evaluate
 
     ckpt, loaded, prepared = load_for_eval(checkpoint, data, dataset)
     if split not in prepared.splits:
