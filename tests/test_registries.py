@@ -12,9 +12,9 @@ from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from decalign.ablations import SWITCH_ABLATIONS, SWITCH_TABLE
 from decalign.cli import COMMANDS, EXTRA_COMMANDS, build_parser
 from decalign.config import DataConfig, ModelConfig, TrainConfig
+from decalign.config.ablations import SWITCH_ABLATIONS, SWITCH_TABLE
 from decalign.data.detect import (
     BENCHMARKS,
     DATASET_KINDS,
