@@ -26,21 +26,9 @@ from decalign.errors import ConfigError
 from decalign.model.factory import ARCHITECTURES
 from decalign.train.devices import DEVICES
 
-__all__ = [
-    "DataConfig",
-    "FusionConfig",
-    "HeterogeneityConfig",
-    "HomogeneityConfig",
-    "ModelConfig",
-    "ObjectiveConfig",
-    "RunConfig",
-    "SyntheticConfig",
-    "TextEncoderConfig",
-    "TrainConfig",
-    "config_from_dict",
-    "config_to_dict",
-    "per_modality",
-]
+__all__ = ["DataConfig", "FusionConfig", "HeterogeneityConfig", "HomogeneityConfig", "ModelConfig", "ObjectiveConfig",
+           "RunConfig", "SyntheticConfig", "TextEncoderConfig", "TrainConfig", "config_from_dict", "config_to_dict",
+           "per_modality"]
 
 _FROZEN = ConfigDict(frozen=True, extra="forbid", validate_assignment=True)
 
