@@ -166,7 +166,7 @@ class Bench:
                  amp: bool = False) -> None:
         import torch
 
-        from decalign.presets import get_preset
+        from decalign.config.presets import get_preset
 
         shape_key = preset
         preset_name = "mosei" if preset == "mosei_unaligned" else preset

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from decalign.config import ModelConfig, RunConfig, apply_overrides
+from decalign.config.presets import get_preset
 from decalign.losses import objective
 from decalign.model import LOSS_KEYS, DecAlign
 from decalign.model.baselines import (
@@ -22,7 +23,6 @@ from decalign.model.baselines import (
 )
 from decalign.model.baselines.early_fusion import resample_steps
 from decalign.model.baselines.tensor_fusion import TENSOR_BUDGET, outer_fusion, tensor_hidden_size
-from decalign.presets import get_preset
 from decalign.train.checkpoint import ModelInfo, build_model, load_checkpoint, save_checkpoint
 
 torch.set_num_threads(1)

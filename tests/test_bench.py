@@ -15,7 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from decalign.ablations import (
+from decalign.bench import MODEL_LABELS, MODELS, BenchRun, parse_models, plan_runs, write_report
+from decalign.cli import main
+from decalign.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from decalign.config.ablations import (
     ABLATIONS,
     LABELS,
     SWITCH_ABLATIONS,
@@ -24,11 +27,8 @@ from decalign.ablations import (
     label,
     select_ablations,
 )
-from decalign.bench import MODEL_LABELS, MODELS, BenchRun, parse_models, plan_runs, write_report
-from decalign.cli import main
-from decalign.config import RunConfig, apply_overrides, config_from_dict, config_to_dict
+from decalign.config.presets import get_preset
 from decalign.metrics.display import PAPER_RESULTS
-from decalign.presets import get_preset
 
 TINY_SYNTHETIC = [
     "model.d_model=16",

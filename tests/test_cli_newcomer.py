@@ -16,8 +16,8 @@ import pytest
 import decalign
 from decalign.cli import COMMANDS, main
 from decalign.config import RunConfig, flat_keys
-from decalign.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
-from decalign.settings_help import MEANINGS, _field_docstrings, key_help
+from decalign.config.describe import MEANINGS, _field_docstrings, key_help
+from decalign.config.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SRC = ROOT / "src"

@@ -11,7 +11,7 @@ import pytest
 
 from decalign.cli import main
 from decalign.config import CONFIG_FILE_LIMITS, ConfigError, ConfigFileLimits, apply_overrides, read_config_file
-from decalign.presets import get_preset
+from decalign.config.presets import get_preset
 
 
 def _bomb(levels: int = 9) -> str:

@@ -19,7 +19,7 @@ from decalign.config import (
     read_config_file,
     write_config_file,
 )
-from decalign.presets import get_preset
+from decalign.config.presets import get_preset
 
 TINY = [
     "model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
@@ -53,7 +53,7 @@ def _load(path: Path) -> dict:
     ],
 )
 def test_set_values_parse_as_yaml_or_json(text: str, expected: object) -> None:
-    from decalign.config import _parse_value
+    from decalign.config.overrides import _parse_value
 
     assert _parse_value(text) == expected
 

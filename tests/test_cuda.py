@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
+from decalign.config.presets import get_preset
 from decalign.model import LOSS_KEYS, DecAlign
-from decalign.presets import get_preset
 from decalign.testing.reference import PRESET_SHAPES, random_inputs, randomize_, without_dropout
 from test_model_reference import LENGTHS, assert_same_forward_and_backward, build_pair
 

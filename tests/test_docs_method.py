@@ -1,5 +1,5 @@
 """docs/method.md states facts the code must keep: the preset table is compared with
-:mod:`decalign.presets`, and every setting of the method's configuration is documented there."""
+:mod:`decalign.config.presets`, and every setting of the method's configuration is documented there."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from decalign.config import ModelConfig, ObjectiveConfig, config_to_dict, flat_keys
-from decalign.presets import get_preset
+from decalign.config.presets import get_preset
 
 METHOD = Path(__file__).resolve().parents[1] / "docs" / "method.md"
 BENCHMARK_PRESETS = ("mosi", "mosei", "sims", "iemocap")
@@ -71,7 +71,7 @@ def test_preset_table_matches_the_presets() -> None:
                 value = value[part]
             if _cell(value) != cell:
                 wrong.append(f"{key} [{name}]: docs say {cell!r}, the preset has {_cell(value)!r}")
-    assert not wrong, "docs/method.md §12 disagrees with decalign.presets:\n" + "\n".join(wrong)
+    assert not wrong, "docs/method.md §12 disagrees with decalign.config.presets:\n" + "\n".join(wrong)
 
 
 def test_cell_format_reads_back_each_kind_of_value() -> None:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from decalign.config.presets import get_preset
 from decalign.data.preprocess import FeatureStats
 from decalign.export import describe_graph, export_model
 from decalign.inference import Predictor
-from decalign.presets import get_preset
 from decalign.testing.fixtures import LAYOUTS
 from decalign.train.checkpoint import ModelInfo, build_model
 

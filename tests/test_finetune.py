@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from decalign.config import ConfigError, RunConfig, TextEncoderConfig, apply_overrides
+from decalign.config.presets import get_preset
 from decalign.data.synthetic import make_synthetic
 from decalign.data.types import MultimodalDataset
 from decalign.model import DecAlign
-from decalign.presets import get_preset
 from decalign.testing.reference import with_layers
 from decalign.train.batches import SplitTensors
 from decalign.train.distributed import Context

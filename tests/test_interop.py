@@ -7,6 +7,7 @@ import pickle
 import pytest
 import torch
 
+from decalign.config.presets import get_preset
 from decalign.model import DecAlign
 from decalign.model.interop import (
     OfficialStateDictError,
@@ -16,7 +17,6 @@ from decalign.model.interop import (
     load_official_state_dict,
     to_official,
 )
-from decalign.presets import get_preset
 from decalign.testing.reference import PRESET_SHAPES, ReferenceDecAlign, randomize_, with_layers
 
 torch.set_num_threads(1)

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from decalign.config import ConfigError, DataConfig, RunConfig, _resolve_key, config_to_dict, flat_keys
+from decalign.config import ConfigError, DataConfig, RunConfig, config_to_dict, flat_keys
+from decalign.config.overrides import _resolve_key
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "decalign"
 

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from decalign.config import ModelConfig, TextEncoderConfig
+from decalign.config.presets import get_preset
 from decalign.model import DecAlign
 from decalign.model.interop import (
     OfficialStateDictError,
     export_official_state_dict,
     load_official_state_dict,
 )
-from decalign.presets import get_preset
 from decalign.testing.reference import with_layers
 
 transformers = pytest.importorskip("transformers")

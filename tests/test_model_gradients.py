@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from decalign.config.presets import get_preset
 from decalign.model import DecAlign
 from decalign.model.interop import to_official
-from decalign.presets import get_preset
 from decalign.testing.reference import random_inputs, randomize_, with_layers
 
 torch.set_num_threads(1)

@@ -15,11 +15,11 @@ import pytest
 import torch
 
 from decalign.config import ModelConfig
+from decalign.config.presets import get_preset
 from decalign.model import LOSS_KEYS, DecAlign
 from decalign.model.interop import load_official_state_dict, to_official
 from decalign.ops.gmm import fit_diag_gmm
 from decalign.ops.sinkhorn import entropic_ot
-from decalign.presets import get_preset
 from decalign.testing.reference import (
     PRESET_SHAPES,
     ReferenceDecAlign,

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from decalign.config import ModelConfig
+from decalign.config.presets import get_preset
 from decalign.model import LOSS_KEYS, TERM_KEYS, DecAlign
-from decalign.presets import get_preset
 from decalign.testing.reference import random_inputs, randomize_, with_layers
 
 torch.set_num_threads(1)

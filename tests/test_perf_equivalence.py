@@ -25,6 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from decalign.config.presets import get_preset
 from decalign.model import DecAlign
 from decalign.model.kernels import (
     attention,
@@ -34,7 +35,6 @@ from decalign.model.kernels import (
     fast_kernels,
     set_fast_kernels,
 )
-from decalign.presets import get_preset
 from decalign.testing.reference import (
     PRESET_SHAPES,
     random_inputs,

@@ -12,9 +12,9 @@ from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from decalign.ablations import SWITCH_ABLATIONS, SWITCH_TABLE
 from decalign.cli import COMMANDS, EXTRA_COMMANDS, build_parser
 from decalign.config import DataConfig, ModelConfig, TrainConfig
+from decalign.config.ablations import SWITCH_ABLATIONS, SWITCH_TABLE
 from decalign.data.detect import (
     BENCHMARKS,
     DATASET_KINDS,
@@ -119,12 +119,12 @@ _REGISTRIES: dict[str, tuple[set[str], str]] = {
     "dataset kinds": (set(DATASET_KINDS), "data/detect.py"),
     "architectures": (set(ARCHITECTURES), "model/factory.py"),
     "loss terms": (set(LOG_KEYS) - {"loss", "task"}, "losses.py"),
-    "ablations": (set(SWITCH_ABLATIONS), "ablations.py"),
+    "ablations": (set(SWITCH_ABLATIONS), "config/ablations.py"),
     "devices": (set(DEVICES) - {"auto"}, "train/devices.py"),
 }
 _ALLOWED = {
     # presets are their own registry, named after the dataset kinds they serve
-    ("presets.py", "dataset kinds"),
+    ("config/presets.py", "dataset kinds"),
     # the paper's published numbers, keyed by benchmark (checked against the registry above)
     ("metrics/display.py", "dataset kinds"),
     # test fixtures write files of the published shapes independently of the code under test

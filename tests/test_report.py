@@ -15,9 +15,9 @@ import pytest
 
 from decalign.cli import main
 from decalign.config import apply_overrides, config_to_dict
+from decalign.config.presets import get_preset
 from decalign.errors import DataError, RunDirError, UsageError
 from decalign.metrics import sentiment_metrics
-from decalign.presets import get_preset
 from decalign.runs import (
     REPORT_FILES,
     Predictions,

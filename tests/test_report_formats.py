@@ -14,8 +14,8 @@ import pytest
 
 from decalign.bench import _read_results, plan_runs, write_report
 from decalign.cli import main
+from decalign.config.presets import get_preset
 from decalign.metrics.display import MMSA_NAMES, aggregate, format_mmsa, format_table
-from decalign.presets import get_preset
 
 SEEDS = [{"mae": 0.70, "acc2_non0": 0.80}, {"mae": 0.72, "acc2_non0": 0.82}, {"mae": 0.74, "acc2_non0": 0.86},
          {"mae": 0.76, "acc2_non0": 0.84}]

@@ -10,8 +10,8 @@ import pytest
 
 from decalign.cli import main
 from decalign.config import config_to_dict
+from decalign.config.presets import get_preset
 from decalign.errors import RunDirError, UsageError
-from decalign.presets import get_preset
 from decalign.runs import parse_groups, seed_distribution
 
 

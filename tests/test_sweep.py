@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("optuna", reason="sweeps need the sweep extra: pip install -e '.[sweep]'")
 
 from decalign.cli import main
-from decalign.presets import PRESETS, custom_preset, get_preset
+from decalign.config.presets import PRESETS, custom_preset, get_preset
 from decalign.sweep import check_space, default_space_path, load_space, open_study
 
 TINY = [

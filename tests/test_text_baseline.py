@@ -17,9 +17,9 @@ import torch
 
 from decalign.cli import main
 from decalign.config import ModelConfig, TextEncoderConfig
+from decalign.config.presets import get_preset
 from decalign.model.baselines import TextAlone, build_baseline
 from decalign.model.baselines.text_alone import masked_mean
-from decalign.presets import get_preset
 from decalign.testing.fixtures import write_mmsa_pickle
 
 torch.set_num_threads(1)

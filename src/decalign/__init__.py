@@ -33,7 +33,7 @@ _LAZY = {
     "TrainConfig": "decalign.config",
     "ObjectiveConfig": "decalign.config",
     "apply_overrides": "decalign.config",
-    "get_preset": "decalign.presets",
+    "get_preset": "decalign.config.presets",
     "load_dataset": "decalign.data",
     "make_synthetic": "decalign.data",
     "DecAlign": "decalign.model",

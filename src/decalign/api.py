@@ -21,9 +21,9 @@ from decalign.config import (
     RunConfig,
     apply_overrides,
 )
+from decalign.config.presets import PRESETS, custom_preset, get_preset
 from decalign.data import DataError, MultimodalDataset, describe_dataset
 from decalign.data.loading import load_data  # re-exported: the API's name for it
-from decalign.presets import PRESETS, custom_preset, get_preset
 from decalign.train.modality_check import summary as check_summary
 
 __all__ = [
@@ -101,7 +101,7 @@ def resolve_config(
 ) -> RunConfig:
     """The preset for ``dataset`` (its kind unless ``preset`` names one), with ``overrides``.
 
-    ``custom`` data gets :func:`decalign.presets.custom_preset` for its task.
+    ``custom`` data gets :func:`decalign.config.presets.custom_preset` for its task.
     """
     name = preset or dataset.kind
     if name == "custom" or name not in PRESETS:

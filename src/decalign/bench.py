@@ -6,7 +6,7 @@ One command reruns the paper's ablation table and compares DecAlign with simpler
         --seeds 1 2 3 --out runs/bench
 
 Each model (``model.architecture``, see :mod:`decalign.model.baselines`) and each ablation
-(:data:`decalign.ablations.ABLATIONS`, always on DecAlign) is an ordinary training run through
+(:data:`decalign.config.ablations.ABLATIONS`, always on DecAlign) is an ordinary training run through
 :func:`decalign.api.train` with the same base configuration (preset + ``--set`` + ``--seeds`` +
 ``--epochs``), so the engine, the model selection on the validation split and the seeds are
 identical across rows. The output directory::
@@ -142,10 +142,10 @@ def plan_runs(
         modalities: the data's modality names (unimodal/bimodal ablations derive from them).
         out_dir: the bench directory; run ``name`` lives in ``out_dir/runs/name``.
         models: architectures (see :func:`parse_models`).
-        ablations: ``all``, ``none`` or names (see :func:`decalign.ablations.select_ablations`).
+        ablations: ``all``, ``none`` or names (see :func:`decalign.config.ablations.select_ablations`).
     """
-    from decalign.ablations import inactive_terms, label, select_ablations
     from decalign.config import apply_overrides
+    from decalign.config.ablations import inactive_terms, label, select_ablations
 
     runs_dir = Path(out_dir) / "runs"
     weights = {k: getattr(base.objective, k) for k in ("w_dec", "alpha", "beta", "w_ct")}
@@ -340,7 +340,7 @@ def _markdown_table(
     """Our rows with the best of each column in bold, each followed by the paper's row of the
     same name (never bold: the bold marks the best of *our* runs), then the paper's rows for
     methods the bench cannot run (e.g. CGGM); paper rows of unselected ablations are left out."""
-    from decalign.ablations import LABELS
+    from decalign.config.ablations import LABELS
     from decalign.metrics.display import format_table
 
     ours = {run.label: results[run.name] for run in runs}
@@ -362,7 +362,7 @@ def _markdown_table(
 
 
 def _switches(run: BenchRun) -> str:
-    from decalign.ablations import DESCRIPTIONS
+    from decalign.config.ablations import DESCRIPTIONS
 
     shown = {k: v for k, v in run.overrides.items() if k != "model.architecture"}
     if run.kind == "model":

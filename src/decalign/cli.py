@@ -405,10 +405,10 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from decalign.config import config_to_dict
-    from decalign.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
+    from decalign.config.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
 
     if args.keys:
-        from decalign.settings_help import keys_table
+        from decalign.config.describe import keys_table
 
         print(keys_table())
     elif args.name:

@@ -23,7 +23,7 @@ jittered back-off on database errors everywhere (also PostgreSQL/MySQL, whose co
 creation races the same way); SQLite connections also wait up to two minutes for a lock.
 
 The search space is a YAML file (``--space``; default: the one shipped for the preset, see
-``decalign/spaces/``) mapping settings (the keys of ``--set``) to a distribution::
+``decalign/config/spaces/``) mapping settings (the keys of ``--set``) to a distribution::
 
     train.lr: {type: float, low: 1.0e-5, high: 3.0e-4, log: true}
     model.heterogeneity.num_prototypes: {type: int, low: 4, high: 12}
@@ -106,10 +106,10 @@ class ParamSpec:
 
 
 def default_space_path(preset: str) -> Path:
-    """The search space shipped for ``preset`` (``decalign/spaces/<preset>.yaml``)."""
+    """The search space shipped for ``preset`` (``decalign/config/spaces/<preset>.yaml``)."""
     from importlib.resources import files
 
-    path = Path(str(files("decalign") / "spaces" / f"{preset}.yaml"))
+    path = Path(str(files("decalign") / "config" / "spaces" / f"{preset}.yaml"))
     if not path.is_file():
         shipped = sorted(p.stem for p in path.parent.glob("*.yaml"))
         raise FileNotFoundError(

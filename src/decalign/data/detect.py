@@ -5,7 +5,7 @@
 (``data.dataset``), every command-line ``--dataset`` choice, ``decalign bench`` (paper rows,
 report columns), ``decalign sweep`` and :func:`decalign.metrics.metrics_for` all read it. Adding
 a benchmark in the MMSA layout is one :class:`DatasetKind` entry here (plus its preset in
-:mod:`decalign.presets` and its search space in ``spaces/<kind>.yaml``).
+:mod:`decalign.config.presets` and its search space in ``config/spaces/<kind>.yaml``).
 
 MMSA names both CMU-MOSI and CMU-MOSEI files ``aligned_50.pkl``; users rename files freely. The
 feature widths, however, identify each benchmark uniquely (``docs/data.md``): MOSI 768/5/20, MOSEI 768/74/35,

@@ -237,7 +237,7 @@ def _model_config(preset: str | RunConfig | ModelConfig) -> ModelConfig:
     if isinstance(preset, RunConfig):
         return preset.model
     if isinstance(preset, str):
-        from decalign.presets import get_preset
+        from decalign.config.presets import get_preset
 
         return get_preset(preset).model
     raise TypeError(f"preset must be a preset name, a RunConfig or a ModelConfig, got {type(preset).__name__}")

@@ -81,7 +81,7 @@ def preset_overrides(config: Mapping[str, Any], task: str) -> tuple[str, ...] | 
     ``key=value`` (``--set`` form); ``None`` when the preset is not one this version knows.
     The data's kind and path are set by training from the data, not overrides, and are left out."""
     from decalign.config import config_to_dict
-    from decalign.presets import PRESETS, custom_preset, get_preset
+    from decalign.config.presets import PRESETS, custom_preset, get_preset
     from decalign.train.rundir import changed_settings
 
     name = config.get("preset")

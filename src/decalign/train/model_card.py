@@ -26,10 +26,10 @@ MODEL_CARD = "MODEL_CARD.md"
 def _changed_settings(config: RunConfig, task: str) -> dict[str, Any]:
     """The settings that differ from the run's preset (data location and kind left out: the
     data section names them)."""
-    from decalign.presets import PRESETS, custom_preset
+    from decalign.config.presets import PRESETS, custom_preset, get_preset
     from decalign.train.rundir import changed_settings
 
-    return changed_settings(PRESETS[config.preset]() if config.preset in PRESETS else custom_preset(task), config)
+    return changed_settings(get_preset(config.preset) if config.preset in PRESETS else custom_preset(task), config)
 
 
 def _metric_rows(payload: Mapping[str, Any], keys: list[str]) -> list[tuple[str, str, str]]:

@@ -3,7 +3,7 @@ type, default, allowed range and a one-line meaning.
 
 Type, default and range are read from the config dataclasses themselves (their annotations and
 the ``Field`` bounds pydantic validates), so they cannot drift from what is enforced. The meaning
-is the first sentence of the field's docstring in :mod:`decalign.config`; a field without one has
+is the first sentence of the field's docstring in :mod:`decalign.config.schema`; a field without one has
 its line in :data:`MEANINGS` (a test checks that every key has a meaning and that no entry there
 is stale or shadows a docstring).
 """
@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from decalign import config as config_module
-from decalign.config import RunConfig
+from decalign.config import schema
+from decalign.config.schema import RunConfig
 
 __all__ = ["MEANINGS", "KeyHelp", "key_help", "keys_table"]
 
@@ -78,7 +78,7 @@ MEANINGS: dict[str, str] = {
     "train.device": "auto (CUDA, then Apple MPS, then the CPU), cpu, cuda or mps.",
     "preset": "The preset's name (set by --preset; labels the run).",
 }
-"""One-line meanings of the fields whose declaration in :mod:`decalign.config` has no docstring."""
+"""One-line meanings of the fields whose declaration in :mod:`decalign.config.schema` has no docstring."""
 
 
 @dataclass(frozen=True)
@@ -91,8 +91,8 @@ class KeyHelp:
 
 
 def _field_docstrings() -> dict[str, dict[str, str]]:
-    """Class name -> field -> the docstring under the field's declaration in config.py."""
-    tree = ast.parse(inspect.getsource(config_module))
+    """Class name -> field -> the docstring under the field's declaration in the schema."""
+    tree = ast.parse(inspect.getsource(schema))
     out: dict[str, dict[str, str]] = {}
     for node in tree.body:
         if not isinstance(node, ast.ClassDef):

@@ -11,8 +11,8 @@ Names are file-system safe (each becomes a run directory of ``decalign bench``);
 gives the display label, equal to the row name in :data:`decalign.metrics.display.PAPER_RESULTS` where
 the paper reports the ablation. Modality subsets (unimodal, bimodal) depend on the data's
 modality names: :data:`ABLATIONS` has them for the benchmark modalities ``text``/``audio``/
-``vision`` and :func:`ablations_for` derives them for any other set. Standard library only, so
-the CLI can list ablations without importing torch.
+``vision`` and :func:`ablations_for` derives them for any other set. Standard library only (the
+names are plain data), so the CLI can list ablations without importing torch.
 """
 
 from __future__ import annotations

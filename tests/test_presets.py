@@ -1,0 +1,110 @@
+"""The presets as differences: each builds to a valid configuration for its data, and states only
+what it changes from the defaults or from its parent (no repeated blocks, no no-op settings)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from decalign.config import RunConfig, apply_overrides, config_from_dict, config_to_dict, flat_keys
+from decalign.config.presets import (
+    CUSTOM,
+    CUSTOM_CLASSIFICATION,
+    PRESET_DESCRIPTIONS,
+    PRESETS,
+    Preset,
+    custom_preset,
+    get_preset,
+    preset_names,
+)
+from decalign.data.detect import DATASET_KINDS, METRIC_FAMILIES
+from decalign.errors import ConfigError
+
+ALL = [*PRESETS.values(), CUSTOM]
+
+
+def _flat(config: RunConfig) -> dict[str, Any]:
+    """Every setting of ``config`` by full dotted key."""
+    data = config_to_dict(config)
+    out = {}
+    for key in flat_keys(RunConfig):
+        node: Any = data
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def _base(preset: Preset) -> RunConfig:
+    return RunConfig() if preset.parent is None else PRESETS[preset.parent].build()
+
+
+@pytest.mark.parametrize("preset", ALL, ids=lambda p: p.name)
+def test_a_preset_differs_from_its_base_exactly_where_it_says(preset: Preset) -> None:
+    """The settings that differ from the parent (or the defaults) are exactly the stated changes:
+    a change that restates an inherited value, or a block copied from the parent, fails here."""
+    base, built = _flat(_base(preset)), _flat(preset.build())
+    differ = {k for k in base if base[k] != built[k]}
+    assert differ == set(preset.changes) | ({"preset"} if base["preset"] != preset.name else set())
+
+
+@pytest.mark.parametrize("preset", ALL, ids=lambda p: p.name)
+def test_changes_are_full_keys_and_parents_exist(preset: Preset) -> None:
+    """Full dotted keys only: a suffix (``lr``) would change meaning if a later field made it ambiguous."""
+    assert set(preset.changes) <= set(flat_keys(RunConfig)) - {"preset"}
+    seen = {preset.name}
+    while preset.parent is not None:
+        assert preset.parent in PRESETS and preset.parent not in seen, f"{preset.name}: bad parent chain"
+        preset = PRESETS[preset.parent]
+        seen.add(preset.name)
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_builds_names_itself_and_round_trips(name: str) -> None:
+    configs = [custom_preset("regression"), custom_preset("classification")] if name == "custom" else [
+        get_preset(name)]
+    for config in configs:
+        assert config.preset == name
+        assert config_from_dict(RunConfig, config_to_dict(config)) == config  # what config.json reloads
+        assert apply_overrides(RunConfig(), _flat(config)) == config  # what --set of every key gives
+        assert name in PRESET_DESCRIPTIONS
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_a_preset_fits_the_data_it_names(name: str) -> None:
+    """Its task loss fits the kind's task, and it selects on the loss or a metric the kind reports."""
+    config = get_preset(name)
+    kind = DATASET_KINDS[config.data.dataset]
+    if name in DATASET_KINDS:
+        assert config.data.dataset == name
+    assert (config.objective.task_loss == "ce") == (kind.task == "classification")
+    assert config.objective.w_bin == 0 or config.objective.task_loss != "ce"
+    assert config.train.selection_metric == "loss" or config.train.selection_metric in METRIC_FAMILIES[kind.metrics]
+    assert config.model.d_model % config.model.fusion.num_heads == 0
+
+
+def test_the_benchmark_presets_keep_the_released_values_where_they_depart() -> None:
+    """A few values that each preset sets by itself (the docs table of docs/method.md §12 pins all)."""
+    assert get_preset("mosei").data.standardize == (0.5, 99.5)
+    assert get_preset("sims").model.fusion.attn_dropout == {"default": 0.0, "text": 0.4, "audio": 0.3, "vision": 0.1}
+    assert get_preset("iemocap").model.kernel_for("audio") == 1 and get_preset("mosei").model.kernel_for("audio") == 5
+    # a derived preset inherits what it does not change
+    assert get_preset("synthetic").model == get_preset("mosi").model
+    assert get_preset("mosi_tuned").objective == get_preset("mosi").objective
+    assert get_preset("text_finetune").model.fusion == RunConfig().model.fusion
+
+
+def test_custom_is_mosi_with_uniform_dropout_and_settings_for_its_task() -> None:
+    regression, classification = custom_preset("regression"), custom_preset("classification")
+    assert regression.model.fusion.attn_dropout == {"default": 0.1}
+    assert regression.model.conv_kernel == {"default": 1}  # fits any sequence length, T = 1 too
+    assert regression.train == get_preset("mosi").train and regression.objective == get_preset("mosi").objective
+    assert _flat(apply_overrides(regression, CUSTOM_CLASSIFICATION)) == _flat(classification)
+    assert (classification.objective.task_loss, classification.objective.w_ct,
+            classification.train.selection_metric) == ("ce", 0.0, "waf1")
+
+
+def test_an_unknown_preset_is_a_config_error_naming_the_choices() -> None:
+    with pytest.raises(ConfigError, match=r"unknown preset 'nope'; choose one of \['mosi'"):
+        get_preset("nope")
