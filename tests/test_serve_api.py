@@ -83,7 +83,7 @@ def test_health_and_runs_list(client: TestClient, root: Path) -> None:
     assert health["runs"] == len(listed)
     results = json.loads((root / "syn" / "results.json").read_text())
     assert listed["syn"]["dataset"] == "synthetic" and listed["syn"]["seeds"] == [1, 2]
-    from decalign.losses import LOG_KEYS
+    from decalign.model.output import LOG_KEYS
 
     assert listed["syn"]["metrics"] == pytest.approx({k: v for k, v in results["mean"].items() if k not in LOG_KEYS})
     assert "acc7" in listed["syn"]["metrics"] and "decoupling" not in listed["syn"]["metrics"]

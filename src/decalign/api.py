@@ -79,8 +79,8 @@ def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float]
     ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); the header names the ``std_kind``
     (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names.
     ``seeds=1``: one seed has no spread, so the row shows plain values (no "± 0.00")."""
-    from decalign.losses import LOG_KEYS
     from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
+    from decalign.model.output import LOG_KEYS
 
     keys = [k for k in mean if k not in LOG_KEYS]
     rows: dict[str, Any] = {name: dict(mean) if seeds == 1 else {"mean": dict(mean), "std": dict(std)}}

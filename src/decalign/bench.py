@@ -297,7 +297,7 @@ def _read_results(run_dir: Path, std: str = "sample") -> dict[str, Any]:
 
 def table_keys(kind: str, task: str, available: Iterable[str]) -> list[str]:
     """The metric columns of the report for a dataset, restricted to the metrics it has."""
-    from decalign.losses import LOG_KEYS
+    from decalign.model.output import LOG_KEYS
 
     have = list(dict.fromkeys(available))
     keys = report_columns(kind, task, have)

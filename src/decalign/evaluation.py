@@ -154,8 +154,8 @@ def evaluate_report(
     text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
                          kind=info.kind if info else None, std_kind=std, names=names)
     if spread is None or n == 1:  # one checkpoint or seed: plain values, no "± 0"
-        from decalign.losses import LOG_KEYS
         from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
+        from decalign.model.output import LOG_KEYS
 
         rows: dict[str, Any] = {title: dict(mean)}
         paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")

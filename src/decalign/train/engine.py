@@ -28,9 +28,10 @@ from torch import Tensor, nn
 
 from decalign.config import RunConfig
 from decalign.data.detect import METRIC_FAMILIES
-from decalign.losses import LOG_KEYS, MODEL_LOSSES, objective, task_loss
+from decalign.losses import objective, task_loss
 from decalign.metrics import metric_mode
 from decalign.model.factory import ModelInfo, build_model
+from decalign.model.output import LOG_KEYS, MODEL_LOSSES
 from decalign.train.averaging import WeightAverage
 from decalign.train.batches import SplitTensors, batch_indices
 from decalign.train.checkpoint import (

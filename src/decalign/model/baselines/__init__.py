@@ -11,7 +11,7 @@
 ========== ==================================================================================
 
 All share DecAlign's constructor ``(config, input_dims, num_outputs, seq_lens)``, its forward
-``(features, lengths=None)`` and its output (:class:`decalign.model.DecAlignOutput` with zero
+``(features, lengths=None)`` and its output (:class:`decalign.model.ModelOutput` with zero
 alignment losses), and reuse its building blocks (:class:`TemporalProjection`,
 :class:`CrossModalTransformer`, :class:`PredictionHead`) with the sizes and dropouts of the
 config, so a preset sizes a baseline like DecAlign. Build one with :func:`build_baseline`, or any
