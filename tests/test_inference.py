@@ -55,7 +55,7 @@ def test_one_sample_matches_the_runs_prediction(run: Path) -> None:
 
 
 def test_batch_numpy_and_torch_agree_with_the_run(run: Path) -> None:
-    predictor = decalign.load_checkpoint(run / "seed_3" / "model.safetensors").predictor()
+    predictor = decalign.Predictor.from_loaded(decalign.load_checkpoint(run / "seed_3" / "model.safetensors"))
     split = _raw_test_split(run)
     written = _written(run)
     expected = np.array([written[str(i)] for i in split.ids])

@@ -126,7 +126,7 @@ def test_predict_classification_names_the_class(client: TestClient, root: Path) 
     split = decalign.load_data(ckpt.config.data.path, ckpt.config.data).splits["test"]
     features = {m: split.features[m][0].tolist() for m in split.modalities}
     out = client.post("/api/predict", json={"run": "group/cls", "features": features}).json()
-    expected = ckpt.predictor().predict({m: np.asarray(v, np.float32) for m, v in features.items()})
+    expected = decalign.Predictor.from_loaded(ckpt).predict({m: np.asarray(v, np.float32) for m, v in features.items()})
     assert out["prediction"] == expected.labels[0]
     assert list(out["probabilities"].values()) == pytest.approx(expected.probabilities[0].tolist(), abs=1e-6)
 

@@ -119,7 +119,7 @@ class Predictor:
     @classmethod
     def from_loaded(cls, ckpt: LoadedCheckpoint, device: str = "cpu") -> Predictor:
         """The predictor of a checkpoint already loaded: the one way from a checkpoint to a
-        predictor (``load_checkpoint(path).predictor()``, ``predict --media`` and ``serve`` too)."""
+        predictor (:meth:`from_checkpoint`, ``predict --media`` and ``serve`` go through it)."""
         return cls(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
 
     @property
