@@ -129,10 +129,10 @@ def test_amp_keeps_the_alignment_losses_in_float32_and_tracks_float32() -> None:
 
 
 def _tiny_data():
-    from decalign.api import load_data
     from decalign.config import DataConfig, SyntheticConfig
+    from decalign.data import load_dataset
 
-    return load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    return load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=96, n_valid=32, n_test=32, dims={"text": 12, "audio": 5, "vision": 6})))
 
 

@@ -71,7 +71,7 @@ def _error(response: Any, status: int) -> str:
 
 def _sample(run: Path, index: int = 3) -> tuple[dict[str, list[list[float]]], Any]:
     ckpt = decalign.load_checkpoint(run / "seed_2" / "model.safetensors")
-    split = decalign.load_data(None, ckpt.config.data).splits["test"]
+    split = decalign.load_dataset(None, ckpt.config.data).splits["test"]
     return {m: split.features[m][index].tolist() for m in split.modalities}, split
 
 
@@ -123,7 +123,7 @@ def test_predict_gives_the_predictors_value_and_contributions(client: TestClient
 
 def test_predict_classification_names_the_class(client: TestClient, root: Path) -> None:
     ckpt = decalign.load_checkpoint(root / "group" / "cls" / "seed_1" / "model.safetensors")
-    split = decalign.load_data(ckpt.config.data.path, ckpt.config.data).splits["test"]
+    split = decalign.load_dataset(ckpt.config.data.path, ckpt.config.data).splits["test"]
     features = {m: split.features[m][0].tolist() for m in split.modalities}
     out = client.post("/api/predict", json={"run": "group/cls", "features": features}).json()
     expected = decalign.Predictor.from_loaded(ckpt).predict({m: np.asarray(v, np.float32) for m, v in features.items()})

@@ -21,15 +21,13 @@ from decalign.config import (
     RunConfig,
     apply_overrides,
 )
-from decalign.data import DataError, MultimodalDataset, describe_dataset
-from decalign.data.loading import load_data  # re-exported: the API's name for it
+from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
 from decalign.presets import PRESETS, custom_preset, get_preset
 from decalign.train.modality_check import summary as check_summary
 
 __all__ = [
     "RunResult",
     "evaluate_checkpoint",
-    "load_data",
     "load_for_eval",
     "predict_checkpoint",
     "prepare",
@@ -385,7 +383,7 @@ def load_for_eval(
             if data is None and ckpt.config.data.dataset != "synthetic":
                 raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
         try:
-            dataset = load_data(data, data_cfg)
+            dataset = load_dataset(data, data_cfg)
         except DataError as err:
             from decalign.inference import unlabelled_error
 

@@ -188,7 +188,7 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
     the built-in dataset when the checkpoint was trained on it and no file is named."""
     import dataclasses
 
-    from decalign.api import load_data
+    from decalign.data import load_dataset
     from decalign.train.checkpoint import load_checkpoint
 
     first = load_checkpoint(checkpoint)
@@ -196,7 +196,7 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
         raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
     cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
     try:
-        return first, load_data(data, cfg)
+        return first, load_dataset(data, cfg)
     except DataError as err:
         raise unlabelled_error(data, err) from None
 

@@ -295,7 +295,7 @@ class Predictor:
 
     def predict_split(self, split: Any, drop: Sequence[str] = (), batch_size: int | None = None) -> Prediction:
         """Predictions for a whole split of a dataset read without standardisation (what
-        :func:`decalign.load_data` returns)."""
+        :func:`decalign.load_dataset` returns)."""
         features = dict(split.features)
         if self._bert_text:
             if split.text_bert is None:
@@ -347,15 +347,15 @@ def load_samples(data: str | os.PathLike[str] | None, config: Any) -> Any:
     (:mod:`decalign.data.samples`). ``None``: the built-in dataset of ``config``."""
     import dataclasses
 
-    from decalign.data.loading import load_data
+    from decalign.data.loading import load_dataset
     from decalign.data.samples import read_samples, samples_from_dataset
 
     if data is None:
         if config.data.dataset != "synthetic":
             raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
-        return samples_from_dataset(load_data(None, config.data))
+        return samples_from_dataset(load_dataset(None, config.data))
     try:
-        return samples_from_dataset(load_data(data, dataclasses.replace(config.data, dataset="auto")))
+        return samples_from_dataset(load_dataset(data, dataclasses.replace(config.data, dataset="auto")))
     except DataError as full_error:
         try:
             samples = read_samples(data)
