@@ -26,7 +26,7 @@ from decalign.ops.contrastive import sentiment_classes, supervised_contrastive_l
 
 __all__ = ["objective", "task_loss"]
 
-_WEIGHT = {t.name: t.weight for t in LOSS_TERMS}
+_WEIGHT = {t.name: t.weight for t in LOSS_TERMS if t.weight is not None}
 """Term -> the :class:`~decalign.config.ObjectiveConfig` field weighting it
 (:data:`decalign.model.output.LOSS_TERMS`)."""
 

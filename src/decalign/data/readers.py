@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from decalign.config import DataConfig
 from decalign.data.arrays import ReadLog
@@ -53,7 +53,7 @@ class Source:
     def is_pickle(self) -> bool:
         return self.format == "pickle"
 
-    def content(self) -> object:
+    def content(self) -> Any:
         """The unpickled object (restricted unpickler; only for ``format == "pickle"``)."""
         if not self.is_pickle:
             raise TypeError(f"{self.path}: a {self.format} source has no pickled content")

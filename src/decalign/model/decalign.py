@@ -84,8 +84,8 @@ class DecAlign(MultimodalModel):
         names = [self.modalities[i] for i in index]
         masks = self._masks(projected, names, lengths) if self.config.padding_mask else None
         unique_seq, unique_pooled, common_pooled, common_seq = self._decouple(projected, index, masks)
-        if isinstance(unique_seq, Tensor):
-            dec = decoupling_loss(unique_seq, common_seq)  # type: ignore[arg-type]
+        if isinstance(unique_seq, Tensor) and isinstance(common_seq, Tensor):  # stacked together, or lists
+            dec = decoupling_loss(unique_seq, common_seq)
         else:
             dec = torch.stack([decoupling_loss(u, c) for u, c in zip(unique_seq, common_seq)]).mean()
         if self.config.heterogeneity.masked_pooling and masks is None and lengths is not None:

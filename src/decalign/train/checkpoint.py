@@ -24,6 +24,7 @@ from torch import nn
 from decalign import __version__
 from decalign.config import RunConfig, config_from_dict, config_to_dict
 from decalign.errors import CheckpointAccessError, CheckpointError
+from decalign.model.base import MultimodalModel
 from decalign.model.factory import ModelInfo, build_model  # re-exported: their former home
 from decalign.train.atomic import atomic_write
 
@@ -53,7 +54,7 @@ class LoadedCheckpoint:
     (``model`` alone skips it); inference sits above this module, so the checkpoint does not
     build predictors itself."""
 
-    model: nn.Module
+    model: MultimodalModel
     config: RunConfig
     info: ModelInfo
     preprocess: dict[str, dict[str, np.ndarray]]

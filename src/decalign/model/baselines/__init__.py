@@ -21,6 +21,7 @@ architecture with :func:`decalign.model.factory.build_model`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from decalign.config import ModelConfig
 from decalign.model.baselines.common import BaselineModel
@@ -35,7 +36,7 @@ __all__ = ["BASELINES", "BaselineModel", "EarlyFusion", "LateFusion", "MulT", "T
            "build_baseline"]
 
 BASELINES: dict[str, type[BaselineModel]] = {
-    name: architecture_class(name) for name in ARCHITECTURES if name != "decalign"
+    name: cast("type[BaselineModel]", architecture_class(name)) for name in ARCHITECTURES if name != "decalign"
 }
 """``model.architecture`` value -> baseline class (from :data:`decalign.model.factory.ARCHITECTURES`)."""
 
