@@ -61,15 +61,16 @@ def _child(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from decalign.api import load_data, prepare, resolve_config
+    from decalign.api import prepare, resolve_config
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
     from decalign.train.checkpoint import build_model
     from decalign.train.distributed import Context
     from decalign.train.loop import train_epoch
     from decalign.train.optim import make_optimizer
     from decalign.train.seeding import seed_everything
 
-    dataset = load_data(args.data, DataConfig(dataset="mosi"))
+    dataset = load_dataset(args.data, DataConfig(dataset="mosi"))
     config = resolve_config(dataset, "mosi", _variant_overrides(args.variant, args.bert))
     prepared = prepare(config, dataset)
     seed_everything(0)

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             media_run(runs / args.media_run, work / "media")
     feature_dir = runs / args.feature_run
     ckpt = decalign.load_checkpoint(sorted(feature_dir.glob("seed_*/model.safetensors"))[0])
-    split = decalign.load_data(ckpt.config.data.path, ckpt.config.data).splits["test"]
+    split = decalign.load_dataset(ckpt.config.data.path, ckpt.config.data).splits["test"]
     body = {"run": args.feature_run, "features": {m: split.features[m][0].tolist() for m in split.modalities}}
     payload = json.dumps(body).encode()
     clip = None

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 
 from decalign.config import DataConfig
 from decalign.data.detect import DATASET_KINDS, SPLITS
-from decalign.data.loading import load_data
+from decalign.data.loading import load_dataset
 from decalign.data.types import MultimodalDataset
 from decalign.errors import DecalignError
 from decalign.metrics import metrics_for
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (args.bert / "config.json").is_file():
         ap.error(f"--bert {args.bert}: not a HuggingFace model directory (no config.json in it)")
     try:
-        ds = load_data(args.data, DataConfig(dataset=args.dataset))
+        ds = load_dataset(args.data, DataConfig(dataset=args.dataset))
     except (DecalignError, OSError) as err:
         ap.error(str(err))
     if ds.task != "regression":

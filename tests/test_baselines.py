@@ -12,7 +12,7 @@ import torch
 from decalign.config import ModelConfig, RunConfig, apply_overrides
 from decalign.config.presets import get_preset
 from decalign.losses import objective
-from decalign.model import LOSS_KEYS, DecAlign
+from decalign.model import MODEL_LOSSES, DecAlign
 from decalign.model.baselines import (
     BASELINES,
     EarlyFusion,
@@ -63,7 +63,7 @@ def test_forward_backward(arch: str, lengths: dict[str, int]) -> None:
     assert out.prediction.shape == (5,)
     assert out.representation is not None
     assert out.representation.shape == (5, _representation_width(arch, config, 3))
-    assert set(out.losses) == set(LOSS_KEYS) and all(float(v) == 0.0 for v in out.losses.values())
+    assert set(out.losses) == set(MODEL_LOSSES) and all(float(v) == 0.0 for v in out.losses.values())
     assert out.unique is None and out.common is None and out.plan is None
     labels = torch.tensor([-2.0, -2.0, 1.0, 1.0, 0.0])  # pairs: the contrastive term has positives
     loss, terms = objective(out, labels, get_preset("mosi").objective)  # contrastive term included

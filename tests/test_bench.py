@@ -264,12 +264,13 @@ def test_plan_runs() -> None:
 @pytest.mark.slow
 def test_a_failing_run_does_not_stop_the_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import decalign.bench as bench
-    from decalign.api import load_data, resolve_config
+    from decalign.api import resolve_config
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
 
     data_overrides = [o for o in TINY_SYNTHETIC if o.startswith("data.")]
     data = apply_overrides(RunConfig(data=DataConfig(dataset="synthetic")), data_overrides).data
-    dataset = load_data(None, data)
+    dataset = load_dataset(None, data)
     base = resolve_config(dataset, None, [*TINY_SYNTHETIC, "train.seeds=[4]", "train.num_epochs=1"])
     original = bench._run_one
 
@@ -294,13 +295,14 @@ def test_a_failing_run_does_not_stop_the_bench(tmp_path: Path, monkeypatch: pyte
 @needs_plots
 def test_figures_of_a_bench_without_ablations_are_not_named_ablation(bench_dir: Path, tmp_path: Path) -> None:
     """Reproduced: `bench --ablations none` wrote figures/ablation_<metric>.png."""
-    from decalign.api import load_data, resolve_config
+    from decalign.api import resolve_config
     from decalign.bench import _read_results, plan_runs, write_report
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
 
-    data = load_data(None, DataConfig(dataset="synthetic"))
+    data = load_dataset(None, DataConfig(dataset="synthetic"))
     base = resolve_config(data, overrides=[*TINY_SYNTHETIC, "train.seeds=[3]", "train.num_epochs=1"])
-    data = load_data(None, base.data)
+    data = load_dataset(None, base.data)
     copy = tmp_path / "bench"
     shutil.copytree(bench_dir, copy)
     runs = plan_runs(base, data.modalities, copy, MODELS, "none")

@@ -52,11 +52,11 @@ def test_a_file_is_identified_and_its_fingerprints_match_info_and_the_run(tmp_pa
     text = capsys.readouterr().out
     assert found["fingerprint"]["content"] in text and found["fingerprint"]["sha256"] in text
     # the content fingerprint is the one a run on this file stores in dataset.json
-    from decalign.api import load_data
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
     from decalign.train.runguard import data_fingerprint
 
-    assert data_fingerprint(load_data(path, DataConfig()))["sha256"] == found["fingerprint"]["content"]
+    assert data_fingerprint(load_dataset(path, DataConfig()))["sha256"] == found["fingerprint"]["content"]
 
 
 def test_fingerprints_tell_a_changed_file_from_a_repickled_one(tmp_path: Path, capsys) -> None:

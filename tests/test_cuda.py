@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from decalign.config.presets import get_preset
-from decalign.model import LOSS_KEYS, DecAlign
+from decalign.model import MODEL_LOSSES, DecAlign
 from decalign.testing.reference import PRESET_SHAPES, random_inputs, randomize_, without_dropout
 from test_model_reference import LENGTHS, assert_same_forward_and_backward, build_pair
 
@@ -88,7 +88,7 @@ def test_float32_on_cuda_equals_the_cpu(no_tf32: None) -> None:
         cpu = model(inputs)
         gpu = model.to(CUDA)({m: x.to(CUDA) for m, x in inputs.items()})
     torch.testing.assert_close(gpu.prediction.cpu(), cpu.prediction, rtol=1e-4, atol=1e-5)
-    for key in LOSS_KEYS:
+    for key in MODEL_LOSSES:
         torch.testing.assert_close(gpu.losses[key].cpu(), cpu.losses[key], rtol=1e-4, atol=1e-6)
 
 
@@ -110,7 +110,7 @@ def test_amp_keeps_the_alignment_losses_in_float32_and_tracks_float32() -> None:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
             out = model(inputs)
             loss = torch.nn.functional.mse_loss(out.prediction.float().flatten(), labels)
-            loss = loss + sum(out.losses[k] for k in LOSS_KEYS)
+            loss = loss + sum(out.losses[k] for k in MODEL_LOSSES)
         loss.backward()
         return out.prediction.float().detach(), {k: v.detach() for k, v in out.losses.items()}, _flat_grad(model)
 
@@ -118,7 +118,7 @@ def test_amp_keeps_the_alignment_losses_in_float32_and_tracks_float32() -> None:
     pred16, losses16, grad16 = step(True)
     for key in ("heterogeneity", "homogeneity"):
         assert losses16[key].dtype == torch.float32, key
-    for key in LOSS_KEYS:
+    for key in MODEL_LOSSES:
         assert torch.isfinite(losses16[key]), key
         assert math.isclose(float(losses16[key]), float(losses32[key]), rel_tol=0.1, abs_tol=1e-3), key
     assert torch.isfinite(grad16).all()
@@ -129,10 +129,10 @@ def test_amp_keeps_the_alignment_losses_in_float32_and_tracks_float32() -> None:
 
 
 def _tiny_data():
-    from decalign.api import load_data
     from decalign.config import DataConfig, SyntheticConfig
+    from decalign.data import load_dataset
 
-    return load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    return load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=96, n_valid=32, n_test=32, dims={"text": 12, "audio": 5, "vision": 6})))
 
 

@@ -121,16 +121,24 @@ def test_errors() -> None:
     assert apply_standardizer(ds, stats).splits["train"].features["audio"].shape == (3, 2, 2)
 
 
-def test_load_dataset_applies_configured_standardisation(tmp_path: Path) -> None:
+def test_loading_keeps_raw_features_and_standardize_applies_the_configured_percentiles(tmp_path: Path) -> None:
+    """Loading never standardises (``api.prepare`` does, saving the statistics with the model):
+    ``data.standardize`` leaves what ``load_dataset`` returns untouched, and
+    :func:`~decalign.data.preprocess.standardize` fits on train and transforms every split."""
     path = write_mmsa_pickle(tmp_path / "mosei.pkl", kind="mosei", aligned=False, n=(8, 3, 3), neg_inf_audio=5)
     with pytest.warns(UserWarning):
         raw = load_dataset(path)
     with pytest.warns(UserWarning):
-        std = load_dataset(path, DataConfig(standardize=(0.5, 99.5)))
+        loaded = load_dataset(path, DataConfig(standardize=(0.5, 99.5)))
+    std, fitted = pre.standardize(loaded, (0.5, 99.5))
     stats = fit_standardizer(raw.splits["train"], ["audio", "vision"], (0.5, 99.5))
     ref = apply_standardizer(raw, stats)
+    assert set(fitted) == {"audio", "vision"}
     for name in ("train", "valid", "test"):
         for m in ("text", "audio", "vision"):
+            np.testing.assert_array_equal(loaded.splits[name].features[m], raw.splits[name].features[m])
             np.testing.assert_array_equal(std.splits[name].features[m], ref.splits[name].features[m])
+    assert not np.array_equal(std.splits["train"].features["audio"], raw.splits["train"].features["audio"])
     np.testing.assert_array_equal(std.splits["train"].features["text"], raw.splits["train"].features["text"])
     assert any("standardised ['audio', 'vision']" in n for n in std.notes)
+    assert not any("standardised" in n for n in loaded.notes)

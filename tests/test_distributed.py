@@ -52,10 +52,11 @@ def test_single_context_is_the_identity() -> None:
 
 
 def _step_setup(gather: bool) -> tuple[Any, Any]:
-    from decalign.api import load_data, prepare, resolve_config
+    from decalign.api import prepare, resolve_config
     from decalign.config import DataConfig, SyntheticConfig
+    from decalign.data import load_dataset
 
-    dataset = load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    dataset = load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=STEP_N, n_valid=4, n_test=4, seq_len=6, dims={"text": 12, "audio": 5, "vision": 7})))
     overrides = [*TINY, *NO_DROPOUT, f"train.batch_size={STEP_N}", "train.grad_clip=null",
                  f"train.gather_alignment={str(gather).lower()}", "model.heterogeneity.num_prototypes=4"]

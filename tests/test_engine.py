@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from decalign.api import load_data, resolve_config, train
+from decalign.api import resolve_config, train
 from decalign.config import DataConfig, SyntheticConfig
+from decalign.data import load_dataset
 from decalign.errors import DataError
 from decalign.train.loop import EarlyStopping
 
@@ -18,7 +19,7 @@ TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers
 
 
 def _tiny_data():
-    return load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    return load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=48, n_valid=16, n_test=16, dims={"text": 12, "audio": 5, "vision": 6})))
 
 

@@ -33,7 +33,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _raw_test_split(run: Path):  # type: ignore[no-untyped-def]
     ckpt = decalign.load_checkpoint(run / "seed_3" / "model.safetensors")
-    data = decalign.load_data(None, ckpt.config.data)  # raw features, as the data file carries them
+    data = decalign.load_dataset(None, ckpt.config.data)  # raw features, as the data file carries them
     return data.splits["test"]
 
 
@@ -55,7 +55,7 @@ def test_one_sample_matches_the_runs_prediction(run: Path) -> None:
 
 
 def test_batch_numpy_and_torch_agree_with_the_run(run: Path) -> None:
-    predictor = decalign.load_checkpoint(run / "seed_3" / "model.safetensors").predictor()
+    predictor = decalign.Predictor.from_loaded(decalign.load_checkpoint(run / "seed_3" / "model.safetensors"))
     split = _raw_test_split(run)
     written = _written(run)
     expected = np.array([written[str(i)] for i in split.ids])
@@ -121,7 +121,7 @@ def test_classification_gives_class_names_and_probabilities(tmp_path: Path) -> N
     from decalign.train.checkpoint import ModelInfo, build_model
 
     config = decalign.resolve_config(
-        decalign.load_data(None, DataConfig(dataset="synthetic")), overrides=TINY[:4]
+        decalign.load_dataset(None, DataConfig(dataset="synthetic")), overrides=TINY[:4]
     )
     info = ModelInfo("custom", "classification", ("a", "b"), {"a": 3, "b": 2}, {"a": 5, "b": 4}, 3,
                      class_names=("neg", "neu", "pos"))
@@ -251,7 +251,7 @@ def test_a_broken_full_dataset_is_reported_not_read_as_samples(tmp_path: Path,
 def _small_predictor():  # type: ignore[no-untyped-def]
     from decalign.train.checkpoint import ModelInfo, build_model
 
-    config = decalign.resolve_config(decalign.load_data(None, DataConfig(dataset="synthetic")), overrides=TINY[:4])
+    config = decalign.resolve_config(decalign.load_dataset(None, DataConfig(dataset="synthetic")), overrides=TINY[:4])
     info = ModelInfo("custom", "regression", ("a", "b"), {"a": 3, "b": 2}, {"a": 5, "b": 4}, 1)
     torch.manual_seed(0)
     return decalign.Predictor(build_model(config, info), config, info)

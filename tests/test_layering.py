@@ -22,16 +22,13 @@ def _module_name(file: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(file: Path, modules: set[str], *, in_functions: bool = True) -> set[str]:
-    """Modules of the package ``file`` imports anywhere (also inside functions, unless not
-    ``in_functions``), except under ``if TYPE_CHECKING:``."""
+def _imports(file: Path, modules: set[str]) -> set[str]:
+    """Modules of the package ``file`` imports anywhere, inside functions too, except under
+    ``if TYPE_CHECKING:``."""
     tree = ast.parse(file.read_text())
     package = _module_name(file) if file.name == "__init__.py" else _module_name(file).rpartition(".")[0]
     typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
                    and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
-    if not in_functions:
-        typing_only |= {id(n) for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
-                        for n in ast.walk(node)}
     found: set[str] = set()
     for node in ast.walk(tree):
         if id(node) in typing_only:
@@ -50,24 +47,9 @@ def _imports(file: Path, modules: set[str], *, in_functions: bool = True) -> set
     return found - {_module_name(file)}
 
 
-LAZY_UPWARD = {("decalign.train.checkpoint", "decalign.inference")}
-"""Imports against the layering allowed inside a function only, each for a documented reason:
-``LoadedCheckpoint.predictor()`` (the public ``load_checkpoint(path).predictor()``) builds the
-inference ``Predictor``, which itself loads checkpoints."""
-
-
-def test_the_allowed_upward_imports_are_lazy_and_still_needed() -> None:
-    files = {_module_name(f): f for f in SRC.rglob("*.py")}
-    for low, high in LAZY_UPWARD:
-        assert high in _imports(files[low], set(files)), f"{low} no longer imports {high}: drop the exception"
-        assert high not in _imports(files[low], set(files), in_functions=False), f"{low} imports {high} at load"
-
-
 def test_no_import_cycles() -> None:
     files = {_module_name(f): f for f in SRC.rglob("*.py")}
     graph = {name: _imports(file, set(files)) for name, file in files.items()}
-    for low, high in LAZY_UPWARD:
-        graph[low].discard(high)
     cycles = []
     state: dict[str, int] = {}  # 1: on the current path, 2: done
 

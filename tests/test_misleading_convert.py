@@ -28,7 +28,7 @@ def mosi(tmp_path: Path) -> Path:
 
 
 def _read(path: Path) -> MultimodalDataset:
-    return load_dataset(path, DataConfig(dataset="mosi", standardize=None))
+    return load_dataset(path, DataConfig(dataset="mosi"))
 
 
 def test_zero_noise_is_the_labels_times_one_direction(mosi: Path, tmp_path: Path) -> None:

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from decalign.api import evaluate_checkpoint, load_data, resolve_config, train
+from decalign.api import evaluate_checkpoint, resolve_config, train
 from decalign.config import ConfigError, DataConfig, SyntheticConfig
+from decalign.data import load_dataset
 from decalign.data.misleading import misleading_features
 from decalign.train.modalities import apply_decision, check_validation, drop_modality, unwrap, with_modalities
 from decalign.train.modality_check import CheckOutcome, CheckState
@@ -129,7 +130,7 @@ def test_misleading_features_track_labels_on_train_only() -> None:
 
 
 def _data(misleading: bool):
-    data = load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    data = load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=192, n_valid=192, n_test=64, seq_len=4, dims={"text": 12, "audio": 5, "vision": 6})))
     if misleading:
         feats = misleading_features({s: sp.labels for s, sp in data.splits.items()}, dim=6, noise=0.3, seed=0)

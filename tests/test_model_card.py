@@ -21,9 +21,9 @@ TINY = {"model.d_model": 16, "model.fusion.num_heads": 2, "model.fusion.num_laye
 
 
 def _run(out: Path, **overrides: object) -> Path:
-    data = decalign.load_data(None, decalign.DataConfig(dataset="synthetic"))
+    data = decalign.load_dataset(None, decalign.DataConfig(dataset="synthetic"))
     config = decalign.resolve_config(data, overrides={**TINY, **overrides})
-    data = decalign.load_data(None, config.data)
+    data = decalign.load_dataset(None, config.data)
     decalign.train(config, data, out, tensorboard=False, progress=False)
     return out
 

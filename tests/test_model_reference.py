@@ -16,7 +16,7 @@ import torch
 
 from decalign.config import ModelConfig
 from decalign.config.presets import get_preset
-from decalign.model import LOSS_KEYS, DecAlign
+from decalign.model import MODEL_LOSSES, DecAlign
 from decalign.model.interop import load_official_state_dict, to_official
 from decalign.ops.gmm import fit_diag_gmm
 from decalign.ops.sinkhorn import entropic_ot
@@ -64,13 +64,13 @@ def assert_same_forward_and_backward(reference: ReferenceDecAlign, ours: DecAlig
     our_out = ours(inputs)
     torch.testing.assert_close(our_out.prediction.reshape(ref_out["prediction"].shape), ref_out["prediction"],
                                rtol=TOL, atol=TOL)
-    for key in LOSS_KEYS:
+    for key in MODEL_LOSSES:
         torch.testing.assert_close(
             our_out.losses[key], ref_out[key], rtol=TOL, atol=TOL, msg=lambda m, k=key: f"{k}: {m}"
         )
 
-    ref_total = ref_out["prediction"].sum() + sum(ref_out[k] for k in LOSS_KEYS)
-    our_total = our_out.prediction.sum() + sum(our_out.losses[k] for k in LOSS_KEYS)
+    ref_total = ref_out["prediction"].sum() + sum(ref_out[k] for k in MODEL_LOSSES)
+    our_total = our_out.prediction.sum() + sum(our_out.losses[k] for k in MODEL_LOSSES)
     names = list(inputs)
     ref_params = dict(reference.named_parameters())
     our_params = dict(ours.named_parameters())
@@ -190,7 +190,7 @@ def test_float32_model_close_to_float64_reference() -> None:
         our_out = ours({m: x.detach().float() for m, x in inputs.items()})
     torch.testing.assert_close(our_out.prediction.double(), ref_out["prediction"].reshape(-1).detach(),
                                rtol=1e-4, atol=1e-4)
-    for key in LOSS_KEYS:
+    for key in MODEL_LOSSES:
         torch.testing.assert_close(our_out.losses[key].double(), ref_out[key].detach(), rtol=1e-4, atol=1e-4)
 
 

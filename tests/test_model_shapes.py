@@ -11,7 +11,7 @@ import torch
 
 from decalign.config import ModelConfig
 from decalign.config.presets import get_preset
-from decalign.model import LOSS_KEYS, TERM_KEYS, DecAlign
+from decalign.model import MODEL_LOSSES, MODEL_TERMS, DecAlign
 from decalign.testing.reference import random_inputs, randomize_, with_layers
 
 torch.set_num_threads(1)
@@ -31,8 +31,8 @@ def check_output(model: DecAlign, out, batch: int) -> None:
     assert out.prediction.shape == ((batch,) if model.num_outputs == 1 else (batch, model.num_outputs))
     assert out.representation.shape == (batch, 2 * n * d)
     assert out.unique.shape == out.common.shape == (n, batch, d)
-    assert set(out.losses) == set(LOSS_KEYS)
-    assert set(out.terms) == set(TERM_KEYS)
+    assert set(out.losses) == set(MODEL_LOSSES)
+    assert set(out.terms) == set(MODEL_TERMS)
     for value in [*out.losses.values(), *out.terms.values()]:
         assert value.shape == () and torch.isfinite(value)
     assert torch.isfinite(out.prediction).all()
@@ -115,7 +115,7 @@ def test_missing_modality_at_forward_time(aligned: bool) -> None:
     ablated.load_state_dict(model.state_dict())
     switched_off = ablated(inputs)
     torch.testing.assert_close(switched_off.prediction, out.prediction)
-    for key in LOSS_KEYS:
+    for key in MODEL_LOSSES:
         torch.testing.assert_close(switched_off.losses[key], out.losses[key])
 
 

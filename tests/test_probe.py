@@ -10,10 +10,9 @@ import pytest
 
 pytest.importorskip("sklearn", reason="the probe needs scikit-learn: pip install 'decalign[probe]'")
 
-from decalign.api import load_data
 from decalign.cli import main
 from decalign.config import DataConfig, SyntheticConfig
-from decalign.data import Split
+from decalign.data import Split, load_dataset
 from decalign.probe import pooled_features, ridge_probe
 
 
@@ -29,7 +28,7 @@ def test_pooled_features_use_valid_steps_only() -> None:
 
 
 def _data():
-    return load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    return load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=300, n_valid=100, n_test=100, seq_len=6, dims={"text": 10, "audio": 3, "vision": 4})))
 
 
@@ -85,6 +84,6 @@ def test_probe_without_data_probes_the_built_in_dataset(tmp_path: Path) -> None:
     out = tmp_path / "probes.json"
     assert main(["probe", "--sets", "audio", "--json", str(out)]) == 0
     payload = json.loads(out.read_text())
-    expected = ridge_probe(load_data(None, DataConfig(dataset="synthetic")), ["audio"])
+    expected = ridge_probe(load_dataset(None, DataConfig(dataset="synthetic")), ["audio"])
     assert payload["audio"]["alpha"] == expected.alpha
     assert payload["audio"]["test"] == pytest.approx(expected.metrics["test"])

@@ -23,9 +23,9 @@ TINY = {"model.d_model": 16, "model.fusion.num_heads": 2, "model.fusion.num_laye
 
 
 def _train(tmp_path: Path, **kwargs: object) -> None:
-    config = decalign.resolve_config(decalign.load_data(None, decalign.DataConfig(dataset="synthetic")),
+    config = decalign.resolve_config(decalign.load_dataset(None, decalign.DataConfig(dataset="synthetic")),
                                      overrides=TINY)
-    data = decalign.load_data(None, config.data)
+    data = decalign.load_dataset(None, config.data)
     decalign.train(config, data, tmp_path / "run", tensorboard=False, **kwargs)  # type: ignore[arg-type]
 
 

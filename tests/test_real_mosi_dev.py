@@ -18,8 +18,9 @@ import pytest
 
 pytest.importorskip("sklearn", reason="the probe needs scikit-learn: pip install 'decalign[probe]'")
 
-from decalign.api import load_data, resolve_config, train
+from decalign.api import resolve_config, train
 from decalign.config import DataConfig
+from decalign.data import load_dataset
 from decalign.metrics import sentiment_metrics
 from decalign.probe import ridge_probe
 
@@ -37,7 +38,7 @@ minute on two cores (the released 18 epochs at 6e-5 take minutes)."""
 
 
 def _data():
-    return load_data(MOSI_DEV, DataConfig(dataset="mosi", path=MOSI_DEV))
+    return load_dataset(MOSI_DEV, DataConfig(dataset="mosi", path=MOSI_DEV))
 
 
 def test_mosi_dev_is_the_documented_subset() -> None:

@@ -24,9 +24,9 @@ from decalign.data.detect import (
     kind_choices,
     report_columns,
 )
-from decalign.losses import LOG_KEYS, LOSS_TERMS, MODEL_LOSSES, MODEL_TERMS
 from decalign.metrics import metric_mode, metrics_for
 from decalign.model.factory import ARCHITECTURES
+from decalign.model.output import LOG_KEYS, LOSS_TERMS, MODEL_LOSSES, MODEL_TERMS
 from decalign.train.devices import DEVICES
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "decalign"
@@ -118,7 +118,7 @@ def test_one_metric_direction() -> None:
 _REGISTRIES: dict[str, tuple[set[str], str]] = {
     "dataset kinds": (set(DATASET_KINDS), "data/detect.py"),
     "architectures": (set(ARCHITECTURES), "model/factory.py"),
-    "loss terms": (set(LOG_KEYS) - {"loss", "task"}, "losses.py"),
+    "loss terms": (set(LOG_KEYS) - {"loss", "task"}, "model/output.py"),
     "ablations": (set(SWITCH_ABLATIONS), "config/ablations.py"),
     "devices": (set(DEVICES) - {"auto"}, "train/devices.py"),
 }

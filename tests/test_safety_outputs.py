@@ -40,7 +40,7 @@ def _checkpoint(path: Path) -> Path:
     from decalign.config import DataConfig
     from decalign.train.checkpoint import ModelInfo, build_model, save_checkpoint
 
-    config = decalign.resolve_config(decalign.load_data(None, DataConfig(dataset="synthetic")), overrides=TINY)
+    config = decalign.resolve_config(decalign.load_dataset(None, DataConfig(dataset="synthetic")), overrides=TINY)
     info = ModelInfo("custom", "regression", ("a", "b"), {"a": 3, "b": 2}, {"a": 5, "b": 4}, 1)
     torch.manual_seed(0)
     return save_checkpoint(path, build_model(config, info), config, info)

@@ -71,7 +71,7 @@ def _error(response: Any, status: int) -> str:
 
 def _sample(run: Path, index: int = 3) -> tuple[dict[str, list[list[float]]], Any]:
     ckpt = decalign.load_checkpoint(run / "seed_2" / "model.safetensors")
-    split = decalign.load_data(None, ckpt.config.data).splits["test"]
+    split = decalign.load_dataset(None, ckpt.config.data).splits["test"]
     return {m: split.features[m][index].tolist() for m in split.modalities}, split
 
 
@@ -83,7 +83,7 @@ def test_health_and_runs_list(client: TestClient, root: Path) -> None:
     assert health["runs"] == len(listed)
     results = json.loads((root / "syn" / "results.json").read_text())
     assert listed["syn"]["dataset"] == "synthetic" and listed["syn"]["seeds"] == [1, 2]
-    from decalign.losses import LOG_KEYS
+    from decalign.model.output import LOG_KEYS
 
     assert listed["syn"]["metrics"] == pytest.approx({k: v for k, v in results["mean"].items() if k not in LOG_KEYS})
     assert "acc7" in listed["syn"]["metrics"] and "decoupling" not in listed["syn"]["metrics"]
@@ -123,10 +123,10 @@ def test_predict_gives_the_predictors_value_and_contributions(client: TestClient
 
 def test_predict_classification_names_the_class(client: TestClient, root: Path) -> None:
     ckpt = decalign.load_checkpoint(root / "group" / "cls" / "seed_1" / "model.safetensors")
-    split = decalign.load_data(ckpt.config.data.path, ckpt.config.data).splits["test"]
+    split = decalign.load_dataset(ckpt.config.data.path, ckpt.config.data).splits["test"]
     features = {m: split.features[m][0].tolist() for m in split.modalities}
     out = client.post("/api/predict", json={"run": "group/cls", "features": features}).json()
-    expected = ckpt.predictor().predict({m: np.asarray(v, np.float32) for m, v in features.items()})
+    expected = decalign.Predictor.from_loaded(ckpt).predict({m: np.asarray(v, np.float32) for m, v in features.items()})
     assert out["prediction"] == expected.labels[0]
     assert list(out["probabilities"].values()) == pytest.approx(expected.probabilities[0].tolist(), abs=1e-6)
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from decalign.api import load_data, resolve_config, train
+from decalign.api import resolve_config, train
 from decalign.config import DataConfig, SyntheticConfig
+from decalign.data import load_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -20,7 +21,7 @@ SMALL = [
 
 
 def test_all_modalities_beat_every_single_modality(tmp_path: Path) -> None:
-    data = load_data(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
+    data = load_dataset(None, DataConfig(dataset="synthetic", synthetic=SyntheticConfig(
         n_train=384, n_valid=96, n_test=192, dims={"text": 32, "audio": 5, "vision": 20})))
     mae = {}
     for name, modalities in [("all", None), ("text", ["text"]), ("audio", ["audio"]), ("vision", ["vision"])]:

@@ -144,12 +144,12 @@ def test_trains_through_decalign_train_with_the_encoder_schedule(text_run: Path)
 
 
 def test_checkpoint_predicts_what_training_wrote(text_run: Path, tiny: Path) -> None:
-    from decalign.api import load_data
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
     from decalign.inference import Predictor
 
     predictor = Predictor.from_checkpoint(text_run / "seed_3" / "model.safetensors")
-    dataset = load_data(tiny, DataConfig(dataset="mosi"))
+    dataset = load_dataset(tiny, DataConfig(dataset="mosi"))
     got = predictor.predict_split(dataset.splits["test"]).values
     with open(text_run / "seed_3" / "test_predictions.csv") as f:
         want = np.array([float(row["prediction"]) for row in csv.DictReader(f)])
@@ -162,6 +162,7 @@ def test_resumed_run_equals_a_straight_one(tiny: Path, tmp_path: Path) -> None:
     call asks for the same two epochs of a run whose first attempt was cut after epoch 1)."""
     from decalign import api
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
 
     args = ["--preset", "text_finetune", "--seeds", "3", *QUIET, *BERT, "train.batch_size=8",
             "train.bert_warmup_steps=2", "train.bert_decay=linear", "train.num_epochs=2"]
@@ -175,7 +176,7 @@ def test_resumed_run_equals_a_straight_one(tiny: Path, tmp_path: Path) -> None:
         if epoch == 1:
             raise Stop
 
-    dataset = api.load_data(tiny, DataConfig(dataset="mosi"))
+    dataset = load_dataset(tiny, DataConfig(dataset="mosi"))
     config = api.resolve_config(dataset, "text_finetune", [*BERT[0:2], "train.batch_size=8", "train.seeds=[3]",
                                                            "train.bert_warmup_steps=2", "train.bert_decay=linear",
                                                            "train.num_epochs=2", "train.num_threads=1"],

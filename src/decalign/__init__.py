@@ -10,7 +10,7 @@ Importing the package is cheap: the names below load their modules on first use.
 Example::
 
     import decalign
-    data = decalign.load_data("aligned_50.pkl", decalign.DataConfig())   # kind detected: mosi
+    data = decalign.load_dataset("aligned_50.pkl", decalign.DataConfig())   # kind detected: mosi
     config = decalign.resolve_config(data, overrides=["train.seeds=[1111]"])
     result = decalign.train(config, data, "runs/mosi")
     print(result.table())
@@ -37,7 +37,6 @@ _LAZY = {
     "load_dataset": "decalign.data",
     "make_synthetic": "decalign.data",
     "DecAlign": "decalign.model",
-    "load_data": "decalign.api",
     "resolve_config": "decalign.api",
     "train": "decalign.api",
     "evaluate_checkpoint": "decalign.api",

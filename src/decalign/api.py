@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -22,14 +22,20 @@ from decalign.config import (
     apply_overrides,
 )
 from decalign.config.presets import PRESETS, custom_preset, get_preset
-from decalign.data import DataError, MultimodalDataset, describe_dataset
-from decalign.data.loading import load_data  # re-exported: the API's name for it
+from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
 from decalign.train.modality_check import summary as check_summary
+
+if TYPE_CHECKING:  # annotations only: importing the API stays free of torch
+    from decalign.model.factory import ModelInfo
+    from decalign.train.batches import SplitTensors
+    from decalign.train.checkpoint import LoadedCheckpoint
+    from decalign.train.distributed import Context
+    from decalign.train.engine import EvalResult
+    from decalign.train.rundir import RunDir
 
 __all__ = [
     "RunResult",
     "evaluate_checkpoint",
-    "load_data",
     "load_for_eval",
     "predict_checkpoint",
     "prepare",
@@ -38,6 +44,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("decalign")
+
+TableStyle = Literal["text", "markdown", "latex", "mmsa"]
+"""How :func:`metrics_table` prints: plain text, markdown, LaTeX or MMSA's result CSV."""
 
 
 @dataclass
@@ -56,7 +65,7 @@ class RunResult:
         """``train.modality_check``: the run's one-line summary of the check's decisions."""
         return check_summary(self.seeds)
 
-    def table(self, style: str = "text", std: str = "sample") -> str:
+    def table(self, style: TableStyle = "text", std: str = "sample") -> str:
         """The test metrics (mean ± ``std`` over seeds: ``sample`` or ``population``) as the
         paper prints them; the header says which std."""
         spread = self.std_population if std == "population" else self.std
@@ -71,16 +80,16 @@ def run_label(config: RunConfig) -> str:
     return f"{data} (preset {config.preset})"
 
 
-def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float], style: str = "text",
-                  kind: str | None = None, std_kind: str = "sample", names: str = "ours",
-                  seeds: int | None = None) -> str:
+def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float],
+                  style: TableStyle = "text", kind: str | None = None,
+                  std_kind: str = "sample", names: Literal["ours", "mmsa"] = "ours", seeds: int | None = None) -> str:
     """One-row table of the dataset's metrics (loss terms left out), with the paper's reported
     DecAlign row beside it when ``kind`` is one of its benchmarks. ``style``: ``text``,
     ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); the header names the ``std_kind``
     (``sample`` or ``population``) that ``std`` holds; ``names="mmsa"``: MMSA's metric names.
     ``seeds=1``: one seed has no spread, so the row shows plain values (no "± 0.00")."""
-    from decalign.losses import LOG_KEYS
     from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
+    from decalign.model.output import LOG_KEYS
 
     keys = [k for k in mean if k not in LOG_KEYS]
     rows: dict[str, Any] = {name: dict(mean) if seeds == 1 else {"mean": dict(mean), "std": dict(std)}}
@@ -88,8 +97,8 @@ def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float]
     if paper:
         rows[f"paper ({kind}, DecAlign)"] = dict(paper)
     if style == "mmsa":
-        return format_mmsa(rows, keys=keys)  # type: ignore[arg-type]
-    return format_table(rows, keys=keys, style=style, std=std_kind, names=names,  # type: ignore[arg-type]
+        return format_mmsa(rows, keys=keys)
+    return format_table(rows, keys=keys, style=style, std=std_kind, names=names,
                         row_header="test, 1 seed" if seeds == 1 else "")
 
 
@@ -126,20 +135,20 @@ def resolve_config(
 class Prepared:
     """A dataset turned into what the engine consumes, plus what must be saved with the model."""
 
-    splits: dict[str, Any]
-    info: Any
+    splits: dict[str, SplitTensors]
+    info: ModelInfo
     preprocess: dict[str, dict[str, np.ndarray]]
     metric_fn: Callable[[np.ndarray, np.ndarray], dict[str, float]]
 
 
-def _metric_fn(info: Any) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
+def _metric_fn(info: ModelInfo) -> Callable[[np.ndarray, np.ndarray], dict[str, float]]:
     from decalign.metrics import metrics_for
 
     return metrics_for(info.kind, info.task, info.label_range, info.class_names)
 
 
-def _check_compatible(dataset: MultimodalDataset, info: Any, where: str) -> None:
-    trained_on = getattr(info, "provenance", None)
+def _check_compatible(dataset: MultimodalDataset, info: ModelInfo, where: str) -> None:
+    trained_on = info.provenance
     if trained_on and dataset.provenance:
         from decalign.extract.provenance import check
 
@@ -165,7 +174,7 @@ def prepare(
     config: RunConfig,
     dataset: MultimodalDataset,
     preprocess: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-    info: Any = None,
+    info: ModelInfo | None = None,
     in_place: bool = False,
 ) -> Prepared:
     """Standardise (fitting on train unless ``preprocess`` gives saved statistics), convert to
@@ -208,7 +217,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     quiet: bool = False,
-    ctx: Any = None,
+    ctx: Context | None = None,
     epoch_callback: Callable[[int, dict[str, float]], None] | None = None,
     tensorboard: bool = True,
     in_place: bool = False,
@@ -259,11 +268,11 @@ def train(
 def _train(
     config: RunConfig,
     dataset: MultimodalDataset,
-    run: Any,
+    run: RunDir,
     *,
     resume: bool,
     quiet: bool,
-    ctx: Any,
+    ctx: Context,
     epoch_callback: Callable[[int, dict[str, float]], None] | None,
     tensorboard: bool,
     in_place: bool,
@@ -336,14 +345,14 @@ def _train(
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
 
 
-def _choose_threads(config: RunConfig, ctx: Any, progress: bool | None, quiet: bool) -> dict[str, Any]:
+def _choose_threads(config: RunConfig, ctx: Context, progress: bool | None, quiet: bool) -> dict[str, Any]:
     """On the CPU: choose the thread count once for the run, say it in the run's first line and
     return it for ``results.json`` (``{"threads": {...}}``); elsewhere ``{}``."""
     from decalign.train.devices import resolve_device
     from decalign.train.progress import announce
     from decalign.train.threads import choose_threads
 
-    device = ctx.device if getattr(ctx, "device", None) is not None else resolve_device(config.train.device)
+    device = ctx.device if ctx.device is not None else resolve_device(config.train.device)
     if device.type != "cpu":
         return {}
     choice = choose_threads(config.train.num_threads)
@@ -353,12 +362,12 @@ def _choose_threads(config: RunConfig, ctx: Any, progress: bool | None, quiet: b
 
 
 def load_for_eval(
-    checkpoint: Any,
+    checkpoint: str | os.PathLike[str] | LoadedCheckpoint,
     data: str | os.PathLike[str] | None = None,
     dataset: MultimodalDataset | None = None,
     *,
     trained_data: bool = False,
-) -> tuple[Any, MultimodalDataset, Prepared]:
+) -> tuple[LoadedCheckpoint, MultimodalDataset, Prepared]:
     """A checkpoint and data prepared for it with its own preprocessing statistics: what
     evaluation, prediction and a run's figures all start from.
 
@@ -373,9 +382,9 @@ def load_for_eval(
     Returns:
         ``(checkpoint, dataset, prepared)``.
     """
-    from decalign.train.checkpoint import load_checkpoint
+    from decalign.train.checkpoint import LoadedCheckpoint, load_checkpoint
 
-    ckpt = checkpoint if hasattr(checkpoint, "model") else load_checkpoint(checkpoint)
+    ckpt = checkpoint if isinstance(checkpoint, LoadedCheckpoint) else load_checkpoint(checkpoint)
     owned = dataset is None
     if dataset is None:
         if trained_data and data is None:
@@ -386,7 +395,7 @@ def load_for_eval(
             if data is None and ckpt.config.data.dataset != "synthetic":
                 raise ValueError("--data is required: the checkpoint was not trained on the built-in dataset")
         try:
-            dataset = load_data(data, data_cfg)
+            dataset = load_dataset(data, data_cfg)
         except DataError as err:
             from decalign.inference import unlabelled_error
 
@@ -430,7 +439,7 @@ def evaluate_checkpoint_outputs(
     dataset: MultimodalDataset | None = None,
     device: str = "auto",
     drop: Sequence[str] = (),
-) -> tuple[Any, Any, np.ndarray]:
+) -> tuple[LoadedCheckpoint, EvalResult, np.ndarray]:
     """:func:`evaluate_checkpoint` with what reports need: the loaded checkpoint, the
     :class:`~decalign.train.loop.EvalResult` (predictions and metrics) and the labels."""
     from decalign.data.checks import check_nonempty

@@ -36,17 +36,22 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from decalign.cli_common import add_data_flags, add_run_flags, add_set_flag, add_verbosity_flags
 from decalign.data.detect import DATASET_KINDS, report_columns
 from decalign.model.factory import ARCHITECTURES
+
+if TYPE_CHECKING:  # annotations only: this module imports the standard library alone
+    from decalign.config import RunConfig
+    from decalign.data.types import MultimodalDataset
 
 __all__ = [
     "MODELS",
     "MODEL_LABELS",
     "BenchResult",
     "BenchRun",
+    "RunScores",
     "add_parser",
     "parse_models",
     "plan_runs",
@@ -83,19 +88,29 @@ class BenchRun:
     """``model`` or ``ablation``."""
     overrides: dict[str, Any]
     """What this run sets on top of the bench's base configuration."""
-    config: Any
+    config: RunConfig
     """The fully resolved :class:`decalign.config.RunConfig`."""
     directory: Path
     note: str = ""
     """Why the run may not differ from DecAlign under this preset, if it may not."""
 
 
+class RunScores(TypedDict):
+    """A run's test metrics over its seeds, as the report shows them."""
+
+    mean: dict[str, float]
+    std: dict[str, float]
+    """Sample or population standard deviation, as the bench was asked (``std``)."""
+    n: int
+    """The number of seeds."""
+
+
 @dataclass
 class BenchResult:
     out_dir: Path
     runs: list[BenchRun]
-    results: dict[str, dict[str, Any]]
-    """Run name -> ``{"mean": {...}, "std": {...}, "n": seeds}`` of the test metrics."""
+    results: dict[str, RunScores]
+    """Run name -> its test metrics over seeds."""
     status: dict[str, str]
     """Run name -> ``trained``, ``resumed``, ``skipped`` (already complete) or ``failed``."""
     csv_path: Path
@@ -129,7 +144,7 @@ def parse_models(spec: str | Sequence[str]) -> list[str]:
 
 
 def plan_runs(
-    base: Any,
+    base: RunConfig,
     modalities: Sequence[str],
     out_dir: str | os.PathLike[str],
     models: str | Sequence[str] = MODELS,
@@ -174,7 +189,7 @@ def plan_runs(
 # running
 
 
-def _run_one(run: BenchRun, dataset: Any, quiet: bool, tensorboard: bool) -> str:
+def _run_one(run: BenchRun, dataset: MultimodalDataset, quiet: bool, tensorboard: bool) -> str:
     """Train, resume or skip one run; returns what was done."""
     from decalign.api import train
     from decalign.config import ConfigError
@@ -201,8 +216,8 @@ def _stale(plot: Path, source: Path) -> bool:
 
 
 def run_bench(
-    dataset: Any,
-    base: Any,
+    dataset: MultimodalDataset,
+    base: RunConfig,
     out_dir: str | os.PathLike[str],
     models: str | Sequence[str] = MODELS,
     ablations: str | Sequence[str] = "all",
@@ -279,7 +294,7 @@ def run_bench(
     return BenchResult(out, runs, results, status, csv_path, md_path, figures, table, failures)
 
 
-def _read_results(run_dir: Path, std: str = "sample") -> dict[str, Any]:
+def _read_results(run_dir: Path, std: str = "sample") -> RunScores:
     """A run's test mean and ``std`` (``sample`` or ``population``) over seeds, recomputed from
     its per-seed metrics so that runs written before ``std_population`` existed work too."""
     from decalign.metrics.display import aggregate
@@ -297,7 +312,7 @@ def _read_results(run_dir: Path, std: str = "sample") -> dict[str, Any]:
 
 def table_keys(kind: str, task: str, available: Iterable[str]) -> list[str]:
     """The metric columns of the report for a dataset, restricted to the metrics it has."""
-    from decalign.losses import LOG_KEYS
+    from decalign.model.output import LOG_KEYS
 
     have = list(dict.fromkeys(available))
     keys = report_columns(kind, task, have)
@@ -308,7 +323,7 @@ def _bar_metrics(keys: Sequence[str]) -> list[str]:
     return [m for m in _BAR_METRICS if m in keys][:2]
 
 
-def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]], std: str = "sample") -> str:
+def _csv(runs: Sequence[BenchRun], results: Mapping[str, RunScores], std: str = "sample") -> str:
     import io
 
     from decalign.safety.cells import csv_writer
@@ -332,7 +347,7 @@ def _csv(runs: Sequence[BenchRun], results: Mapping[str, Mapping[str, Any]], std
 
 def _markdown_table(
     runs: Sequence[BenchRun],
-    results: Mapping[str, Mapping[str, Any]],
+    results: Mapping[str, RunScores],
     keys: Sequence[str],
     paper: Mapping[str, Mapping[str, float]] | None,
     std: str = "sample",
@@ -374,9 +389,9 @@ def _switches(run: BenchRun) -> str:
 def write_report(
     out_dir: Path,
     runs: Sequence[BenchRun],
-    results: Mapping[str, Mapping[str, Any]],
-    dataset: Any,
-    base: Any,
+    results: Mapping[str, RunScores],
+    dataset: MultimodalDataset,
+    base: RunConfig,
     plots: bool = True,
     failures: Mapping[str, str] | None = None,
     std: str = "sample",
@@ -471,7 +486,7 @@ def _group(run: BenchRun) -> str:
     return "modality subset" if "model.modalities" in run.overrides else "ablation"
 
 
-def _source(dataset: Any) -> str:
+def _source(dataset: MultimodalDataset) -> str:
     if dataset.source:
         return f"`{dataset.source}`"
     sizes = ", ".join(f"{len(sp.labels)} {name}" for name, sp in dataset.splits.items())
@@ -482,7 +497,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _seed_text(base: Any) -> str:
+def _seed_text(base: RunConfig) -> str:
     seeds = base.train.seeds
     return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: {', '.join(map(str, seeds))}"
 

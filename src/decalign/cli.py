@@ -195,8 +195,9 @@ def _add_config_file_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from decalign.api import load_data, train
+    from decalign.api import train
     from decalign.config import apply_overrides
+    from decalign.data import load_dataset
     from decalign.train.rundir import RunDir
 
     overrides = config_file_overrides(args) + run_overrides(args)
@@ -204,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         saved = RunDir(args.out).read_config()
         config = apply_overrides(saved, overrides) if overrides else saved
         data_cfg = dataclasses.replace(config.data, path=args.data) if args.data else config.data
-        dataset = load_data(data_cfg.path, data_cfg)
+        dataset = load_dataset(data_cfg.path, data_cfg)
     else:
         dataset, config = load_and_resolve(args, overrides)
     if args.dump_config:

@@ -136,8 +136,9 @@ def run_overrides(args: argparse.Namespace) -> list[Any]:
 def load_and_resolve(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Any, Any]:
     """The dataset named by --data/--dataset and its preset (or --preset) with ``overrides``,
     the way ``train``, ``bench`` and ``sweep`` all resolve them."""
-    from decalign.api import load_data, resolve_config
+    from decalign.api import resolve_config
+    from decalign.data import load_dataset
 
     data_cfg = data_config(args, overrides)
-    dataset = load_data(data_cfg.path, data_cfg)
+    dataset = load_dataset(data_cfg.path, data_cfg)
     return dataset, resolve_config(dataset, args.preset, overrides, path=args.data)

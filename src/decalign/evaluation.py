@@ -154,8 +154,8 @@ def evaluate_report(
     text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
                          kind=info.kind if info else None, std_kind=std, names=names)
     if spread is None or n == 1:  # one checkpoint or seed: plain values, no "± 0"
-        from decalign.losses import LOG_KEYS
         from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
+        from decalign.model.output import LOG_KEYS
 
         rows: dict[str, Any] = {title: dict(mean)}
         paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")
@@ -188,7 +188,7 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
     the built-in dataset when the checkpoint was trained on it and no file is named."""
     import dataclasses
 
-    from decalign.api import load_data
+    from decalign.data import load_dataset
     from decalign.train.checkpoint import load_checkpoint
 
     first = load_checkpoint(checkpoint)
@@ -196,7 +196,7 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
         raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
     cfg = dataclasses.replace(first.config.data, dataset="auto" if data is not None else first.config.data.dataset)
     try:
-        return first, load_data(data, cfg)
+        return first, load_dataset(data, cfg)
     except DataError as err:
         raise unlabelled_error(data, err) from None
 

@@ -20,19 +20,39 @@ import os
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import numpy as np
+import numpy.typing as npt
 
 from decalign.data.types import DataError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: importing this module stays free of torch
+    from decalign.config import RunConfig
+    from decalign.data.samples import Samples
+    from decalign.model.base import MultimodalModel
+    from decalign.model.factory import ModelInfo
+    from decalign.train.batches import SplitTensors
     from decalign.train.checkpoint import LoadedCheckpoint
 
 __all__ = ["Prediction", "Predictor"]
 
-ArrayLike = Any
-"""A numpy array, a torch tensor, or a list of per-sample ``[T, D]`` arrays."""
+ArrayLike = npt.ArrayLike
+"""A numpy array, a torch tensor (it converts through ``__array__``), nested lists, or a list
+of per-sample ``[T, D]`` arrays."""
+
+
+class SampleArrays(Protocol):
+    """What :meth:`Predictor.predict_split` reads: a dataset's :class:`~decalign.data.Split` or
+    a :class:`~decalign.data.samples.SampleSet` of a file of samples."""
+
+    @property
+    def features(self) -> Mapping[str, np.ndarray]: ...
+    @property
+    def lengths(self) -> Mapping[str, np.ndarray]: ...
+    @property
+    def text_bert(self) -> np.ndarray | None: ...
 
 
 class _Checked(NamedTuple):
@@ -75,7 +95,7 @@ class Prediction:
         return [self.class_names[int(c)] for c in self.values]
 
 
-def _class_names(info: Any) -> tuple[str, ...] | None:
+def _class_names(info: ModelInfo) -> tuple[str, ...] | None:
     if info.task != "classification":
         return None
     return tuple(info.class_names) if info.class_names else tuple(f"class_{c}" for c in range(info.num_outputs))
@@ -94,7 +114,7 @@ class Predictor:
         device: where the model runs (``cpu``, ``cuda``, ... ; ``auto`` picks as training does).
     """
 
-    def __init__(self, model: Any, config: Any, info: Any,
+    def __init__(self, model: MultimodalModel, config: RunConfig, info: ModelInfo,
                  preprocess: Mapping[str, Mapping[str, np.ndarray]] | None = None, device: str = "cpu") -> None:
         from decalign.data.preprocess import FeatureStats
         from decalign.train.devices import resolve_device
@@ -119,7 +139,7 @@ class Predictor:
     @classmethod
     def from_loaded(cls, ckpt: LoadedCheckpoint, device: str = "cpu") -> Predictor:
         """The predictor of a checkpoint already loaded: the one way from a checkpoint to a
-        predictor (``load_checkpoint(path).predictor()``, ``predict --media`` and ``serve`` too)."""
+        predictor (:meth:`from_checkpoint`, ``predict --media`` and ``serve`` go through it)."""
         return cls(ckpt.model, ckpt.config, ckpt.info, ckpt.preprocess, device)
 
     @property
@@ -223,12 +243,12 @@ class Predictor:
         if len(set(sizes.values())) > 1 or len(set(singles.values())) > 1:
             raise DataError(f"modalities disagree on the number of samples: {sizes}"
                             + (" (some given as one [T, D] sample)" if len(set(singles.values())) > 1 else ""))
-        for m in lengths or {}:
+        for m, value in (lengths or {}).items():
             if m not in self.info.modalities:
                 raise DataError(f"lengths of {m!r}: not a modality of the model; it has {list(self.info.modalities)}")
             if m not in arrays:
                 continue
-            raw = np.atleast_1d(_as_numpy(lengths[m], f"{m} lengths", integer=True))  # type: ignore[index]
+            raw = np.atleast_1d(_as_numpy(value, f"{m} lengths", integer=True))
             whole = np.isfinite(raw) & (raw == np.round(raw)) if raw.dtype.kind == "f" else np.ones(raw.shape, bool)
             if not whole.all():
                 raise DataError(f"lengths of {m!r}: expected whole numbers of steps, found "
@@ -293,9 +313,9 @@ class Predictor:
         probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
         return Prediction("classification", raw.argmax(axis=1).astype(np.int64), probs, raw, self.class_names)
 
-    def predict_split(self, split: Any, drop: Sequence[str] = (), batch_size: int | None = None) -> Prediction:
+    def predict_split(self, split: SampleArrays, drop: Sequence[str] = (), batch_size: int | None = None) -> Prediction:
         """Predictions for a whole split of a dataset read without standardisation (what
-        :func:`decalign.load_data` returns)."""
+        :func:`decalign.load_dataset` returns), or a set of a file of samples."""
         features = dict(split.features)
         if self._bert_text:
             if split.text_bert is None:
@@ -326,8 +346,8 @@ def _check_finite_outputs(raw: np.ndarray, features: Mapping[str, ArrayLike], ar
 
 
 def _as_numpy(value: ArrayLike, name: str, integer: bool = False) -> np.ndarray:
-    if hasattr(value, "detach"):
-        value = value.detach().to("cpu").numpy()
+    if hasattr(value, "detach"):  # a torch tensor, perhaps on a GPU or requiring gradients
+        value = cast(Any, value).detach().to("cpu").numpy()
     try:
         x = np.asarray(value)
     except (TypeError, ValueError) as err:
@@ -341,21 +361,21 @@ def _as_numpy(value: ArrayLike, name: str, integer: bool = False) -> np.ndarray:
     return x.astype(np.float32, copy=False)
 
 
-def load_samples(data: str | os.PathLike[str] | None, config: Any) -> Any:
+def load_samples(data: str | os.PathLike[str] | None, config: RunConfig) -> Samples:
     """The sample sets of ``data`` for prediction: a full dataset (read as training reads it,
     IEMOCAP protocol included), else any splits or a flat file, labels optional
     (:mod:`decalign.data.samples`). ``None``: the built-in dataset of ``config``."""
     import dataclasses
 
-    from decalign.data.loading import load_data
+    from decalign.data.loading import load_dataset
     from decalign.data.samples import read_samples, samples_from_dataset
 
     if data is None:
         if config.data.dataset != "synthetic":
             raise DataError("--data is required: the checkpoint was not trained on the built-in dataset")
-        return samples_from_dataset(load_data(None, config.data))
+        return samples_from_dataset(load_dataset(None, config.data))
     try:
-        return samples_from_dataset(load_data(data, dataclasses.replace(config.data, dataset="auto")))
+        return samples_from_dataset(load_dataset(data, dataclasses.replace(config.data, dataset="auto")))
     except DataError as full_error:
         try:
             samples = read_samples(data)
@@ -375,7 +395,7 @@ def predict_to_csv(
     device: str = "auto",
     *,
     overwrite: bool = False,
-) -> Any:
+) -> Path:
     """Write one row per sample of ``data``: ``split, id, [label,] prediction`` (regression) or
     ``split, id, [label,] predicted, p_<class>...`` (classification). ``splits`` default: ``test``
     of a full dataset, every set of a file of samples. Returns the written path.
@@ -390,7 +410,7 @@ def predict_to_csv(
 
 
 def _predict_to_csv(checkpoint: str | os.PathLike[str], data: str | os.PathLike[str] | None, out_csv: os.PathLike[str],
-                    splits: Sequence[str] | None, drop: Sequence[str], device: str) -> Any:
+                    splits: Sequence[str] | None, drop: Sequence[str], device: str) -> Path:
     from decalign.train.history import write_predictions
 
     predictor = Predictor.from_checkpoint(checkpoint, device)
@@ -441,7 +461,7 @@ def check_drop(drop: Iterable[str], modalities: Sequence[str], active: Sequence[
     return drop
 
 
-def drop_modalities(split: Any, drop: Sequence[str], model: Any) -> Any:
+def drop_modalities(split: SplitTensors, drop: Sequence[str], model: MultimodalModel) -> SplitTensors:
     """A split's tensors without the modalities in ``drop`` (the model treats absent ones as
     inactive, the rule of its ablations); the arrays are shared, not copied."""
     import dataclasses
@@ -453,11 +473,13 @@ def drop_modalities(split: Any, drop: Sequence[str], model: Any) -> Any:
     return dataclasses.replace(split, features=keep, lengths={m: split.lengths[m] for m in keep})
 
 
-def unlabelled_error(data: Any, err: Exception) -> Exception:
+def unlabelled_error(data: str | os.PathLike[str] | None, err: Exception) -> Exception:
     """The error for ``eval`` on a file that is not a full labelled dataset: say so when the file
     holds samples without labels or without all three splits, else ``err`` itself."""
     from decalign.data.samples import read_samples
 
+    if data is None:
+        return err
     try:
         samples = read_samples(data)
     except Exception:
@@ -473,7 +495,7 @@ def unlabelled_error(data: Any, err: Exception) -> Exception:
                      f"scores the sets {list(samples.sets)} of this file and writes their labels beside)")
 
 
-def class_report(predictions: np.ndarray, labels: np.ndarray, info: Any) -> dict[str, Any]:
+def class_report(predictions: np.ndarray, labels: np.ndarray, info: ModelInfo) -> dict[str, Any]:
     """Confusion matrix and per-class precision/recall/F1 for a classification model's outputs
     (:func:`decalign.metrics.classification_report` with the model's class names)."""
     from decalign.metrics import classification_report

@@ -16,67 +16,19 @@ terms on the gathered global batch (see ``docs/scaling.md``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch.nn.functional as F
 from torch import Tensor
 
 from decalign.config import ObjectiveConfig
+from decalign.model.output import LOG_KEYS, LOSS_TERMS, MODEL_LOSSES, ModelOutput
 from decalign.ops.contrastive import sentiment_classes, supervised_contrastive_loss
 
-if TYPE_CHECKING:
-    from decalign.model.decalign import DecAlignOutput
+__all__ = ["objective", "task_loss"]
 
-__all__ = ["LOG_KEYS", "LOSS_TERMS", "MODEL_LOSSES", "MODEL_TERMS", "WEIGHTED_TERMS", "LossTerm", "objective",
-           "task_loss"]
-
-
-@dataclass(frozen=True)
-class LossTerm:
-    """One term of the objective as it is computed, weighted and logged."""
-
-    name: str
-    """Key in the model output, the history, TensorBoard and the logs."""
-    weight: str | None
-    """The :class:`~decalign.config.ObjectiveConfig` field that weights it in the total;
-    ``None`` for the total, the task loss and the parts of a weighted term."""
-    part_of: str | None
-    """The weighted term this one is a part of (reported, never added on its own)."""
-    from_model: bool
-    """Computed by the model's forward (``DecAlignOutput.losses``/``.terms``); otherwise by
-    :func:`objective` from the prediction and the representation."""
-    description: str
-
-
-LOSS_TERMS: tuple[LossTerm, ...] = (
-    LossTerm("loss", None, None, False, "the total objective"),
-    LossTerm("task", None, None, False, "task loss (objective.task_loss: mse, l1 or ce)"),
-    LossTerm("decoupling", "w_dec", None, True, "squared cosine of unique and common features"),
-    LossTerm("heterogeneity", "alpha", None, True, "prototype-guided optimal transport on the unique features"),
-    LossTerm("ot", None, "heterogeneity", True, "multi-marginal OT between the modalities' prototypes"),
-    LossTerm("proto_local", None, "heterogeneity", True, "sample-to-prototype cost"),
-    LossTerm("homogeneity", "beta", None, True, "latent distribution matching on the common features"),
-    LossTerm("moments", None, "homogeneity", True, "mean, covariance and skewness matching"),
-    LossTerm("mmd", None, "homogeneity", True, "maximum mean discrepancy"),
-    LossTerm("contrastive", "w_ct", None, False, "supervised contrastive term on the fused representation"),
-    LossTerm("binary", "w_bin", None, False, "BCE on the sign of non-zero labels (CH-SIMS)"),
-)
-"""Every loss term, in the order the history lists them: the one source of loss names (the
-model output, :func:`objective`, the engine's logging, the plots). A new term is one entry here
-plus its computation (in the model, or in :func:`objective`) and its weight in the config."""
-
-LOG_KEYS: tuple[str, ...] = tuple(t.name for t in LOSS_TERMS)
-"""Every term :func:`objective` reports, in the order the history lists them."""
-MODEL_LOSSES: tuple[str, ...] = tuple(t.name for t in LOSS_TERMS if t.from_model and t.part_of is None)
-"""The weighted losses a model's forward returns (``DecAlignOutput.losses``)."""
-MODEL_TERMS: tuple[str, ...] = tuple(
-    t.name for t in LOSS_TERMS if t.from_model and not any(p.part_of == t.name for p in LOSS_TERMS)
-)
-"""The finest terms a model's forward reports (``DecAlignOutput.terms``)."""
-WEIGHTED_TERMS: tuple[str, ...] = tuple(t.name for t in LOSS_TERMS if t.weight is not None)
-"""The auxiliary terms added to the task loss, each with its weight."""
-_WEIGHT = {t.name: t.weight for t in LOSS_TERMS}
+_WEIGHT = {t.name: t.weight for t in LOSS_TERMS if t.weight is not None}
+"""Term -> the :class:`~decalign.config.ObjectiveConfig` field weighting it
+(:data:`decalign.model.output.LOSS_TERMS`)."""
 
 
 def task_loss(prediction: Tensor, labels: Tensor, kind: str) -> Tensor:
@@ -92,13 +44,14 @@ def task_loss(prediction: Tensor, labels: Tensor, kind: str) -> Tensor:
 
 
 def objective(
-    output: DecAlignOutput,
+    output: ModelOutput,
     labels: Tensor,
     config: ObjectiveConfig,
     *,
     gather: Callable[[Tensor, int], Tensor] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Total loss and every term (unweighted, detached) for logging under :data:`LOG_KEYS`.
+    """Total loss and every term (unweighted, detached) for logging under
+    :data:`~decalign.model.output.LOG_KEYS`.
 
     ``gather`` is for data-parallel training with ``train.gather_alignment`` (the model then
     already computed the heterogeneity and homogeneity losses on features gathered from every

@@ -127,8 +127,8 @@ def _table(results: Mapping[str, ProbeResult], split: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from decalign.api import load_data
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
 
     if args.folds < 2:  # before the data is read; the upper bound (the train split's size) after
         from decalign.errors import UsageError
@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         check_not_input(args.json, {"--data": args.data}, "--json")
         check_replaceable(args.json, args.overwrite, "--json")
     kind = "synthetic" if args.data is None else args.dataset  # like train: no --data, the built-in dataset
-    dataset = load_data(args.data, DataConfig(dataset=kind, path=args.data))
+    dataset = load_dataset(args.data, DataConfig(dataset=kind, path=args.data))
     mods = list(dataset.modalities)
     specs = args.sets or ([*mods, ",".join(mods)] if len(mods) > 1 else mods)
     results = {"+".join(s): ridge_probe(dataset, s, folds=args.folds) for s in _parse_sets(specs, mods)}

@@ -247,7 +247,8 @@ def concat_splits(parts: Sequence[Split]) -> Split:
     first = parts[0]
 
     def cat(arrays: list[np.ndarray | None]) -> np.ndarray | None:
-        return None if any(a is None for a in arrays) else np.concatenate(arrays)  # type: ignore[arg-type]
+        present = [a for a in arrays if a is not None]
+        return np.concatenate(present) if len(present) == len(arrays) else None
 
     extra_keys = [k for k in first.extra_labels if all(k in p.extra_labels for p in parts)]
     return Split(

@@ -175,7 +175,7 @@ def shape_mismatch(kind: str, dims: Mapping[str, int], seq_lens: Mapping[str, in
         return None
     found = ", ".join(f"{m} T={seq_lens.get(m)} D={dims[m]}" for m in dims)
     if not spec.matches(dims):
-        want = "/".join(f"{m} {d}" for m, d in spec.dims.items())
+        want = "/".join(f"{m} {d}" for m, d in (spec.dims or {}).items())
         detected = detect_kind(dims)
         hint = f" (they match {detected!r})" if detected != "custom" else ""
         return (

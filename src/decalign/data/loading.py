@@ -1,43 +1,38 @@
 """One entry point for every data source: :func:`load_dataset`; plus :func:`describe_dataset`
 (for ``decalign info``) and :func:`convert` (for ``decalign convert``).
 
-What a path holds is decided from its content, never its name: a directory or a zip/safetensors
-header is our native format (:mod:`decalign.data.native`); anything else is unpickled with the
-restricted unpickler (:mod:`decalign.data.safe_pickle`) and read as the MMSA layout (a dict of
-splits: MOSI, MOSEI, CH-SIMS, utterance-level IEMOCAP, custom) or the dialogue-level IEMOCAP
-9-item sequence. The benchmark (``kind``) is detected from feature widths unless
-``DataConfig.dataset`` forces one.
+What a path holds is decided from its content by the readers of :mod:`decalign.data.readers`
+(our native format, the MMSA layout, the dialogue-level IEMOCAP sequence). The benchmark
+(``kind``) is detected from feature widths unless ``DataConfig.dataset`` forces one.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from decalign.config import DataConfig
-from decalign.data.arrays import ReadLog
 from decalign.data.checks import check_values
-from decalign.data.iemocap import apply_iemocap_protocol, is_dialogue_layout, read_iemocap_dialogue
+from decalign.data.iemocap import apply_iemocap_protocol
 from decalign.data.misleading import MisleadingModality
-from decalign.data.mmsa import read_mmsa
-from decalign.data.native import load_native, save_native, sniff_format
-from decalign.data.preprocess import standardize
-from decalign.data.safe_pickle import load_pickle
+from decalign.data.native import save_native
+from decalign.data.readers import read_file
 from decalign.data.synthetic import make_synthetic
 from decalign.data.types import SPLITS, DataError, MultimodalDataset
 
-__all__ = ["convert", "describe_dataset", "load_data", "load_dataset"]
+__all__ = ["convert", "describe_dataset", "load_dataset"]
 
 
-def load_dataset(
-    path: str | os.PathLike[str] | None, config: DataConfig | None = None
-) -> MultimodalDataset:
-    """Load, validate and prepare a dataset.
+def load_dataset(path: str | os.PathLike[str] | None = None, config: DataConfig | None = None) -> MultimodalDataset:
+    """Read and validate a dataset, its features as the file carries them.
+
+    Standardisation is not applied here: :func:`decalign.api.prepare` fits it on the train split
+    (``config.standardize``) or applies a checkpoint's saved statistics, and saves it with the
+    model; :func:`decalign.data.preprocess.standardize` does it alone.
 
     Args:
         path: a benchmark pickle, a native ``.npz``/``.safetensors`` file or directory, or
@@ -45,8 +40,7 @@ def load_dataset(
         config: ``dataset`` ``"auto"`` detects the kind; a benchmark name or ``"custom"`` forces
             it (a mismatch with the benchmark's shapes is allowed and noted); ``"synthetic"``
             generates ``config.synthetic``. ``iemocap_protocol``, ``valid_fraction`` and
-            ``split_seed`` apply to IEMOCAP; ``standardize`` (percentiles) clips and standardises
-            every non-text modality with train statistics (:mod:`decalign.data.preprocess`).
+            ``split_seed`` apply to IEMOCAP.
 
     Returns:
         The dataset; what the reader fixed or noticed is in ``dataset.notes`` (non-finite feature
@@ -68,47 +62,11 @@ def load_dataset(
     elif path is None:
         raise DataError(f"dataset {kind!r} needs its data file: pass --data PATH (or set data.path)")
     else:
-        ds = _read(Path(path), None if kind == "auto" else kind, config)
+        ds = read_file(path, None if kind == "auto" else kind, config)
     if ds.kind == "iemocap":
         ds = apply_iemocap_protocol(ds, config.iemocap_protocol)
-    check_values(ds)  # before standardisation: 1e30 would poison the fitted statistics
-    ds, _ = standardize(ds, config.standardize, in_place=True)
+    check_values(ds)
     return ds
-
-
-def load_data(path: str | os.PathLike[str] | None, data: DataConfig) -> MultimodalDataset:
-    """Read a dataset for a run, evaluation or prediction: standardisation is left to
-    :func:`decalign.api.prepare`, which fits it on the train split (or applies a checkpoint's
-    statistics) and saves it with the model."""
-    return load_dataset(path, dataclasses.replace(data, standardize=None))
-
-
-def _read(path: Path, kind: str | None, config: DataConfig) -> MultimodalDataset:
-    log = ReadLog()
-    what = sniff_format(path)
-    if what in ("directory", "npz", "safetensors"):
-        ds = load_native(path, kind, log)
-    else:
-        obj = load_pickle(path)
-        if isinstance(obj, Mapping):
-            ds = read_mmsa(obj, str(path), kind, log)
-        elif is_dialogue_layout(obj):
-            ds = read_iemocap_dialogue(
-                obj,
-                str(path),
-                kind,
-                log,
-                valid_fraction=config.valid_fraction,
-                split_seed=config.split_seed,
-            )
-        else:
-            size = f" of {len(obj)} items" if isinstance(obj, (list, tuple)) else ""
-            raise DataError(
-                f"{path}: the pickle holds a {type(obj).__name__}{size}; expected a dict with splits "
-                "'train', 'valid', 'test' (MMSA layout) or the 9-item dialogue-level IEMOCAP sequence"
-            )
-        del obj
-    return log.finish(ds, stacklevel=4)
 
 
 def convert(
@@ -125,7 +83,7 @@ def convert(
     ``fmt``: ``"npz"`` or ``"safetensors"`` (default: from ``out_path``'s suffix, else npz);
     ``out_path`` ending in ``.npz``/``.safetensors`` gives one file, else a directory.
     ``kind`` forces the dataset kind (default: detected). ``config`` supplies the IEMOCAP split
-    settings; standardisation is never applied (conversion keeps the features as they are).
+    settings; the features are written as the file carries them (never standardised).
     An existing ``out_path`` is refused unless ``overwrite``, and so is one that is (or holds)
     ``in_path`` (:mod:`decalign.safety.outputs`). ``misleading`` adds a modality that misleads
     (:func:`decalign.data.misleading.add_misleading_modality`). Returns the written path.
@@ -133,7 +91,7 @@ def convert(
     from decalign.safety.outputs import guarded_output
 
     config = config or DataConfig()
-    overrides: dict[str, Any] = {"standardize": None, "path": None}
+    overrides: dict[str, Any] = {"path": None}
     if kind is not None:
         overrides["dataset"] = kind
     cfg = dataclasses.replace(config, **overrides)

@@ -68,7 +68,7 @@ def _require(sp: Mapping[str, Any], key: str, where: str) -> Any:
 def _task_for(kind: str, train: Mapping[str, Any], where: str) -> tuple[Task, str]:
     """The task and the label key it reads, for ``kind``."""
     spec = BENCHMARKS.get(kind)
-    if spec is not None:
+    if spec is not None and spec.task is not None:  # every benchmark has its task
         return spec.task, "regression_labels" if spec.task == "regression" else "classification_labels"
     if "regression_labels" in train:
         return "regression", "regression_labels"

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -224,7 +224,7 @@ def save_native(
 def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     # np.savez appends ".npz" to names without it; write through a handle to keep the name.
     with open(path, "wb") as fh:
-        np.savez(fh, **arrays)
+        np.savez(fh, **arrays)  # type: ignore  # numpy's stub reads **arrays as its allow_pickle flag too
 
 
 def _write_safetensors(
@@ -273,7 +273,7 @@ def _npz_getter(npz: Any, file: str, prefix: str) -> Callable[[str], np.ndarray]
 
 
 @contextmanager
-def _open_npz(path: Path) -> Iterator[Any]:
+def _open_npz(path: Path) -> Generator[Any, None, None]:
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
@@ -283,7 +283,7 @@ def _open_npz(path: Path) -> Iterator[Any]:
 
 
 @contextmanager
-def _open_safetensors(path: Path) -> Iterator[tuple[Any, dict[str, str]]]:
+def _open_safetensors(path: Path) -> Generator[tuple[Any, dict[str, str]], None, None]:
     from safetensors import safe_open
 
     try:
@@ -418,7 +418,7 @@ def _build(
     task: Task
     if meta.get("task") in ("regression", "classification"):
         task = meta["task"]
-    elif spec is not None:
+    elif spec is not None and spec.task is not None:  # every benchmark has its task
         task = spec.task
     else:
         task = _task_from_labels(sources["train"]["labels"], sources["train"].where)

@@ -220,7 +220,7 @@ def standardize(
     ``in_place``, else a copy) and the statistics used."""
     if stats is None:
         modalities = standardized_modalities(dataset) if percentiles is not None else ()
-        stats = fit_standardizer(dataset.splits["train"], modalities, percentiles) if modalities else {}
+        stats = fit_standardizer(dataset.splits["train"], modalities, percentiles) if modalities and percentiles else {}
     if stats:
         dataset = (apply_standardizer_ if in_place else apply_standardizer)(dataset, stats)
     return dataset, dict(stats)

@@ -47,6 +47,7 @@ import os
 import pickle
 import re
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -215,6 +216,16 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     dispatch: ClassVar[dict[int, Any]] = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
+    # The interpreter's state and helpers, which ``pickle._Unpickler.load`` sets or defines (the
+    # type stubs describe that private class only as far as its public twin): declared for the
+    # type checker, no value at runtime.
+    stack: list[Any]
+    append: Callable[[Any], None]
+    read: Callable[[int], bytes]
+    readline: Callable[[], bytes]
+    pop_mark: Callable[[], list[Any]]
+    _unframer: Any
+
     def __init__(
         self,
         file: Any,
@@ -371,7 +382,7 @@ class RestrictedUnpickler(pickle._Unpickler):
 
     def load_mark(self) -> None:
         self._count_container()
-        super().load_mark()  # type: ignore[misc]
+        super().load_mark()  # type: ignore  # defined by the pure-Python interpreter, absent from the stubs
 
     dispatch[pickle.MARK[0]] = load_mark
 
@@ -584,7 +595,7 @@ class RestrictedUnpickler(pickle._Unpickler):
             if elsize not in (-1, inst.itemsize):
                 raise self._refusal(f"numpy dtype {inst} with element size {elsize}")
             good = inst.newbyteorder(byteorder) if byteorder in "<>" else inst
-        inst.__setstate__(good.__reduce__()[2])  # numpy's own state for a plain dtype
+        inst.__setstate__(good.__reduce__()[2])  # type: ignore  # numpy's own state for a plain dtype (unstubbed)
         if inst != good or inst.hasobject != (kind == "O"):  # pragma: no cover - numpy changed
             raise self._refusal(f"numpy dtype state for {inst}")
 
@@ -645,7 +656,8 @@ class RestrictedUnpickler(pickle._Unpickler):
                 )
             elements = 1 + n
         self._spend(n)
-        inst.__setstate__((version, shape, dtype, fortran, data) if len(state) == 5 else (shape, dtype, fortran, data))
+        checked = (version, shape, dtype, fortran, data) if len(state) == 5 else (shape, dtype, fortran, data)
+        inst.__setstate__(checked)  # type: ignore  # the stub wants numpy.bool and a 5-tuple; numpy takes both forms
         self._track(inst, elements, 1 if dtype.hasobject else 0)
 
     def _frombuffer(self, buf: Any, dtype: Any, shape: Any, order: Any = "C") -> np.ndarray[Any, Any]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from decalign.data.arrays import bert_inputs, float_features, int_lengths, replace_nonfinite_, str_array
-from decalign.data.types import SPLITS, DataError
+from decalign.data.types import SPLITS, DataError, MultimodalDataset
 
 __all__ = ["SampleSet", "Samples", "describe_samples", "read_samples", "samples_from_dataset"]
 
@@ -74,7 +74,7 @@ class Samples:
         return self.labelled and all(s in self.sets for s in SPLITS)
 
 
-def samples_from_dataset(dataset: Any) -> Samples:
+def samples_from_dataset(dataset: MultimodalDataset) -> Samples:
     """A loaded :class:`~decalign.data.MultimodalDataset` seen as labelled sample sets."""
     sets = {
         name: SampleSet(dict(sp.features), dict(sp.lengths), sp.ids, sp.labels, sp.text_bert)

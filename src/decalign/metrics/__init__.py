@@ -23,9 +23,10 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = [
     "EMOTION_KEYS",
@@ -79,11 +80,15 @@ class MetricWarning(UserWarning):
 # ---------------------------------------------------------------------------------------------
 # input handling
 
+ArrayLike = npt.ArrayLike
+"""Predictions, logits or labels: a numpy array, a list, or a torch tensor (on any device; it
+converts through ``__array__``, and :func:`_to_numpy` moves it to the CPU first)."""
 
-def _to_numpy(x: Any, name: str) -> np.ndarray:
+
+def _to_numpy(x: ArrayLike, name: str) -> np.ndarray:
     """numpy view of an array-like; torch tensors (duck-typed by ``detach``) are moved to CPU."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):
-        t = x.detach().cpu()
+        t = cast(Any, x).detach().cpu()
         try:
             return t.numpy()
         except TypeError:  # bfloat16 and other dtypes numpy lacks
@@ -123,7 +128,7 @@ def _vector(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def _regression_pair(preds: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+def _regression_pair(preds: ArrayLike, labels: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     p_raw = _to_numpy(preds, "preds")
     y_raw = _to_numpy(labels, "labels")
     p = _vector(_as_float(p_raw, "preds"), "preds")
@@ -215,7 +220,7 @@ def _bucket(v: np.ndarray, edges: Sequence[float]) -> np.ndarray:
 # public metric functions
 
 
-def sentiment_metrics(preds: Any, labels: Any) -> Metrics:
+def sentiment_metrics(preds: ArrayLike, labels: ArrayLike) -> Metrics:
     r"""Sentiment regression metrics in [-3, 3] (CMU-MOSI, CMU-MOSEI, the synthetic benchmark).
 
     With predictions :math:`p` and labels :math:`y` over :math:`N` samples:
@@ -266,7 +271,7 @@ def sentiment_metrics(preds: Any, labels: Any) -> Metrics:
     return {k: out[k] for k in SENTIMENT_KEYS}
 
 
-def sims_metrics(preds: Any, labels: Any) -> Metrics:
+def sims_metrics(preds: ArrayLike, labels: ArrayLike) -> Metrics:
     r"""CH-SIMS regression metrics in [-1, 1] (MMSA ``__eval_sims_regression``).
 
     Predictions and labels are first clipped to [-1, 1]; then every value :math:`v` is put in
@@ -304,7 +309,7 @@ def sims_metrics(preds: Any, labels: Any) -> Metrics:
     return out
 
 
-def regression_metrics(preds: Any, labels: Any) -> Metrics:
+def regression_metrics(preds: ArrayLike, labels: ArrayLike) -> Metrics:
     r"""Generic regression metrics for custom targets outside [-3, 3].
 
     ``mae`` = :math:`\frac1N\sum|p-y|`, ``mse`` = :math:`\frac1N\sum(p-y)^2`, ``corr`` = Pearson
@@ -336,7 +341,7 @@ def _class_indices(a: np.ndarray, name: str) -> np.ndarray:
 
 
 def emotion_metrics(
-    logits: Any, labels: Any, class_names: Sequence[str] | None = None
+    logits: ArrayLike, labels: ArrayLike, class_names: Sequence[str] | None = None
 ) -> Metrics:
     r"""Classification metrics (IEMOCAP's 6 emotions, or any custom classification task).
 
@@ -444,7 +449,7 @@ def emotion_metrics(
 
 
 def classification_report(
-    logits: Any, labels: Any, class_names: Sequence[str] | None = None
+    logits: ArrayLike, labels: ArrayLike, class_names: Sequence[str] | None = None
 ) -> dict[str, Any]:
     r"""Confusion matrix and per-class precision, recall and F1 (what sklearn's
     ``confusion_matrix`` and ``classification_report`` give, without sklearn).

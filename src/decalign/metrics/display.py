@@ -276,8 +276,8 @@ def format_table(
             if key not in means:
                 cells.append(MISSING)
                 continue
-            std = None if stds is None or key not in stds else stds[key]
-            cell = format_mean_std(key, means[key], std)
+            spread = None if stds is None or key not in stds else stds[key]
+            cell = format_mean_std(key, means[key], spread)
             if key in best and format_value(key, means[key]) == best[key]:
                 cell = {"markdown": f"**{cell}**", "latex": rf"\textbf{{{cell}}}"}.get(style, f"{cell} *")
             cells.append(cell)

@@ -1,8 +1,10 @@
 """DecAlign's parts, one module per box of the paper's Figure 1, and the assembled model.
 
 The architectures (DecAlign and the baselines), :class:`ModelInfo` and :func:`build_model` are in
-:mod:`decalign.model.factory`. Importing this package is cheap: each name loads its module on
-first use, so configuration and the command line read the architecture registry without torch.
+:mod:`decalign.model.factory`; what every architecture's forward returns (:class:`ModelOutput`)
+and the loss-term registry (:data:`LOSS_TERMS`) in :mod:`decalign.model.output`. Importing this
+package is cheap: each name loads its module on first use, so configuration and the command line
+read the architecture registry without torch.
 """
 
 from __future__ import annotations
@@ -11,18 +13,20 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "LOSS_KEYS": "decalign.model.decalign",
-    "TERM_KEYS": "decalign.model.decalign",
     "DecAlign": "decalign.model.decalign",
-    "DecAlignOutput": "decalign.model.decalign",
+    "LOSS_TERMS": "decalign.model.output",
+    "MODEL_LOSSES": "decalign.model.output",
+    "MODEL_TERMS": "decalign.model.output",
+    "LossTerm": "decalign.model.output",
+    "ModelOutput": "decalign.model.output",
     "ARCHITECTURES": "decalign.model.factory",
     "Architecture": "decalign.model.factory",
     "ModelInfo": "decalign.model.factory",
     "build_model": "decalign.model.factory",
 }
 
-__all__ = ["ARCHITECTURES", "LOSS_KEYS", "TERM_KEYS", "Architecture", "DecAlign", "DecAlignOutput", "ModelInfo",
-           "build_model"]
+__all__ = ["ARCHITECTURES", "LOSS_TERMS", "MODEL_LOSSES", "MODEL_TERMS", "Architecture", "DecAlign", "LossTerm",
+           "ModelInfo", "ModelOutput", "build_model"]
 
 
 def __getattr__(name: str) -> Any:

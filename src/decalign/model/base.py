@@ -49,6 +49,8 @@ class MultimodalModel(nn.Module):
         if num_outputs < 1:
             raise ValueError(f"num_outputs must be 1 (regression) or >= 2 classes, got {num_outputs}")
         self.config = config
+        self.num_outputs = num_outputs
+        """1 for regression, C for C-class classification: the width of the head's output."""
         self.modalities: tuple[str, ...] = tuple(input_dims)
         active = config.modalities if config.modalities is not None else self.modalities
         unknown = [m for m in active if m not in self.modalities]
@@ -74,10 +76,6 @@ class MultimodalModel(nn.Module):
         returns the rows of every process along ``dim`` (with gradients), so that batch-statistic
         losses see the global batch. Used in training mode only; models without such losses
         ignore it."""
-
-    @property
-    def num_outputs(self) -> int:
-        return self.head.num_outputs  # type: ignore[no-any-return, union-attr]
 
     def predict(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> Tensor:
         """The prediction alone (``[B]`` or ``[B, C]`` logits): ``forward(...).prediction``.

@@ -14,7 +14,7 @@ section for the compile time and whether it pays off; on CPU it is off by defaul
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from torch import nn
 
@@ -45,7 +45,7 @@ def maybe_compile(model: nn.Module, enabled: bool, scope: Scope = "layers", **op
 
     start = time.perf_counter()
     if scope == "model":
-        compiled: nn.Module = torch.compile(model, **options)  # type: ignore[assignment]
+        compiled = cast(nn.Module, torch.compile(model, **options))
         _LAST_COMPILE["wrap_s"] = time.perf_counter() - start
         return compiled
     if scope != "layers":

@@ -20,58 +20,26 @@ modality of the model is active (with the three benchmark modalities this is the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from decalign.config import ModelConfig
-from decalign.losses import MODEL_LOSSES, MODEL_TERMS
 from decalign.model.base import MultimodalModel
 from decalign.model.decoupling import Decoupler, decoupling_loss
 from decalign.model.heads import PredictionHead
 from decalign.model.heterogeneity import PrototypeTransport
 from decalign.model.homogeneity import DistributionMatching
 from decalign.model.kernels import masked_mean
+from decalign.model.output import MODEL_LOSSES, MODEL_TERMS, ModelOutput
 from decalign.model.transformer import CrossModalTransformer
 
-__all__ = ["LOSS_KEYS", "TERM_KEYS", "DecAlign", "DecAlignOutput"]
-
-LOSS_KEYS = MODEL_LOSSES
-"""The weighted losses of :attr:`DecAlignOutput.losses` (from :data:`decalign.losses.LOSS_TERMS`)."""
-TERM_KEYS = MODEL_TERMS
-"""The finest terms of :attr:`DecAlignOutput.terms` (from :data:`decalign.losses.LOSS_TERMS`)."""
+__all__ = ["DecAlign"]
 
 
 def _at_least_fp32(x: Tensor) -> Tensor:
     """Half-precision tensors (from autocast) in float32; float32/float64 unchanged."""
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-@dataclass
-class DecAlignOutput:
-    """What one forward pass returns.
-
-    Attributes:
-        prediction: ``[B]`` regression output or ``[B, C]`` class logits.
-        losses: the auxiliary losses ``decoupling``, ``heterogeneity`` (OT + local prototype
-            term) and ``homogeneity`` (moments + MMD), unweighted scalars.
-        terms: the individual terms ``decoupling``, ``ot``, ``proto_local``, ``moments``, ``mmd``
-            for logging (a collapsing or saturated term shows up here).
-        representation: ``[B, 2 M d]`` fused representation fed to the head (before its dropout);
-            the contrastive term uses it.
-        unique, common: ``[M, B, d]`` time-pooled unique and common features of every modality
-            (zeros for inactive ones), for analysis and plots.
-        plan: the prototype transport plan ``[K, ..., K]`` when it was computed, else ``None``.
-    """
-
-    prediction: Tensor
-    losses: dict[str, Tensor]
-    terms: dict[str, Tensor] = field(default_factory=dict)
-    representation: Tensor | None = None
-    unique: Tensor | None = None
-    common: Tensor | None = None
-    plan: Tensor | None = None
 
 
 class DecAlign(MultimodalModel):
@@ -102,7 +70,7 @@ class DecAlign(MultimodalModel):
         self.fusion = CrossModalTransformer(self.modalities, d, config.fusion)
         self.head = PredictionHead(2 * n * d, num_outputs, config.output_dropout)
 
-    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> ModelOutput:
         """Run the model.
 
         Args:
@@ -116,8 +84,8 @@ class DecAlign(MultimodalModel):
         names = [self.modalities[i] for i in index]
         masks = self._masks(projected, names, lengths) if self.config.padding_mask else None
         unique_seq, unique_pooled, common_pooled, common_seq = self._decouple(projected, index, masks)
-        if isinstance(unique_seq, Tensor):
-            dec = decoupling_loss(unique_seq, common_seq)  # type: ignore[arg-type]
+        if isinstance(unique_seq, Tensor) and isinstance(common_seq, Tensor):  # stacked together, or lists
+            dec = decoupling_loss(unique_seq, common_seq)
         else:
             dec = torch.stack([decoupling_loss(u, c) for u, c in zip(unique_seq, common_seq)]).mean()
         if self.config.heterogeneity.masked_pooling and masks is None and lengths is not None:
@@ -133,9 +101,9 @@ class DecAlign(MultimodalModel):
         terms = {"decoupling": dec, **terms}
         representation, prediction = self._fuse(unique_seq, common_pooled, index, masks)
         common_all, unique_all = self.scatter(common_pooled, index), self.scatter(unique_pooled, index)
-        return DecAlignOutput(
+        return ModelOutput(
             prediction=prediction,
-            losses=dict(zip(LOSS_KEYS, (dec, hetero, homo))),  # decoupling, heterogeneity, homogeneity
+            losses=dict(zip(MODEL_LOSSES, (dec, hetero, homo))),  # decoupling, heterogeneity, homogeneity
             terms=terms,
             representation=representation,
             unique=unique_all,
@@ -214,7 +182,7 @@ class DecAlign(MultimodalModel):
         zero = _at_least_fp32(unique_pooled).new_zeros(())
         hetero = homo = zero
         plan = None
-        terms = {k: zero for k in TERM_KEYS if k not in LOSS_KEYS}  # ot, proto_local, moments, mmd
+        terms = {k: zero for k in MODEL_TERMS if k not in MODEL_LOSSES}  # ot, proto_local, moments, mmd
         if not all_active:
             return hetero, homo, plan, terms
         with torch.autocast(device_type=unique_pooled.device.type, enabled=False):

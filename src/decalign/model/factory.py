@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from torch import nn
-
     from decalign.config import RunConfig
+    from decalign.data.types import MultimodalDataset
+    from decalign.model.base import MultimodalModel
 
 __all__ = ["ARCHITECTURES", "Architecture", "ModelInfo", "architecture_class", "build_model"]
 
@@ -58,7 +58,7 @@ ARCHITECTURES: dict[str, Architecture] = {
 """Every architecture, in report order (DecAlign first)."""
 
 
-def architecture_class(name: str) -> type:
+def architecture_class(name: str) -> type[MultimodalModel]:
     """The class implementing architecture ``name``."""
     try:
         target = ARCHITECTURES[name].target
@@ -84,14 +84,15 @@ class ModelInfo:
     """The extraction record of the training data (``decalign extract``), or ``None``."""
 
     @classmethod
-    def from_dataset(cls, dataset: Any) -> ModelInfo:
+    def from_dataset(cls, dataset: MultimodalDataset) -> ModelInfo:
+        classes = dataset.num_classes  # None for regression
         return cls(
             kind=dataset.kind,
             task=dataset.task,
             modalities=tuple(dataset.modalities),
             input_dims=dict(dataset.input_dims),
             seq_lens=dict(dataset.seq_lens),
-            num_outputs=1 if dataset.task == "regression" else int(dataset.num_classes),
+            num_outputs=1 if classes is None else int(classes),
             class_names=tuple(dataset.class_names) if dataset.class_names is not None else None,
             label_range=tuple(dataset.label_range) if dataset.label_range is not None else None,
             provenance=getattr(dataset, "provenance", None),
@@ -112,8 +113,8 @@ class ModelInfo:
         )
 
 
-def build_model(config: RunConfig, info: ModelInfo) -> nn.Module:
+def build_model(config: RunConfig, info: ModelInfo) -> MultimodalModel:
     """The model of ``config.model.architecture`` (DecAlign or a baseline) for the data described
     by ``info``."""
     cls = architecture_class(config.model.architecture)
-    return cls(config.model, info.input_dims, info.num_outputs, seq_lens=info.seq_lens)  # type: ignore[no-any-return]
+    return cls(config.model, info.input_dims, info.num_outputs, seq_lens=info.seq_lens)

@@ -182,7 +182,7 @@ class _SmallHeadAttention(torch.autograd.Function):
         return out.view(*lead, t_q, e)
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore
         qs, kt, vt, probs, out = ctx.saved_tensors
         n, t_q, e = qs.shape
         t_k = kt.shape[-1]

@@ -8,6 +8,7 @@ unchanged although its weight exists (and is counted in the parameters).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -24,9 +25,13 @@ class TemporalProjection(nn.Module):
             {m: nn.Conv1d(dim, d_model, self.kernels[m], bias=False) for m, dim in input_dims.items()}
         )
 
+    def conv(self, modality: str) -> nn.Conv1d:
+        """The modality's convolution (a ``ModuleDict`` hands out plain modules)."""
+        return cast(nn.Conv1d, self.convs[modality])
+
     def steps_lost(self, modality: str) -> int:
         """Steps the projection removes from a sequence: ``k - 1``, or 0 for a pass-through."""
-        return 0 if self.convs[modality].in_channels == self.d_model else self.kernels[modality] - 1
+        return 0 if self.conv(modality).in_channels == self.d_model else self.kernels[modality] - 1
 
     def output_length(self, modality: str, length: int) -> int:
         """Steps left after the projection of a sequence of ``length`` steps."""
@@ -41,7 +46,7 @@ class TemporalProjection(nn.Module):
     def check_length(self, modality: str, length: int) -> None:
         """A kernel longer than the sequence would give an empty output: say what to set."""
         k = self.kernels[modality]
-        if length < k and self.convs[modality].in_channels != self.d_model:
+        if length < k and self.conv(modality).in_channels != self.d_model:
             raise ValueError(
                 f"modality {modality!r}: the projection's conv kernel ({k}) is longer than its "
                 f"sequence length ({length}); set model.conv_kernel.{modality}=1 (or at most {length})"
@@ -49,7 +54,7 @@ class TemporalProjection(nn.Module):
 
     def forward(self, modality: str, x: Tensor) -> Tensor:
         """``x``: ``[B, T, D_m]`` -> ``[B, T - k + 1, d]``."""
-        conv = self.convs[modality]
+        conv = self.conv(modality)
         if x.shape[-1] != conv.in_channels:
             raise ValueError(
                 f"modality {modality!r}: expected feature width {conv.in_channels}, found input shape {tuple(x.shape)}"

@@ -66,7 +66,7 @@ class CrossModalLayer(nn.Module):
         k, v from ``keys`` and ``values`` (one matmul when they are the same tensor)."""
         n_mod, _, d = flat.shape
         w = select(self.attn_in.weight, index).transpose(-1, -2)  # [M', d, 3d]
-        b = select(self.attn_in.bias, index).unsqueeze(1)  # [M', 1, 3d]
+        b = select(self.attn_in.bias, index).unsqueeze(1)  # type: ignore  # [M', 1, 3d]; attn_in has a bias
         if keys is None:
             q, k, v = torch.baddbmm(b, flat, w).chunk(3, dim=-1)
             return q, k, v

@@ -175,7 +175,7 @@ def plot_training_curves(
     draw(axes[0], {"train": "task", "valid": "loss", "test": "loss"}, "task loss")
     axes[0].set_title("Task loss")
     ax = axes[1]
-    from decalign.losses import WEIGHTED_TERMS
+    from decalign.model.output import WEIGHTED_TERMS
 
     aux = [k for k in WEIGHTED_TERMS if any(abs(float(r.get(k, 0) or 0)) > 0 for r in rows if r["split"] == "train"
                                          and math.isfinite(float(r.get(k, 0) or 0)))]

@@ -106,8 +106,9 @@ def protocol_card(run: RunRecord) -> ProtocolCard:
         for name, entry in splits.items():
             if isinstance(entry, Mapping) and isinstance(entry.get("n"), int):
                 sizes[str(name)] = int(entry["n"])
-    model = run.config.get("model") if isinstance(run.config.get("model"), Mapping) else {}
-    train = run.config.get("train") if isinstance(run.config.get("train"), Mapping) else {}
+    model, train = run.config.get("model"), run.config.get("train")
+    model = model if isinstance(model, Mapping) else {}
+    train = train if isinstance(train, Mapping) else {}
     epochs = train.get("num_epochs")
     checked = bool(train.get("modality_check")) or any(s.modalities_left_out is not None for s in run.seeds)
     try:

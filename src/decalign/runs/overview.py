@@ -19,7 +19,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,7 +304,7 @@ def write_report(rep: Report, out: str | os.PathLike[str], *, overwrite: bool = 
 
 # -- curves ----------------------------------------------------------------------------------------
 
-def _epoch_means(history: Sequence[dict[str, Any]], split: str, column: str) -> tuple[list[int], list[float]]:
+def _epoch_means(history: Sequence[Mapping[str, Any]], split: str, column: str) -> tuple[list[int], list[float]]:
     """Per epoch, the mean of ``column`` over the seeds that ran it (NaN cells ignored)."""
     values: dict[int, list[float]] = {}
     for row in history:

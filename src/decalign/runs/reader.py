@@ -274,7 +274,8 @@ def read_run(path: str | os.PathLike[str], split: str = "test", *, name: str | N
             ))
         except (TypeError, ValueError) as err:
             raise RunDirError(f"{str(results_file)!r}, seed {seed}: a malformed entry ({err})") from None
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    train = config.get("train")
+    train = train if isinstance(train, dict) else {}
     rows: tuple[Mapping[str, Any], ...] = ()
     if history:
         rows = tuple(_read_history(layout.history_file, limits))

@@ -29,7 +29,7 @@ import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,7 @@ def guarded_output(
     flag: str = "--out",
     inputs: Mapping[str, PathLike | None] | None = None,
     overwrite: bool = False,
-) -> Iterator[Path]:
+) -> Generator[Path, None, None]:
     """Open ``output`` for writing: refuse it when it is one of ``inputs``, lock it, refuse it
     when it exists unless ``overwrite``. Yields the path; write it with :func:`atomic_write` or
     :func:`atomic_directory` inside the ``with`` block.

@@ -685,7 +685,7 @@ def _runs_page(summaries: list[Any]) -> str:
 def _results_table(state: _State, summary: Any) -> str:
     results = read_json(summary.path / "results.json")
     mean, std = results.get("mean", {}), results.get("std", {})
-    from decalign.losses import LOG_KEYS
+    from decalign.model.output import LOG_KEYS
 
     keys = [k for k in mean if isinstance(mean[k], (int, float)) and k not in (*LOG_KEYS, "loss")]
     n = len(summary.seeds)

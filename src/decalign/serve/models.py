@@ -92,11 +92,11 @@ class ModelCache:
     def raw_data(self, path: Path) -> Any:
         """The data the checkpoint was trained on, raw (as the data file holds it): the samples
         the pages pick from."""
-        from decalign.api import load_data
+        from decalign.data import load_dataset
 
         def build() -> Any:
             config = self.checkpoint(path).config
-            return load_data(config.data.path, config.data)
+            return load_dataset(config.data.path, config.data)
 
         return self._get("raw_data", path, build)
 

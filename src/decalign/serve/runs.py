@@ -73,7 +73,7 @@ def read_json(path: Path) -> Any:
 
 def _metrics(values: Any) -> dict[str, float]:
     """The metrics of a results.json mean/std (the loss terms it also averages left out)."""
-    from decalign.losses import LOG_KEYS
+    from decalign.model.output import LOG_KEYS
 
     if not isinstance(values, dict):
         return {}

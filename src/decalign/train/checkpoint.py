@@ -24,6 +24,7 @@ from torch import nn
 from decalign import __version__
 from decalign.config import RunConfig, config_from_dict, config_to_dict
 from decalign.errors import CheckpointAccessError, CheckpointError
+from decalign.model.base import MultimodalModel
 from decalign.model.factory import ModelInfo, build_model  # re-exported: their former home
 from decalign.train.atomic import atomic_write
 
@@ -48,23 +49,17 @@ _PRE = "preprocess."
 
 @dataclass
 class LoadedCheckpoint:
-    model: nn.Module
+    """A ``model.safetensors`` read back (:func:`load_checkpoint`). For raw features use
+    :meth:`decalign.inference.Predictor.from_loaded`, which adds the run's standardisation
+    (``model`` alone skips it); inference sits above this module, so the checkpoint does not
+    build predictors itself."""
+
+    model: MultimodalModel
     config: RunConfig
     info: ModelInfo
     preprocess: dict[str, dict[str, np.ndarray]]
     """Standardisation statistics per modality (``lo``, ``hi``, ``mean``, ``std``), or empty."""
     metadata: dict[str, str]
-
-    def predictor(self, device: str = "cpu") -> Any:
-        """A :class:`decalign.inference.Predictor`: this model with its preprocessing, for raw
-        features (``ckpt.model`` alone skips the run's standardisation).
-
-        A convenience kept for the documented ``load_checkpoint(path).predictor()``; inference
-        sits above this module, so the import happens only when called (the one upward import
-        the layering test allows, ``tests/test_layering.py``)."""
-        from decalign.inference import Predictor
-
-        return Predictor.from_loaded(self, device)
 
 
 def save_checkpoint(

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from decalign.config import RunConfig
-from decalign.losses import LOG_KEYS, MODEL_LOSSES, objective, task_loss
+from decalign.losses import objective, task_loss
+from decalign.model.output import LOG_KEYS, MODEL_LOSSES
 from decalign.train.averaging import WeightAverage
 from decalign.train.batches import SplitTensors, batch_indices
 from decalign.train.distributed import Context

@@ -11,7 +11,7 @@
 ========== ==================================================================================
 
 All share DecAlign's constructor ``(config, input_dims, num_outputs, seq_lens)``, its forward
-``(features, lengths=None)`` and its output (:class:`decalign.model.DecAlignOutput` with zero
+``(features, lengths=None)`` and its output (:class:`decalign.model.ModelOutput` with zero
 alignment losses), and reuse its building blocks (:class:`TemporalProjection`,
 :class:`CrossModalTransformer`, :class:`PredictionHead`) with the sizes and dropouts of the
 config, so a preset sizes a baseline like DecAlign. Build one with :func:`build_baseline`, or any
@@ -21,6 +21,7 @@ architecture with :func:`decalign.model.factory.build_model`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from decalign.config import ModelConfig
 from decalign.model.baselines.common import BaselineModel
@@ -35,7 +36,7 @@ __all__ = ["BASELINES", "BaselineModel", "EarlyFusion", "LateFusion", "MulT", "T
            "build_baseline"]
 
 BASELINES: dict[str, type[BaselineModel]] = {
-    name: architecture_class(name) for name in ARCHITECTURES if name != "decalign"
+    name: cast("type[BaselineModel]", architecture_class(name)) for name in ARCHITECTURES if name != "decalign"
 }
 """``model.architecture`` value -> baseline class (from :data:`decalign.model.factory.ARCHITECTURES`)."""
 

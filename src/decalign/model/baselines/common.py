@@ -2,7 +2,7 @@
 BERT, text dropout, temporal projection) and the output contract.
 
 A baseline is built like :class:`decalign.model.DecAlign` — ``(config, input_dims, num_outputs,
-seq_lens)`` — and returns a :class:`decalign.model.DecAlignOutput` whose auxiliary ``losses``
+seq_lens)`` — and returns a :class:`decalign.model.ModelOutput` whose auxiliary ``losses``
 (``decoupling``, ``heterogeneity``, ``homogeneity``) are zeros, so the training objective, the
 engine, checkpoints and the contrastive term work on it unchanged. Baselines have no decoupled
 features and no transport plan: ``unique``, ``common`` and ``plan`` are ``None``.
@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from decalign.model.base import TEXT, MultimodalModel
-from decalign.model.decalign import LOSS_KEYS, TERM_KEYS, DecAlignOutput
+from decalign.model.output import MODEL_LOSSES, MODEL_TERMS, ModelOutput
 
 __all__ = ["TEXT", "BaselineModel"]
 
@@ -33,13 +33,13 @@ class BaselineModel(MultimodalModel):
 
     # -- output --------------------------------------------------------------------------------
 
-    def output(self, prediction: Tensor, representation: Tensor) -> DecAlignOutput:
+    def output(self, prediction: Tensor, representation: Tensor) -> ModelOutput:
         """The shared output contract: zero alignment losses and terms (so the objective adds
         nothing but the task and contrastive terms), the representation for the contrastive term."""
         zero = representation.new_zeros(())
-        return DecAlignOutput(
+        return ModelOutput(
             prediction=prediction,
-            losses=dict.fromkeys(LOSS_KEYS, zero),
-            terms=dict.fromkeys(TERM_KEYS, zero),
+            losses=dict.fromkeys(MODEL_LOSSES, zero),
+            terms=dict.fromkeys(MODEL_TERMS, zero),
             representation=representation,
         )

@@ -29,8 +29,8 @@ from torch import Tensor
 
 from decalign.config import ModelConfig
 from decalign.model.baselines.common import BaselineModel
-from decalign.model.decalign import DecAlignOutput
 from decalign.model.heads import PredictionHead
+from decalign.model.output import ModelOutput
 from decalign.model.projection import TemporalProjection
 from decalign.model.transformer import CrossModalTransformer
 
@@ -67,7 +67,7 @@ class EarlyFusion(BaselineModel):
         self.encoder = CrossModalTransformer((FUSED,), d, dataclasses.replace(config.fusion, cross_modal=False))
         self.head = PredictionHead(d, num_outputs, config.output_dropout)
 
-    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> ModelOutput:
         """``features``: modality -> ``[B, T_m, D_m]`` (modalities may be left out: zeros)."""
         index, xs = self.inputs(features)
         steps = min(x.shape[1] for x in xs)

@@ -22,8 +22,8 @@ from torch import Tensor
 from decalign.config import ModelConfig
 from decalign.model.baselines.common import BaselineModel
 from decalign.model.baselines.mult import fuse_sequences
-from decalign.model.decalign import DecAlignOutput
 from decalign.model.heads import PredictionHead
+from decalign.model.output import ModelOutput
 from decalign.model.transformer import CrossModalTransformer
 
 __all__ = ["LateFusion"]
@@ -47,7 +47,7 @@ class LateFusion(BaselineModel):
         )
         self.head = PredictionHead(len(self.modalities) * d, num_outputs, config.output_dropout)
 
-    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> ModelOutput:
         """``features``: modality -> ``[B, T_m, D_m]`` (modalities may be left out)."""
         index, projected = self.project(self.projection, features)
         encoded = fuse_sequences(self.encoders, projected, index)  # [M', B, d], no cross-talk

@@ -23,8 +23,8 @@ from torch import Tensor
 
 from decalign.config import ModelConfig
 from decalign.model.baselines.common import BaselineModel
-from decalign.model.decalign import DecAlignOutput
 from decalign.model.heads import PredictionHead
+from decalign.model.output import ModelOutput
 from decalign.model.transformer import CrossModalTransformer
 
 __all__ = ["MulT", "fuse_sequences"]
@@ -54,7 +54,7 @@ class MulT(BaselineModel):
         self.fusion = CrossModalTransformer(self.modalities, d, config.fusion)
         self.head = PredictionHead(len(self.modalities) * d, num_outputs, config.output_dropout)
 
-    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> ModelOutput:
         """``features``: modality -> ``[B, T_m, D_m]`` (modalities may be left out); ``lengths``
         is accepted for the shared contract and unused (pooling covers padding, as released)."""
         index, projected = self.project(self.projection, features)

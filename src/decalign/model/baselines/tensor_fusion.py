@@ -29,8 +29,8 @@ from torch import Tensor, nn
 
 from decalign.config import ModelConfig
 from decalign.model.baselines.common import BaselineModel
-from decalign.model.decalign import DecAlignOutput
 from decalign.model.heads import PredictionHead
+from decalign.model.output import ModelOutput
 
 __all__ = ["TENSOR_BUDGET", "TensorFusion", "outer_fusion", "tensor_hidden_size"]
 
@@ -91,7 +91,7 @@ class TensorFusion(BaselineModel):
         )
         self.head = PredictionHead(d, num_outputs, dropout)
 
-    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> ModelOutput:
         """``features``: modality -> ``[B, T_m, D_m]`` (modalities may be left out)."""
         index, projected = self.project(self.projection, features)
         z = torch.stack([self.subnetworks[self.modalities[i]](p.mean(1)) for i, p in zip(index, projected)])

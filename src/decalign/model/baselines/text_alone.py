@@ -28,9 +28,9 @@ from torch import Tensor
 from decalign.config import ModelConfig
 from decalign.errors import ConfigError
 from decalign.model.baselines.common import TEXT, BaselineModel
-from decalign.model.decalign import DecAlignOutput
 from decalign.model.heads import PredictionHead
 from decalign.model.kernels import dropout
+from decalign.model.output import ModelOutput
 
 __all__ = ["TextAlone", "masked_mean"]
 
@@ -73,7 +73,7 @@ class TextAlone(BaselineModel):
         self.width = self.input_dims[TEXT]
         self.head = PredictionHead(self.width, num_outputs, config.output_dropout)
 
-    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> DecAlignOutput:
+    def forward(self, features: Mapping[str, Tensor], lengths: Mapping[str, Tensor] | None = None) -> ModelOutput:
         """``features``: modality -> ``[B, T_m, D_m]`` (the text as ``[B, 3, T]`` token ids with the
         BERT encoder); modalities other than the text are checked and ignored. Without the text the
         representation is zeros, as for any missing modality."""
