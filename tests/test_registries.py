@@ -104,6 +104,8 @@ def test_a_command_without_its_extra_names_it_in_one_line(command: str, blocked:
 
     from decalign.cli import main
 
+    for name in [m for m in sys.modules if m.startswith(f"{blocked}.")]:  # imported by an earlier test
+        monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, blocked, None)
     assert main([command, *(a.format(tmp=tmp_path) for a in argv)]) == 2
     err = capsys.readouterr().err
