@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from decalign.cli import COMMANDS, main
+from decalign.data.catalog import RELEASES, file_sha256
 from decalign.data.detect import DATASET_KINDS
-from decalign.datasets import RELEASES, file_sha256
 from decalign.testing.fixtures import write_iemocap_dialogue_pickle, write_mmsa_pickle
 
 

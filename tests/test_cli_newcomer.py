@@ -93,7 +93,7 @@ def test_ctrl_c_says_how_to_continue(monkeypatch: pytest.MonkeyPatch, capsys, co
     def interrupted(args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(COMMANDS, command, interrupted)
+    monkeypatch.setattr(COMMANDS[command].load(), "run", interrupted)
     assert main([command]) == 130
     err = capsys.readouterr().err
     assert err.startswith("decalign: interrupted") and (hint in err if hint else err == "decalign: interrupted\n")

@@ -89,7 +89,7 @@ def test_the_bounds_are_declared_once_and_can_be_tightened(tmp_path: Path) -> No
 def test_values_are_passed_as_parsed_not_through_text(tmp_path: Path) -> None:
     """Issue case: values went through json.dumps into ``key=value`` texts parsed again. A YAML
     string that reads as JSON stays a string; a pair override is applied as it is."""
-    from decalign.cli_common import config_file_overrides
+    from decalign.cli.common import config_file_overrides
 
     path = tmp_path / "c.yaml"
     path.write_text("preset: mosi\ntrain:\n  selection_metric: '1e-4'\n  seeds: [7]\n")

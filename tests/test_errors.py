@@ -35,7 +35,7 @@ def _run(
     def boom(args: object) -> int:
         raise exc
 
-    monkeypatch.setitem(cli.COMMANDS, "presets", boom)
+    monkeypatch.setattr(cli.COMMANDS["presets"].load(), "run", boom)
     rc = cli.main(["presets", *flags])
     return rc, capsys.readouterr().err
 

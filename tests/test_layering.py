@@ -1,10 +1,11 @@
-"""The package's structure: no import cycles, and load-time settings take effect in every form
-the config accepts (the data is built from the same key lookup as the rest of the config)."""
+"""The package's structure: no import cycles, the command line only in ``decalign/cli/``, and
+load-time settings take effect in every form the config accepts (the data is built from the same
+key lookup as the rest of the config)."""
 
 from __future__ import annotations
 
-import argparse
 import ast
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,73 @@ def test_no_import_cycles() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the command line in one package
+
+
+def _all_imports(file: Path, source: str | None = None) -> set[str]:
+    """Every module ``file`` (or ``source`` as if it were ``file``) imports, anywhere (inside
+    functions and ``TYPE_CHECKING`` too), with relative imports resolved and each dotted name's
+    parents included."""
+    tree = ast.parse(file.read_text() if source is None else source)
+    package = _module_name(file) if file.name == "__init__.py" else _module_name(file).rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            names = [base, *(f"{base}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    return found
+
+
+def test_argparse_and_the_cli_are_imported_only_under_cli() -> None:
+    """A library function takes typed values, so a notebook calls what a command calls; a command
+    line's ``Namespace`` never crosses into the library."""
+    offenders = []
+    for file in sorted(SRC.rglob("*.py")):
+        if file.is_relative_to(SRC / "cli") or file == SRC / "__main__.py":
+            continue
+        bad = _all_imports(file) & {"argparse", "decalign.cli"}
+        if bad:
+            offenders.append(f"{file.relative_to(SRC.parent)}: {sorted(bad)}")
+    assert not offenders, "imports of the command line outside decalign/cli/:\n" + "\n".join(offenders)
+
+
+def test_the_scan_sees_imports_in_functions_and_relative_ones() -> None:
+    """The scan above is only as good as :func:`_all_imports`: an import inside a function and a
+    relative import of the package are both found."""
+    source = "def f():\n    import argparse\n    from .cli import common\n"
+    found = _all_imports(SRC / "probe.py", source)  # relative to the package of decalign/probe.py
+    assert {"argparse", "decalign.cli", "decalign.cli.common"} <= found
+    assert "decalign.cli" in _all_imports(SRC / "data" / "catalog.py", "from ..cli.common import add_set_flag\n")
+
+
+def test_both_entry_points_are_the_cli_main() -> None:
+    """``decalign`` (the console script) and ``python -m decalign`` run :func:`decalign.cli.main`."""
+    import tomllib
+
+    from decalign.cli import main
+
+    scripts = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"decalign": "decalign.cli:main"}
+    module, _, name = scripts["decalign"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
+    tree = ast.parse((SRC / "__main__.py").read_text())
+    imported = {(n.module, a.name) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+    assert ("decalign.cli", "main") in imported
+    calls = {ast.unparse(n) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+    assert "sys.exit(main())" in calls
+
+
+# ---------------------------------------------------------------------------------------------
 # load-time settings in dotted and suffix form
 
 LOAD_TIME_VALUES: dict[str, Any] = {
@@ -121,25 +189,23 @@ def test_the_table_covers_every_load_time_setting() -> None:
 @pytest.mark.parametrize("form", ["dotted", "suffix"])
 @pytest.mark.parametrize("key", sorted(LOAD_TIME_VALUES))
 def test_load_time_key_takes_effect(key: str, form: str) -> None:
-    from decalign.cli_common import data_config
+    from decalign.api import data_config
 
     name = key if form == "dotted" else _suffix_form(key)
     assert form == "dotted" or not name.startswith("data.")
     value = LOAD_TIME_VALUES[key]
-    args = argparse.Namespace(data=None, dataset=None)
-    data: DataConfig = data_config(args, [f"{name}={json.dumps(value)}", "train.lr=1e-3"])
+    data: DataConfig = data_config(None, None, [f"{name}={json.dumps(value)}", "train.lr=1e-3"])
     got = _value(RunConfig(data=data), key)
     assert got == value
 
 
 def test_suffix_keys_build_the_data_that_config_json_records(tmp_path: Path) -> None:
     """``--set n_train=...`` used to be saved in config.json but ignored when the data was built."""
-    from decalign.cli_common import load_and_resolve
+    from decalign.api import load_and_resolve
 
-    args = argparse.Namespace(data=None, dataset=None, preset=None)
     overrides = ["n_train=40", "n_valid=12", "n_test=9", "seq_len=4", 'synthetic.dims={"text": 6, "audio": 3}',
                  "synthetic.seed=7"]
-    dataset, config = load_and_resolve(args, overrides)
+    dataset, config = load_and_resolve(overrides=overrides)
     assert [len(dataset.splits[s].labels) for s in ("train", "valid", "test")] == [40, 12, 9]
     assert dict(dataset.input_dims) == {"text": 6, "audio": 3}
     assert config.data.synthetic.n_train == 40 and config.data.synthetic.seed == 7

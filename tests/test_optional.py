@@ -70,6 +70,31 @@ import decalign.api, decalign.train.engine, decalign.plots, decalign.bench, deca
     assert run.returncode == 0, run.stderr[-3000:]
 
 
+def test_help_imports_no_command_module_and_a_command_only_its_own() -> None:
+    """The command table holds every help line: ``decalign --help`` imports no command module,
+    ``decalign presets --help`` only ``decalign.cli.presets`` (and the shared flags), and neither
+    imports numpy or torch."""
+    code = """
+import json, sys
+from decalign.cli import main
+seen = []
+for argv in (["--help"], ["presets", "--help"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+    seen.append(sorted(m for m in sys.modules if m.startswith("decalign.cli.") or m in ("numpy", "torch")))
+print(json.dumps(seen))
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    import json
+
+    top, presets = json.loads(run.stdout.splitlines()[-1])
+    assert top == []
+    assert presets == ["decalign.cli.common", "decalign.cli.presets"]
+
+
 def test_require_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     _block(monkeypatch, "optuna")
     assert not available("optuna")

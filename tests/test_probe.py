@@ -13,7 +13,7 @@ pytest.importorskip("sklearn", reason="the probe needs scikit-learn: pip install
 from decalign.cli import main
 from decalign.config import DataConfig, SyntheticConfig
 from decalign.data import Split, load_dataset
-from decalign.probe import pooled_features, ridge_probe
+from decalign.probe import pooled_features, probe_table, ridge_probe, run_probes
 
 
 def test_pooled_features_use_valid_steps_only() -> None:
@@ -42,6 +42,19 @@ def test_ridge_recovers_a_linear_target() -> None:
     assert result.metrics["test"]["corr"] > 0.99
     assert result.alpha == min(result.alpha, 1.0)  # a clean target needs little shrinkage
     assert result.predictions["valid"].shape == (100,)
+
+
+def test_run_probes_default_sets_are_each_modality_then_all() -> None:
+    """From Python, as the command: one probe per modality and one on all of them."""
+    data = _data()
+    results = run_probes(data, folds=3)
+    mods = list(data.modalities)
+    assert list(results) == [*mods, "+".join(mods)]
+    assert results["+".join(mods)].modalities == tuple(mods)
+    assert list(run_probes(data, [("audio",)], folds=3)) == ["audio"]
+    table = probe_table(results, "test")
+    assert all(f"ridge {name}" in table for name in results)
+    assert results["audio"].to_dict()["alpha"] == results["audio"].alpha
 
 
 def test_probe_cli_writes_every_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, get_args, get_type_hints
 
 import pytest
 
-from decalign.cli import COMMANDS, EXTRA_COMMANDS, build_parser
+from decalign.cli import COMMANDS, build_parser
 from decalign.config import DataConfig, ModelConfig, TrainConfig
 from decalign.config.ablations import SWITCH_ABLATIONS, SWITCH_TABLE
 from decalign.data.detect import (
@@ -59,6 +59,59 @@ def test_every_cli_choice_list_is_a_registry() -> None:
             ("convert", "dataset"), ("train", "device"), ("eval", "split")} <= seen
 
 
+def test_the_command_table_is_the_cli_package() -> None:
+    """Every module of ``decalign/cli/`` but the shared ones is a command of the table, named after
+    it, with the two functions the parser and the dispatcher call."""
+    import importlib
+    import inspect
+
+    shared = {"__init__", "common"}
+    modules = {f.stem for f in (SRC / "cli").glob("*.py")} - shared
+    assert {c.module for c in COMMANDS.values()} == {f"decalign.cli.{m}" for m in modules}
+    for name, command in COMMANDS.items():
+        assert command.module == f"decalign.cli.{name}"
+        module = importlib.import_module(command.module)
+        assert list(inspect.signature(module.add_parser).parameters) == ["subparsers", "name", "help"], name
+        assert list(inspect.signature(module.run).parameters) == ["args"], name
+
+
+def test_the_extras_of_the_command_table_are_those_of_pyproject_and_the_readme() -> None:
+    """A command's extra is one ``pyproject.toml`` declares, and the README's extras table names
+    the command in that extra's row (what ``pip install`` line a user is told)."""
+    import re
+
+    import tomllib
+
+    root = SRC.parents[1]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    rows = dict(re.findall(r"^\| `(\w+)` \| [^|]+ \| (.+) \|$", (root / "README.md").read_text(), flags=re.M))
+    named = {name: c.extra for name, c in COMMANDS.items() if c.extra is not None}
+    assert named, "no command names its extra"
+    for name, extra in named.items():
+        assert extra in extras, f"{name}: no extra {extra!r} in pyproject.toml"
+        assert f"decalign {name}" in rows.get(extra, ""), f"README's row of the {extra} extra does not name {name}"
+
+
+@pytest.mark.parametrize(("command", "blocked", "argv"), [
+    ("sweep", "optuna", ["--trials", "1", "--out", "{tmp}/sweep"]),
+    ("probe", "sklearn", []),
+    ("serve", "fastapi", ["--runs", "{tmp}"]),
+])
+def test_a_command_without_its_extra_names_it_in_one_line(command: str, blocked: str, argv: list[str], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The commands that need their extra for any work (export and extract only for some options)."""
+    import sys
+
+    from decalign.cli import main
+
+    for name in [m for m in sys.modules if m.startswith(f"{blocked}.")]:  # imported by an earlier test
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, blocked, None)
+    assert main([command, *(a.format(tmp=tmp_path) for a in argv)]) == 2
+    err = capsys.readouterr().err
+    assert f"pip install 'decalign[{COMMANDS[command].extra}]'" in err and len(err.strip().splitlines()) == 1, err
+
+
 def test_the_config_accepts_exactly_the_registered_names() -> None:
     def literal(cls: type, field: str) -> tuple[Any, ...]:
         return get_args(get_type_hints(cls)[field])
@@ -75,7 +128,6 @@ def test_bench_rows_and_paper_kinds_come_from_the_registries() -> None:
     assert tuple(ARCHITECTURES) == MODELS
     assert {n: a.label for n, a in ARCHITECTURES.items()} == MODEL_LABELS
     assert set(PAPER_KINDS) == set(PAPER_RESULTS)
-    assert set(EXTRA_COMMANDS) <= set(COMMANDS)
 
 
 @pytest.mark.parametrize("kind", list(DATASET_KINDS))

@@ -15,7 +15,15 @@ pytest.importorskip("optuna", reason="sweeps need the sweep extra: pip install -
 
 from decalign.cli import main
 from decalign.config.presets import PRESETS, custom_preset, get_preset
-from decalign.sweep import check_space, default_space_path, load_space, open_study
+from decalign.sweep import (
+    SweepSettings,
+    check_space,
+    default_space_path,
+    load_space,
+    open_study,
+    report_study,
+    run_study,
+)
 
 TINY = [
     "model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
@@ -116,6 +124,46 @@ def test_journal_storage_and_direction_mismatch(tmp_path: Path) -> None:
     assert (tmp_path / "shared" / "study.log").exists()
     with pytest.raises(ValueError, match="minimize"):
         open_study(url, "s", "maximize", heartbeat_s=0)
+
+
+def test_a_trial_config_is_the_resolved_config_with_the_trial_values() -> None:
+    """``run_study`` applies a trial's values to the resolved configuration; the command line once
+    resolved the preset with ``--set`` and the values in one list. Both give the same settings,
+    a per-modality mapping set to one value included."""
+    from decalign.api import load_and_resolve, resolve_config
+    from decalign.config import apply_overrides
+    from decalign.sweep import _override
+
+    fixed = [*TINY, "train.seeds=[1]", "train.num_epochs=2", "model.conv_kernel=5"]
+    dataset, config = load_and_resolve(overrides=fixed)
+    space = load_space(default_space_path(config.preset))
+    for end in (0, -1):
+        trial = [_override(spec.name, spec.extremes()[end]) for spec in space]
+        assert apply_overrides(config, trial) == resolve_config(dataset, None, [*fixed, *trial])
+
+
+def test_sweep_settings_are_checked() -> None:
+    for bad in ({"trials": 0}, {"nproc_per_node": 0}, {"pruner": "hyperband"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SweepSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_a_study_from_python(tmp_path: Path) -> None:
+    """What a notebook does: a resolved configuration, the data and a space file to run_study,
+    then report_study; no command line involved."""
+    from decalign.api import load_and_resolve
+
+    space = tmp_path / "space.yaml"
+    space.write_text("train.lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}\n")
+    dataset, config = load_and_resolve(overrides=[*TINY, "train.seeds=[3]", "train.num_epochs=1"])
+    out = tmp_path / "sweep"
+    result = run_study(config, dataset, space, out, SweepSettings(trials=1, pruner="none", tensorboard=False))
+    assert result.best_trial == 0 and result.metric == config.train.selection_metric
+    assert result.best_run_dir == str(out / "trials" / "trial_0")
+    assert (out / "trials" / "trial_0" / "results.json").exists()
+    summary = report_study(out)
+    assert "1 complete" in summary.text and summary.importance is None
+    assert "importance: not drawn: 1 completed trial(s)" in summary.lines[-1]
 
 
 @pytest.mark.slow

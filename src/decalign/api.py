@@ -18,8 +18,11 @@ import numpy as np
 
 from decalign.config import (
     ConfigError,
+    DataConfig,
+    Override,
     RunConfig,
     apply_overrides,
+    section_overrides,
 )
 from decalign.config.presets import PRESETS, custom_preset, get_preset
 from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
@@ -35,7 +38,9 @@ if TYPE_CHECKING:  # annotations only: importing the API stays free of torch
 
 __all__ = [
     "RunResult",
+    "data_config",
     "evaluate_checkpoint",
+    "load_and_resolve",
     "load_for_eval",
     "predict_checkpoint",
     "prepare",
@@ -129,6 +134,35 @@ def resolve_config(
     if dataset.task == "regression" and task_loss == "ce":
         raise ConfigError("the data is a regression task but objective.task_loss='ce'; use 'mse' or 'l1'")
     return config
+
+
+def data_config(
+    path: str | os.PathLike[str] | None = None,
+    kind: str | None = None,
+    overrides: Iterable[Override] = (),
+) -> DataConfig:
+    """The data settings a run loads its data with, before the rest of its configuration is known:
+    ``path`` (``None``: the built-in synthetic benchmark), ``kind`` (``None``: detected from the
+    file, or ``synthetic`` without a file) and every override of a ``data`` setting in ``overrides``,
+    in any form the config accepts (``data.split_seed``, ``split_seed``, ``synthetic.n_train``);
+    the other overrides are left for :func:`resolve_config`."""
+    kind = kind or ("auto" if path else "synthetic")
+    base = RunConfig(data=DataConfig(dataset=kind, path=None if path is None else os.fspath(path)))  # type: ignore[arg-type]
+    return apply_overrides(base, section_overrides(overrides, "data")).data
+
+
+def load_and_resolve(
+    path: str | os.PathLike[str] | None = None,
+    kind: str | None = None,
+    preset: str | None = None,
+    overrides: Sequence[Override] = (),
+) -> tuple[MultimodalDataset, RunConfig]:
+    """The data at ``path`` (see :func:`data_config`) and its configuration: ``preset`` (default:
+    the data's own) with ``overrides``, the way ``decalign train``, ``bench`` and ``sweep`` resolve
+    their flags. The data is built from the same overrides its ``config.json`` records."""
+    data = data_config(path, kind, overrides)
+    dataset = load_dataset(data.path, data)
+    return dataset, resolve_config(dataset, preset, overrides, path=path)
 
 
 @dataclass

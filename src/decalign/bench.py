@@ -23,12 +23,12 @@ Rerunning the same command resumes: complete runs are skipped, interrupted ones 
 their last completed epoch (``resume=True``), and the report is rewritten. A run directory that
 holds other settings is an error rather than a silent mix.
 
-This module imports only the standard library at module level (``decalign --help`` stays fast).
+The command line is :mod:`decalign.cli.bench`; this module imports only light registries at module
+level.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from decalign.cli_common import add_data_flags, add_run_flags, add_set_flag, add_verbosity_flags
 from decalign.data.detect import DATASET_KINDS, report_columns
 from decalign.model.factory import ARCHITECTURES
 
@@ -52,10 +51,8 @@ __all__ = [
     "BenchResult",
     "BenchRun",
     "RunScores",
-    "add_parser",
     "parse_models",
     "plan_runs",
-    "run",
     "run_bench",
     "table_keys",
     "write_report",
@@ -500,55 +497,3 @@ def _plural(n: int, word: str) -> str:
 def _seed_text(base: RunConfig) -> str:
     seeds = base.train.seeds
     return f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}: {', '.join(map(str, seeds))}"
-
-
-# ---------------------------------------------------------------------------------------------
-# command line
-
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``decalign bench``."""
-    p = subparsers.add_parser(
-        "bench", help="train every model and ablation over seeds; write bench.md/bench.csv and figures",
-        description="Train DecAlign, the baselines (MulT-style, TFN, late and early fusion) and the paper's "
-        "ablations with the same data, seeds and protocol; write OUT/bench.md (table with mean ± std, best in "
-        "bold, the paper's numbers on its benchmarks, figures), OUT/bench.csv and one run directory per row in "
-        "OUT/runs/. Rerunning the same command resumes where it stopped.",
-    )
-    add_data_flags(p, data_help="a benchmark pickle or native data file (default: the built-in dataset)",
-                   dataset_help="force the dataset kind (default: detected; the built-in synthetic benchmark "
-                   "without --data)")
-    p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own)")
-    p.add_argument("--models", default=",".join(MODELS), metavar="LIST",
-                   help=f"comma list of architectures, 'all' or 'none' (default: {','.join(MODELS)})")
-    p.add_argument("--ablations", default="all", metavar="LIST",
-                   help="'all', 'none' or a comma list of ablation names (see docs/ablations.md; e.g. "
-                   "no_homogeneity,no_mmd,text_only)")
-    add_run_flags(p, epochs_help="maximum epochs per run (train.num_epochs)")
-    add_set_flag(p, help="settings applied to every run, e.g. --set model.d_model=32 train.lr=1e-4")
-    p.add_argument("--out", metavar="DIR", help="bench directory (default: runs/bench-<preset>)")
-    p.add_argument("--plots", choices=["summary", "all", "none"], default="summary",
-                   help="summary: dot plots + the DecAlign run's figures (default); all: every run's figures too")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events in every run")
-    p.add_argument("--std", choices=["sample", "population"], default="sample",
-                   help="the ± of the report: sample std (ddof=1, default) or population std (ddof=0, as MMSA "
-                   "reports); the tables and CSV columns say which")
-    add_verbosity_flags(p, quiet_help="only warnings, errors and the final table")
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``decalign bench``: resolve the base configuration as ``decalign train`` does, run the bench."""
-    from decalign.cli_common import load_and_resolve, run_overrides
-
-    overrides = run_overrides(args)
-    models = parse_models(args.models)  # fail on a typo before loading any data
-    dataset, base = load_and_resolve(args, overrides)
-    out = Path(args.out or os.path.join("runs", f"bench-{base.preset}"))
-    result = run_bench(dataset, base, out, models, args.ablations, quiet=args.quiet, plots=args.plots,
-                       tensorboard=args.tensorboard, std=args.std)
-    print(result.table)
-    print(f"report: {result.md_path}\ntable: {result.csv_path}")
-    for name, message in result.failures.items():
-        print(f"failed: {name}: {message}")
-    return 1 if result.failures else 0

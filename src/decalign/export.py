@@ -15,17 +15,20 @@ end to the model's length ``T_m``; the batch axis is dynamic. Outputs: ``predict
 (regression), or ``logits`` and ``probabilities`` ``[batch, C]`` (classification). Each file
 carries the same description as JSON (ONNX: metadata ``decalign``; TorchScript and exported:
 the extra file ``decalign.json``). ``docs/deploy.md`` has examples.
+
+From Python: :func:`export` (a checkpoint file) or :func:`export_model` (a loaded predictor); the
+command line is :mod:`decalign.cli.export`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FORMATS", "PredictionGraph", "add_parser", "describe_graph", "export_checkpoint", "export_model", "run"]
+__all__ = ["FORMATS", "ExportedGraph", "PredictionGraph", "describe_graph", "export", "export_model"]
 
 FORMATS = ("onnx", "torchscript", "exported")
 METADATA_KEY = "decalign"
@@ -173,53 +176,32 @@ def _write_graph(predictor: Any, fmt: str, out: Path) -> Path:
     return atomic_write(out, lambda tmp: onnx.save(proto, tmp))
 
 
-def export_checkpoint(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], *,
-                      overwrite: bool = False) -> Path:
-    """:func:`export_model` for a ``model.safetensors`` file (``out`` may never be the checkpoint)."""
-    from decalign.inference import Predictor
-    from decalign.safety.outputs import check_not_input, check_replaceable
+@dataclass(frozen=True)
+class ExportedGraph:
+    """A written prediction graph: the file, its format and :func:`describe_graph`'s description
+    of its inputs and outputs (also stored in the file)."""
 
-    check_not_input(out, {"--checkpoint": checkpoint}, "--out")  # before the (slow) load
-    check_replaceable(out, overwrite, "--out")
-    return export_model(Predictor.from_checkpoint(checkpoint), fmt, out, overwrite=overwrite,
-                        inputs={"--checkpoint": checkpoint})
+    path: Path
+    format: str
+    description: dict[str, Any]
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``decalign export``."""
-    p = subparsers.add_parser(
-        "export", help="write a model as an ONNX, TorchScript or torch.export prediction graph",
-        description="Write the prediction graph of a checkpoint (raw features in, the run's standardisation "
-        "inside, prediction or class probabilities out; no training losses) in a format that runs without "
-        "decalign: ONNX (onnxruntime), TorchScript or torch.export. docs/deploy.md describes inputs and outputs.",
-    )
-    p.add_argument("--checkpoint", metavar="FILE", required=True, help="a model.safetensors file")
-    p.add_argument("--format", choices=FORMATS, default="onnx", help="output format (default: onnx)")
-    p.add_argument("--out", metavar="FILE", required=True, help="the file to write")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    from decalign.cli_common import add_verbosity_flags
-
-    add_verbosity_flags(p)
-    return p
-
-
-def run(args: argparse.Namespace) -> int:
-    """``decalign export``: write the file, then print what its inputs and outputs are."""
+def export(checkpoint: str | os.PathLike[str], fmt: str, out: str | os.PathLike[str], *,
+           overwrite: bool = False) -> ExportedGraph:
+    """:func:`export_model` for a ``model.safetensors`` file. ``out`` is checked before the (slow)
+    load: it may never be the checkpoint, and an existing file is replaced only with
+    ``overwrite``. The exporters' notes on tracing are silenced: they concern our graph, which
+    the tests check, not the caller."""
     import warnings
 
     from decalign.inference import Predictor
     from decalign.safety.outputs import check_not_input, check_replaceable
 
-    inputs = {"--checkpoint": args.checkpoint}
-    check_not_input(args.out, inputs, "--out")  # refused before the checkpoint is loaded and traced
-    check_replaceable(args.out, args.overwrite, "--out")
-    predictor = Predictor.from_checkpoint(args.checkpoint)
+    inputs: dict[str, str | os.PathLike[str] | None] = {"--checkpoint": checkpoint}
+    check_not_input(out, inputs, "--out")
+    check_replaceable(out, overwrite, "--out")
+    predictor = Predictor.from_checkpoint(checkpoint)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the exporters' notes on tracing are not the user's concern
-        path = export_model(predictor, args.format, args.out, overwrite=args.overwrite, inputs=inputs)
-    description = describe_graph(predictor)
-    print(f"written: {path} ({args.format})")
-    for kind in ("inputs", "outputs"):
-        shown = ", ".join(f"{t['name']} {t['dtype']}[{', '.join(map(str, t['shape']))}]" for t in description[kind])
-        print(f"{kind}: {shown}")
-    return 0
+        warnings.simplefilter("ignore")
+        path = export_model(predictor, fmt, out, overwrite=overwrite, inputs=inputs)
+    return ExportedGraph(path, fmt, describe_graph(predictor))

@@ -9,20 +9,19 @@ own metrics, so the numbers line up with ``decalign train``'s table::
 
     decalign probe --data mosi_dev.pkl --sets text audio text,audio --json probes.json
 
-Regression tasks only (the benchmarks' sentiment scores); classification data is an error.
-Needs scikit-learn (``pip install 'decalign[probe]'``).
-This module imports only the standard library at module level (``decalign --help`` stays fast).
+From Python: ``run_probes(dataset, [("text",), ("text", "audio")])``; the command line is
+:mod:`decalign.cli.probe`. Regression tasks only (the benchmarks' sentiment scores);
+classification data is an error. Needs scikit-learn (``pip install 'decalign[probe]'``).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEFAULT_ALPHAS", "ProbeResult", "add_parser", "pooled_features", "ridge_probe", "run"]
+__all__ = ["DEFAULT_ALPHAS", "ProbeResult", "pooled_features", "probe_table", "ridge_probe", "run_probes"]
 
 log = logging.getLogger("decalign")
 
@@ -39,6 +38,10 @@ class ProbeResult:
     """Split name (``train``, ``valid``, ``test``) -> the dataset's metrics of the probe."""
     predictions: dict[str, Any]
     """Split name -> ``[N]`` predictions."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The modalities, the penalty and every split's metrics (``decalign probe --json``)."""
+        return {"modalities": list(self.modalities), "alpha": self.alpha, **self.metrics}
 
 
 def pooled_features(split: Any, modalities: Sequence[str]) -> Any:
@@ -90,69 +93,24 @@ def ridge_probe(dataset: Any, modalities: Sequence[str], alphas: Sequence[float]
     return ProbeResult(tuple(modalities), float(ridge.alpha_), metrics, predictions)
 
 
-def _parse_sets(specs: Sequence[str], available: Sequence[str]) -> list[tuple[str, ...]]:
-    sets = []
-    for spec in specs:
-        names = tuple(n.strip() for n in spec.split(",") if n.strip())
-        unknown = [n for n in names if n not in available]
-        if not names or unknown:
-            raise ValueError(f"--sets {spec!r}: unknown modality {unknown or spec!r}; the data has {list(available)}")
-        sets.append(names)
-    return sets
+def run_probes(dataset: Any, sets: Sequence[Sequence[str]] | None = None, *, folds: int = 5,
+               alphas: Sequence[float] = DEFAULT_ALPHAS) -> dict[str, ProbeResult]:
+    """:func:`ridge_probe` of each feature set, keyed by its modalities joined with ``+``
+    (``text+audio``). Default sets: each modality alone, then all of them together."""
+    if sets:
+        chosen = [tuple(s) for s in sets]
+    else:
+        mods = tuple(dataset.modalities)
+        chosen = [(m,) for m in mods] + ([mods] if len(mods) > 1 else [])
+    return {"+".join(s): ridge_probe(dataset, s, alphas=alphas, folds=folds) for s in chosen}
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("probe", help="ridge-regression probes on pooled features (the linear floor)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from decalign.cli_common import add_file_kind_flag, add_verbosity_flags
-
-    p.add_argument("--data", metavar="PATH", help="a data file (regression task; default: the built-in dataset, "
-                   "as `decalign train` uses)")
-    add_file_kind_flag(p)
-    p.add_argument("--sets", nargs="+", metavar="M[,M...]",
-                   help="feature sets, each a comma list of modalities (default: each modality, then all)")
-    p.add_argument("--folds", type=int, default=5, help="cross-validation folds for the ridge penalty")
-    p.add_argument("--json", metavar="FILE", help="also write every set's metrics and penalty to FILE")
-    p.add_argument("--overwrite", action="store_true", help="replace --json FILE if it exists")
-    add_verbosity_flags(p)
-
-
-def _table(results: Mapping[str, ProbeResult], split: str) -> str:
+def probe_table(results: Mapping[str, ProbeResult], split: str) -> str:
+    """The probes' metrics on ``split``, one row per feature set (the sentiment columns where the
+    data has them)."""
     from decalign.metrics.display import format_table
 
     keys = ["mae", "corr", "acc2_non0", "f1_non0", "acc7"]
     first = next(iter(results.values())).metrics[split]
     keys = [k for k in keys if k in first] or list(first)
     return format_table({f"ridge {name}": r.metrics[split] for name, r in results.items()}, keys=keys)  # type: ignore[misc]
-
-
-def run(args: argparse.Namespace) -> int:
-    from decalign.config import DataConfig
-    from decalign.data import load_dataset
-
-    if args.folds < 2:  # before the data is read; the upper bound (the train split's size) after
-        from decalign.errors import UsageError
-
-        raise UsageError(f"--folds {args.folds}: the ridge penalty's cross-validation needs at least 2 folds")
-    if args.json:
-        from decalign.safety.outputs import check_not_input, check_replaceable
-
-        check_not_input(args.json, {"--data": args.data}, "--json")
-        check_replaceable(args.json, args.overwrite, "--json")
-    kind = "synthetic" if args.data is None else args.dataset  # like train: no --data, the built-in dataset
-    dataset = load_dataset(args.data, DataConfig(dataset=kind, path=args.data))
-    mods = list(dataset.modalities)
-    specs = args.sets or ([*mods, ",".join(mods)] if len(mods) > 1 else mods)
-    results = {"+".join(s): ridge_probe(dataset, s, folds=args.folds) for s in _parse_sets(specs, mods)}
-    for split in ("valid", "test"):
-        if split in dataset.splits:
-            print(f"{split}:\n{_table(results, split)}\n")
-    if args.json:
-        from decalign.safety.outputs import guarded_output
-        from decalign.train.atomic import write_json
-
-        with guarded_output(args.json, flag="--json", inputs={"--data": args.data}, overwrite=args.overwrite):
-            write_json(args.json, {name: {"modalities": list(r.modalities), "alpha": r.alpha, **r.metrics}
-                                   for name, r in results.items()})
-        print(f"probes: {args.json}")
-    return 0

@@ -29,13 +29,15 @@ The search space is a YAML file (``--space``; default: the one shipped for the p
     model.heterogeneity.num_prototypes: {type: int, low: 4, high: 12}
     train.batch_size: {type: categorical, choices: [16, 32, 64]}
 
-Nothing heavy is imported at module level: ``decalign --help`` must stay fast.
+From Python, :func:`run_study` runs trials as one worker (what ``decalign sweep`` does) and
+:func:`report_study` summarises a study (``decalign sweep --report``); the command line is
+:mod:`decalign.cli.sweep`. Nothing heavy is imported at module level.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -46,21 +48,27 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from decalign.cli_common import add_data_flags, add_run_flags, add_set_flag, add_verbosity_flags
+if TYPE_CHECKING:
+    from decalign.config import RunConfig
+    from decalign.data import MultimodalDataset
 
 __all__ = [
     "ParamSpec",
-    "add_parser",
+    "StudyResult",
+    "SweepReport",
+    "SweepSettings",
+    "check_space",
     "default_space_path",
     "load_space",
     "open_storage",
     "open_study",
     "pruning_warmup",
-    "run",
+    "report_study",
+    "run_study",
 ]
 
 log = logging.getLogger("decalign")
@@ -361,43 +369,91 @@ class _PruningReporter:
             raise optuna.TrialPruned(f"pruned after epoch {epoch} ({self.metric} = {value:.4g})")
 
 
-def _torchrun_command(args: argparse.Namespace, run_dir: Path, overrides: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           str(args.nproc_per_node), "-m", "decalign", "train", "--out", str(run_dir), "-q", "--no-tensorboard"]
-    if args.data:
-        cmd += ["--data", str(args.data)]
-    if args.dataset:
-        cmd += ["--dataset", args.dataset]
-    if args.preset:
-        cmd += ["--preset", args.preset]
-    return [*cmd, "--set", *overrides]
+@dataclass(frozen=True)
+class SweepSettings:
+    """How one worker runs its trials (``decalign sweep``'s flags other than the data, the
+    configuration and the space)."""
+
+    trials: int = 10
+    """Trials this worker runs (several workers add up)."""
+    study: str = "decalign"
+    storage: str | None = None
+    """Optuna storage URL (see the module docstring); ``None``: ``sqlite:///OUT/study.db``."""
+    nproc_per_node: int = 1
+    """Above 1, each trial runs as ``torchrun --standalone --nproc_per_node N`` (no pruning then)."""
+    pruner: Literal["median", "none"] = "median"
+    sampler_seed: int | None = None
+    """Seed of the TPE sampler (give each worker a different one, or none)."""
+    heartbeat_s: int = HEARTBEAT_S
+    """Trial heartbeat of RDB storages (0: off)."""
+    tensorboard: bool = True
+    """TensorBoard files in the trial directories."""
+
+    def __post_init__(self) -> None:
+        from decalign.errors import UsageError
+
+        if self.trials < 1:
+            raise UsageError(f"sweep: trials must be at least 1, got {self.trials}")
+        if self.nproc_per_node < 1:
+            raise UsageError(f"sweep: nproc_per_node must be at least 1, got {self.nproc_per_node}")
+        if self.pruner not in ("median", "none"):
+            raise UsageError(f"sweep: pruner must be 'median' or 'none', got {self.pruner!r}")
 
 
-def _make_objective(args: argparse.Namespace, out: Path, dataset: Any, fixed: list[str],
-                    space: list[ParamSpec], metric: str, num_epochs: int) -> Callable[[Any], float]:
-    from decalign.api import resolve_config, train
+@dataclass(frozen=True)
+class StudyResult:
+    """What a worker leaves: the study it added to and its best completed trial so far (of every
+    worker's trials)."""
+
+    study: str
+    storage: str
+    metric: str
+    """The objective: ``train.selection_metric`` on the validation split."""
+    best_trial: int | None = None
+    """``None`` while no trial of the study has completed."""
+    best_value: float | None = None
+    best_run_dir: str | None = None
+
+
+def _torchrun_command(config_file: Path, run_dir: Path, nproc_per_node: int) -> list[str]:
+    """``decalign train`` of one trial as a ``torchrun`` job, its settings read from
+    ``config_file`` (the trial's whole configuration, data path included)."""
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc_per_node),
+            "-m", "decalign", "train", "--config", str(config_file), "--out", str(run_dir), "-q", "--no-tensorboard"]
+
+
+def _make_objective(config: RunConfig, dataset: MultimodalDataset, out: Path, space: Sequence[ParamSpec],
+                    settings: SweepSettings) -> Callable[[Any], float]:
+    """One trial: ``config`` with the trial's values (they win over ``config``'s), trained into
+    ``out/trials/trial_<n>/``; its value is the run's best-epoch validation selection metric."""
+    from decalign.api import train
+    from decalign.config import apply_overrides, write_config_file
     from decalign.metrics import metric_mode
+
+    metric = config.train.selection_metric
+    num_epochs = config.train.num_epochs
 
     def objective(trial: Any) -> float:
         params = {spec.name: spec.suggest(trial) for spec in space}
         run_dir = out / "trials" / f"trial_{trial.number}"
         trial.set_user_attr("run_dir", str(run_dir))
-        trial.set_user_attr("nproc_per_node", args.nproc_per_node)
-        overrides = [*fixed, *(_override(k, v) for k, v in params.items())]  # the trial's values win
+        trial.set_user_attr("nproc_per_node", settings.nproc_per_node)
+        trial_config = apply_overrides(config, [_override(k, v) for k, v in params.items()])
         log.info("trial %d: %s", trial.number, ", ".join(f"{k}={v}" for k, v in params.items()))
-        if args.nproc_per_node > 1:
+        if settings.nproc_per_node > 1:
             run_dir.mkdir(parents=True, exist_ok=True)
+            config_file = write_config_file(trial_config, run_dir / "trial_config.json")
             log_path = run_dir / "torchrun.log"
             with open(log_path, "w") as fh:
-                rc = subprocess.run(_torchrun_command(args, run_dir, overrides), stdout=fh,
+                rc = subprocess.run(_torchrun_command(config_file, run_dir, settings.nproc_per_node), stdout=fh,
                                     stderr=subprocess.STDOUT, check=False).returncode
             if rc != 0:
                 raise RuntimeError(f"trial {trial.number}: torchrun exited with status {rc}; see {log_path}")
         else:
-            config = resolve_config(dataset, args.preset, overrides, path=args.data)
-            reporter = None if args.pruner == "none" else _PruningReporter(
+            reporter = None if settings.pruner == "none" else _PruningReporter(
                 trial, metric, num_epochs, minimize=metric_mode(metric) == "min")
-            train(config, dataset, run_dir, quiet=True, tensorboard=not args.no_tensorboard, epoch_callback=reporter)
+            train(trial_config, dataset, run_dir, quiet=True, tensorboard=settings.tensorboard,
+                  epoch_callback=reporter)
         value = _objective_value(run_dir, metric)
         log.info("trial %d: %s = %.6g  (%s)", trial.number, metric, value, run_dir)
         return value
@@ -405,60 +461,57 @@ def _make_objective(args: argparse.Namespace, out: Path, dataset: Any, fixed: li
     return objective
 
 
-def _fixed_overrides(args: argparse.Namespace, preset_seeds: Sequence[int]) -> list[str]:
-    fixed = list(args.overrides)
-    seeds = args.seeds or [preset_seeds[0]]
-    fixed.append(f"train.seeds={json.dumps(list(seeds))}")
-    if args.epochs:
-        fixed.append(f"train.num_epochs={args.epochs}")
-    if args.device:
-        fixed.append(f"train.device={args.device}")
-    return fixed
+def run_study(
+    config: RunConfig,
+    dataset: MultimodalDataset,
+    space: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str],
+    settings: SweepSettings | None = None,
+) -> StudyResult:
+    """Run ``settings.trials`` trials of a study as one worker: each trains ``config`` with values
+    drawn from ``space`` on ``dataset`` into ``out/trials/trial_<n>/``, minimising or maximising
+    the validation ``config.train.selection_metric`` (averaged over ``config.train.seeds``).
 
-
-def run_worker(args: argparse.Namespace) -> int:
-    """Run ``args.trials`` trials of the study as one worker."""
-    import optuna
-
-    from decalign.api import resolve_config
-    from decalign.cli_common import load_and_resolve
+    ``space`` is a search-space YAML file (``None``: the one shipped for ``config.preset``);
+    every searched setting must accept both ends of its range before trial 0 runs. Several
+    workers (processes or machines) with the same ``settings.storage`` and ``settings.study``
+    share the study. Trials that diverge or fail (``FloatingPointError``, ``RuntimeError``,
+    ``ValueError``) are recorded as failed and the worker goes on. Needs the ``sweep`` extra."""
+    from decalign._optional import require
     from decalign.metrics import metric_mode
 
-    out = Path(args.out)
+    optuna = require("optuna", extra="sweep", feature="decalign sweep")
+    settings = settings or SweepSettings()
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dataset, base = load_and_resolve(args, args.overrides)
-    fixed = _fixed_overrides(args, base.train.seeds)
-    config = resolve_config(dataset, args.preset, fixed, path=args.data)
-    space_path = Path(args.space) if args.space else default_space_path(config.preset)
-    space = load_space(space_path)
-    check_space(space, config, space_path)
-    clash = sorted({spec.name for spec in space} & {o.split("=", 1)[0] for o in args.overrides})
-    if clash:
-        log.warning("--set %s is searched by the space; the trial's values win", ", ".join(clash))
+    space_path = Path(space) if space is not None else default_space_path(config.preset)
+    params = load_space(space_path)
+    check_space(params, config, space_path)
     metric = config.train.selection_metric
     direction = "minimize" if metric_mode(metric) == "min" else "maximize"
     warmup = pruning_warmup(config.train.num_epochs)
-    pruner = (optuna.pruners.NopPruner() if args.pruner == "none"
+    pruner = (optuna.pruners.NopPruner() if settings.pruner == "none"
               else optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup))
-    sampler = optuna.samplers.TPESampler(seed=args.sampler_seed)
-    storage_url = args.storage or default_storage(out)
-    study = open_study(storage_url, args.study, direction, sampler=sampler, pruner=pruner,
-                       heartbeat_s=args.heartbeat)
+    sampler = optuna.samplers.TPESampler(seed=settings.sampler_seed)
+    storage_url = settings.storage or default_storage(out)
+    study = open_study(storage_url, settings.study, direction, sampler=sampler, pruner=pruner,
+                       heartbeat_s=settings.heartbeat_s)
     for key, value in (("preset", config.preset), ("selection_metric", metric), ("space", str(space_path))):
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
-    if args.nproc_per_node > 1 and args.pruner != "none":
+    if settings.nproc_per_node > 1 and settings.pruner != "none":
         log.info("trials run under torchrun: pruning is not available (each trial runs to its end)")
-    log.info("worker: %d trial(s) of study %r in %s; %s %s on %s", args.trials, args.study, storage_url,
+    log.info("worker: %d trial(s) of study %r in %s; %s %s on %s", settings.trials, settings.study, storage_url,
              direction, metric, config.preset)
-    objective = _make_objective(args, out, dataset, fixed, space, metric, config.train.num_epochs)
-    study.optimize(objective, n_trials=args.trials, catch=(FloatingPointError, RuntimeError, ValueError))
+    objective = _make_objective(config, dataset, out, params, settings)
+    study.optimize(objective, n_trials=settings.trials, catch=(FloatingPointError, RuntimeError, ValueError))
+    result = StudyResult(settings.study, storage_url, metric)
     try:
         best = study.best_trial
-        print(f"best so far: trial {best.number}, {metric} = {best.value:.6g}, run {best.user_attrs.get('run_dir')}")
-    except ValueError:
-        print("no trial of the study has completed yet")
-    return 0
+    except ValueError:  # no completed trial
+        return result
+    return dataclasses.replace(result, best_trial=best.number, best_value=best.value,
+                               best_run_dir=best.user_attrs.get("run_dir"))
 
 
 # -- report ---------------------------------------------------------------------------------------
@@ -473,42 +526,63 @@ def _format_params(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def report(args: argparse.Namespace) -> int:
-    """Print the best trials and write ``importance.png`` (fANOVA parameter importances)."""
-    import optuna
+@dataclass(frozen=True)
+class SweepReport:
+    """What :func:`report_study` found: the lines ``decalign sweep --report`` prints."""
 
-    out = Path(args.out)
-    if args.storage is None and not (out / STUDY_DB).exists():
+    lines: list[str] = field(default_factory=list)
+    importance: Path | None = None
+    """``OUT/importance.png`` when it was drawn."""
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def report_study(
+    out: str | os.PathLike[str],
+    *,
+    study: str = "decalign",
+    storage: str | None = None,
+    top: int = 5,
+    importance_min_trials: int = IMPORTANCE_MIN_TRIALS,
+) -> SweepReport:
+    """The best ``top`` trials of ``study`` (in ``storage``, default ``OUT/study.db``) and
+    ``OUT/importance.png``, the fANOVA parameter importances, drawn from at least
+    ``importance_min_trials`` completed trials (fewer give noise; needs matplotlib)."""
+    from decalign._optional import require
+
+    optuna = require("optuna", extra="sweep", feature="decalign sweep")
+    out = Path(out)
+    if storage is None and not (out / STUDY_DB).exists():
         raise FileNotFoundError(f"no sweep in {str(out)!r} (no {STUDY_DB}); pass the workers' --storage")
-    storage_url = args.storage or default_storage(out)
-    study = open_study(storage_url, args.study, None, heartbeat_s=0, create=False)
+    storage_url = storage or default_storage(out)
+    found = open_study(storage_url, study, None, heartbeat_s=0, create=False)
     states = optuna.trial.TrialState
-    trials = study.get_trials(deepcopy=False)
+    trials = found.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == states.COMPLETE and t.value is not None]
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    reverse = found.direction == optuna.study.StudyDirection.MAXIMIZE
     complete.sort(key=lambda t: t.value, reverse=reverse)
     counts = {s.name.lower(): sum(t.state == s for t in trials) for s in states}
-    metric = study.user_attrs.get("selection_metric", "value")
-    print(f"study {args.study!r} ({study.direction.name.lower()} {metric}): "
-          + ", ".join(f"{n} {k}" for k, n in counts.items() if n))
-    for rank, t in enumerate(complete[: args.top], start=1):
-        print(f"{rank:>3}. trial {t.number:<4} {metric} = {t.value:.6g}   {t.user_attrs.get('run_dir', '')}")
-        print(f"       {_format_params(t.params)}")
+    metric = found.user_attrs.get("selection_metric", "value")
+    lines = [f"study {study!r} ({found.direction.name.lower()} {metric}): "
+             + ", ".join(f"{n} {k}" for k, n in counts.items() if n)]
+    for rank, t in enumerate(complete[:top], start=1):
+        lines.append(f"{rank:>3}. trial {t.number:<4} {metric} = {t.value:.6g}   {t.user_attrs.get('run_dir', '')}")
+        lines.append(f"       {_format_params(t.params)}")
     if not complete:
-        print("no completed trial yet")
-        return 0
-    if len(complete) < args.importance_min_trials:
-        print(f"importance: not drawn: {len(complete)} completed trial(s); parameter importances from fewer than "
-              f"{args.importance_min_trials} are noise (--importance-min-trials N to draw them anyway)")
-        return 0
+        return SweepReport([*lines, "no completed trial yet"])
+    if len(complete) < importance_min_trials:
+        return SweepReport([*lines, f"importance: not drawn: {len(complete)} completed trial(s); parameter "
+                            f"importances from fewer than {importance_min_trials} are noise "
+                            "(--importance-min-trials N to draw them anyway)"])
     if len(complete) < 2:
-        print("importance: not drawn: needs at least 2 completed trials")
-        return 0
+        return SweepReport([*lines, "importance: not drawn: needs at least 2 completed trials"])
     from decalign._optional import available
 
     if not available("matplotlib"):
-        print("importance: not drawn: matplotlib is not installed (pip install 'decalign[plots]')")
-        return 0
+        return SweepReport([*lines, "importance: not drawn: matplotlib is not installed (pip install "
+                            "'decalign[plots]')"])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -517,10 +591,9 @@ def report(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ExperimentalWarning of optuna's matplotlib backend
         try:
-            ax = plot_param_importances(study)
+            ax = plot_param_importances(found)
         except (RuntimeError, ValueError) as err:  # e.g. no parameter varied
-            print(f"importance: not computed ({err})")
-            return 0
+            return SweepReport([*lines, f"importance: not computed ({err})"])
     ax.set_title("", loc="left")  # optuna's own title, which ours would overlap
     if ax.get_legend() is not None:  # one series ("Objective Value"): the legend says nothing
         ax.get_legend().remove()
@@ -532,65 +605,4 @@ def report(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     plt.close(ax.figure)
-    print(f"importance: {path}")
-    return 0
-
-
-# -- command line ---------------------------------------------------------------------------------
-
-
-def add_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "sweep", help="hyper-parameter search on Optuna (start several workers to share one study)",
-        description="Run trials of an Optuna study: each trial trains with the preset plus the trial's values "
-        "into OUT/trials/trial_<n>/ and returns the best-epoch validation selection metric. Several "
-        "`decalign sweep` commands with the same --storage and --study are workers of one study. "
-        "With --report, print the best trials and write OUT/importance.png.",
-    )
-    add_data_flags(p, data_help="data file (default: the built-in synthetic dataset)",
-                   dataset_help="force the dataset kind (default: detected)")
-    p.add_argument("--preset", help="preset the trials start from (default: the dataset's own)")
-    p.add_argument("--space", metavar="YAML", help="search space (default: the one shipped for the preset)")
-    p.add_argument("--trials", type=int, default=10, metavar="N",
-                   help="trials THIS worker runs (several workers add up; default 10)")
-    add_run_flags(p, seeds_help="seeds of every trial; the value is their mean (default: the preset's first seed)",
-                  epochs_help="maximum epochs per trial (train.num_epochs)")
-    add_set_flag(p, help="fixed settings for every trial (a searched key takes the trial's value)")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage: sqlite:///FILE (default OUT/study.db), "
-                   "journal:///PATH.log, or an RDB URL such as postgresql://user:pass@host/db")
-    p.add_argument("--study", default="decalign", metavar="NAME", help="study name (default: decalign)")
-    p.add_argument(
-        "--out", required=True, metavar="DIR", help="sweep directory: trials/trial_<n>/, study.db, importance.png"
-    )
-    p.add_argument("--nproc-per-node", type=int, default=1, metavar="N",
-                   help="run each trial as `torchrun --standalone --nproc_per_node N` (no pruning then)")
-    p.add_argument("--pruner", choices=["median", "none"], default="median",
-                   help="prune trials whose validation metric falls below the median of earlier trials "
-                   "at the same epoch (after 5 trials and 2 epochs)")
-    p.add_argument("--sampler-seed", type=int, default=None, metavar="S",
-                   help="seed of the TPE sampler (give each worker a different one, or none)")
-    p.add_argument("--heartbeat", type=int, default=HEARTBEAT_S, metavar="SECONDS",
-                   help="trial heartbeat of RDB storages: a trial of a dead worker is marked failed after twice "
-                   "this (0: off; the journal storage has none)")
-    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard files in the trial directories")
-    p.add_argument("--report", action="store_true", help="print the best trials and write OUT/importance.png")
-    p.add_argument("--top", type=int, default=5, metavar="K", help="trials --report lists (default 5)")
-    p.add_argument("--importance-min-trials", type=int, default=IMPORTANCE_MIN_TRIALS, metavar="N",
-                   help="--report draws importance.png only from at least N completed trials "
-                   f"(default {IMPORTANCE_MIN_TRIALS}: fewer give noise)")
-    add_verbosity_flags(p)
-
-
-def run(args: argparse.Namespace) -> int:
-    from decalign._optional import require
-
-    optuna = require("optuna", extra="sweep", feature="decalign sweep")
-
-    optuna.logging.set_verbosity(optuna.logging.DEBUG if args.verbose else optuna.logging.WARNING)
-    if args.report:
-        return report(args)
-    if args.trials < 1:
-        raise ValueError(f"--trials must be at least 1, got {args.trials}")
-    if args.nproc_per_node < 1:
-        raise ValueError(f"--nproc-per-node must be at least 1, got {args.nproc_per_node}")
-    return run_worker(args)
+    return SweepReport([*lines, f"importance: {path}"], path)

@@ -1,7 +1,7 @@
 """Offline feature extraction: a folder of media and transcripts to a dataset decalign reads.
 
-``decalign extract`` (:mod:`decalign.extract.command`) and ``decalign predict --media`` run the
-pieces of this package:
+``decalign extract`` (:func:`~decalign.extract.pipeline.extract_folder`, the command line
+:mod:`decalign.cli.extract`) and ``decalign predict --media`` run the pieces of this package:
 
 * :mod:`~decalign.extract.inputs`: which clips there are (MMSA raw layout, transcript/label CSVs,
   one file per clip or one per video with start/end times);

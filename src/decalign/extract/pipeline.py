@@ -4,7 +4,9 @@
 extractors it names and turns one :class:`~decalign.extract.inputs.Clip` into arrays and a
 :class:`~decalign.extract.report.ClipOutcome`; :func:`run_extraction` does that for every clip
 (in ``workers`` processes, with a progress bar and the cache), writes ``extract_report.csv``,
-stops with the list of failed clips unless ``skip_failed``, and writes the dataset.
+stops with the list of failed clips unless ``skip_failed``, and writes the dataset;
+:func:`extract_folder` is all of ``decalign extract``: the clips of a media folder and its
+transcripts, split by video where they have no split, then :func:`run_extraction`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ from decalign.extract.media import MEDIA_LIMITS, MediaLimits
 from decalign.extract.provenance import ExtractorRecord, Provenance
 from decalign.extract.report import TOO_LONG, VISION_MISSING, ClipOutcome, write_report
 
-__all__ = ["RANGES", "ExtractConfig", "ExtractResult", "Extractors", "build_dataset", "run_extraction", "usable_cores"]
+__all__ = [
+    "RANGES",
+    "ExtractConfig",
+    "ExtractResult",
+    "Extractors",
+    "build_dataset",
+    "extract_folder",
+    "run_extraction",
+    "usable_cores",
+]
 
 log = logging.getLogger("decalign")
 
@@ -501,6 +512,48 @@ def run_extraction(
             guards.enter_context(guarded_output(report_path, flag="--report", inputs={**named, **also},
                                                 overwrite=replace))
         return extract_clips(clips, config, out, **options)
+
+
+def extract_folder(
+    media: str | os.PathLike[str],
+    config: ExtractConfig,
+    out: str | os.PathLike[str],
+    *,
+    transcripts: str | os.PathLike[str] | None = None,
+    labels: str | os.PathLike[str] | None = None,
+    split_seed: int = 0,
+    report: str | os.PathLike[str] | None = None,
+    fmt: str | None = None,
+    workers: int = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    cache: bool = True,
+    skip_failed: bool = False,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> ExtractResult:
+    """``decalign extract``: the clips of ``media`` with their ``transcripts`` and ``labels``
+    (:func:`~decalign.extract.inputs.discover_clips`), those without a split assigned one 70/15/15
+    by video with ``split_seed``, extracted with ``config`` into the dataset ``out`` by
+    :func:`run_extraction` (``report``, ``fmt``, ``workers``, ``skip_failed``, ``progress``,
+    ``overwrite`` as there). The per-clip cache is ``cache_dir`` (default ``<out>.cache``), or none
+    without ``cache``. The input files are the output guard's inputs: ``out`` may be none of them."""
+    from decalign.extract.inputs import assign_splits, discover_clips
+
+    if workers < 1:
+        raise ExtractError(f"--workers must be >= 1, found {workers}")
+    if not 0 <= split_seed < 2**32:
+        raise ExtractError(f"--split-seed must be in [0, 2**32 - 1], found {split_seed}")
+    clips = discover_clips(media, transcripts, labels)
+    unsplit = sum(c.mode is None for c in clips)
+    if unsplit:
+        clips = assign_splits(clips, seed=split_seed)
+        log.warning("extract: %d clip(s) have no 'mode'; split 70/15/15 by video (seed %d)", unsplit, split_seed)
+    out = Path(out)
+    cache_path = (Path(cache_dir) if cache_dir is not None else Path(f"{out}.cache")) if cache else None
+    inputs = {"--media": media, "--transcripts": transcripts, "--labels": labels,
+              "--openface-dir": config.openface_dir}
+    return run_extraction(clips, config, out, report=report, fmt=fmt, workers=workers, cache_dir=cache_path,
+                          skip_failed=skip_failed, progress=progress, overwrite=overwrite, inputs=inputs)
 
 
 def extract_clips(

@@ -2,7 +2,8 @@
 on the same samples with a paired bootstrap over samples and seeds (:mod:`~decalign.runs.compare`),
 describe each run's protocol (:mod:`~decalign.runs.card`), and report several runs side by side
 as text, markdown, CSV and JSON, with their curves in one figure (:mod:`~decalign.runs.overview`).
-``decalign report`` (:mod:`decalign.runs.command`) is the command line over :func:`report`.
+``decalign report`` (:mod:`decalign.cli.report`) is the command line over :func:`report` and
+:func:`seed_distribution`.
 
 The names below are imported on first use (PEP 562), so that importing the command's module for
 ``decalign --help`` does not import numpy; matplotlib is imported by :func:`plot_curves` only.
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
         RunSummary,
         plot_curves,
         report,
+        write_distribution,
         write_report,
     )
     from decalign.runs.reader import Predictions, ReadLimits, RunRecord, SeedRecord, read_run
@@ -35,7 +37,7 @@ _WHERE = {
     "Predictions": "reader", "ReadLimits": "reader", "RunRecord": "reader", "SeedRecord": "reader",
     "read_run": "reader",
     "REPORT_FILES": "overview", "Report": "overview", "RunSummary": "overview",
-    "plot_curves": "overview", "report": "overview", "write_report": "overview",
+    "plot_curves": "overview", "report": "overview", "write_distribution": "overview", "write_report": "overview",
 }
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "read_run",
     "report",
     "seed_distribution",
+    "write_distribution",
     "write_report",
 ]
 

@@ -29,9 +29,10 @@ import numpy as np
 from decalign.errors import DataError, UsageError
 from decalign.runs.card import ProtocolCard, protocol_card
 from decalign.runs.compare import MetricDifference, aligned_outputs, paired_bootstrap
+from decalign.runs.distribution import Distribution
 from decalign.runs.reader import ReadLimits, read_run
 
-__all__ = ["REPORT_FILES", "Report", "RunSummary", "plot_curves", "report", "write_report"]
+__all__ = ["REPORT_FILES", "Report", "RunSummary", "plot_curves", "report", "write_distribution", "write_report"]
 
 REPORT_FILES: tuple[str, ...] = ("report.md", "summary.csv", "comparisons.csv", "cards.csv", "report.json")
 """What :func:`write_report` writes into its directory."""
@@ -300,6 +301,20 @@ def write_report(rep: Report, out: str | os.PathLike[str], *, overwrite: bool = 
         texts = [rep.to_markdown(), _csv_text(rep.summary_rows()), _csv_text(rep.comparison_rows()),
                  _csv_text(rep.card_rows()), json.dumps(_finite(rep.to_dict()), indent=2, allow_nan=False) + "\n"]
         return [write_text(t, text) for t, text in zip(targets, texts)]
+
+
+def write_distribution(dist: Distribution, out: str | os.PathLike[str], *,
+                       sources: Sequence[str | os.PathLike[str]] = (), overwrite: bool = False) -> list[Path]:
+    """Write ``distribution.md`` (:meth:`Distribution.to_markdown`) and ``distribution.csv`` into
+    ``out`` (created). An existing file is replaced only with ``overwrite``; a file inside one of
+    ``sources`` (the run directories the distribution was read from) is never written."""
+    from decalign.train.atomic import write_text
+
+    directory = Path(out)
+    targets = [directory / "distribution.md", directory / "distribution.csv"]
+    _guard_targets(targets, _run_roots(sources), overwrite)
+    directory.mkdir(parents=True, exist_ok=True)
+    return [write_text(target, body) for target, body in zip(targets, [dist.to_markdown(), _csv_text(dist.rows())])]
 
 
 # -- curves ----------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from decalign.serve import pages as P
 from decalign.serve.models import ModelCache, predict_with_contributions
 from decalign.serve.runs import RunIndex, RunNotFound, UnsafeName, read_json
 
-__all__ = ["LOCAL_HOSTS", "MEDIA_SUFFIXES", "ServeConfig", "create_app"]
+__all__ = ["LOCAL_HOSTS", "MEDIA_SUFFIXES", "ServeConfig", "create_app", "serve"]
 
 log = logging.getLogger("decalign")
 
@@ -464,6 +464,18 @@ def create_app(config: ServeConfig) -> Any:
 
 
 # -- work done in threads --------------------------------------------------------------------------
+
+
+def serve(config: ServeConfig) -> None:
+    """Build the application for ``config`` and serve it with uvicorn on ``config.host`` and
+    ``config.port`` until interrupted (``decalign serve``)."""
+    from decalign._optional import require
+
+    app = create_app(config)
+    uvicorn = require("uvicorn", "serve", feature="decalign serve")
+    log.info("decalign serve: %d run(s) under %s on http://%s:%d/", len(app.state.decalign.index.names()),
+             config.runs, config.host, config.port)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)
 
 
 def _paper_row(kind: str) -> dict[str, float] | None:

@@ -187,11 +187,10 @@ def write_demo_folder(root: str | os.PathLike[str], clips: int = 20, seconds: fl
 
 
 if __name__ == "__main__":  # pragma: no cover - a walk-through helper
-    import argparse
+    import sys
 
-    parser = argparse.ArgumentParser(description="write the decalign extract walk-through folder")
-    parser.add_argument("out", help="folder to write (media/ and transcripts.csv)")
-    parser.add_argument("--clips", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=1.5)
-    a = parser.parse_args()
-    print(write_demo_folder(a.out, a.clips, a.seconds))
+    # `python -m decalign.testing.media DIR`: the folder of docs/extract.md's walk-through (other
+    # sizes: call write_demo_folder). No argparse here: the command line lives in decalign/cli/.
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        sys.exit("usage: python -m decalign.testing.media DIR  (writes DIR/media/ and DIR/transcripts.csv)")
+    print(write_demo_folder(sys.argv[1]))

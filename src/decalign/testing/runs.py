@@ -17,20 +17,22 @@ TINY = (
 """Model settings that train in a second or two on a CPU."""
 
 
-def _train(argv: list[str]) -> None:
-    from decalign.cli import main
+def _train(out: str | os.PathLike[str], overrides: list[str], *, seeds: tuple[int, ...] = (1,), epochs: int = 1,
+           data: str | os.PathLike[str] | None = None) -> Path:
+    """What ``decalign train -q --no-tensorboard`` does with these settings (the data's own
+    preset), through the library."""
+    from decalign.api import load_and_resolve, train
 
-    code = main(["train", "-q", "--no-tensorboard", *argv])
-    if code != 0:
-        raise RuntimeError(f"decalign train {' '.join(argv)} exited with {code}")
+    dataset, config = load_and_resolve(data, None, None, [*overrides, ("train.seeds", list(seeds)),
+                                                           f"train.num_epochs={epochs}"])
+    train(config, dataset, out, quiet=True, tensorboard=False, in_place=True, progress=None)
+    return Path(out)
 
 
 def synthetic_run(out: str | os.PathLike[str], seeds: tuple[int, ...] = (1, 2), epochs: int = 2) -> Path:
     """A run on the built-in data (64/32/40 samples), with the standardisation MOSEI uses."""
-    _train(["--epochs", str(epochs), "--seeds", *map(str, seeds), "--out", os.fspath(out), "--set", *TINY,
-            "data.synthetic.n_train=64", "data.synthetic.n_valid=32", "data.synthetic.n_test=40",
-            "data.standardize=[1.0, 99.0]"])
-    return Path(out)
+    return _train(out, [*TINY, "data.synthetic.n_train=64", "data.synthetic.n_valid=32", "data.synthetic.n_test=40",
+                        "data.standardize=[1.0, 99.0]"], seeds=seeds, epochs=epochs)
 
 
 def classification_run(out: str | os.PathLike[str], data_dir: str | os.PathLike[str], epochs: int = 1) -> Path:
@@ -38,8 +40,7 @@ def classification_run(out: str | os.PathLike[str], data_dir: str | os.PathLike[
     from decalign.testing.fixtures import write_mmsa_pickle
 
     data = write_mmsa_pickle(Path(data_dir) / "iemocap_tiny.pkl", kind="iemocap", n=(48, 16, 24), seed=3)
-    _train(["--data", str(data), "--epochs", str(epochs), "--seeds", "1", "--out", os.fspath(out), "--set", *TINY])
-    return Path(out)
+    return _train(out, list(TINY), epochs=epochs, data=data)
 
 
 def media_run(out: str | os.PathLike[str], work_dir: str | os.PathLike[str], clips: int = 10) -> Path:
@@ -59,6 +60,4 @@ def media_run(out: str | os.PathLike[str], work_dir: str | os.PathLike[str], cli
     config = ExtractConfig(text_model=model, audio="egemaps", vision="hog", audio_rate=50, fps=5)
     result = run_extraction(discover_clips(work / "demo" / "media", transcripts), config, work / "demo.pkl",
                             skip_failed=True, progress=False)
-    _train(["--data", str(result.dataset), "--epochs", "1", "--seeds", "1", "--out", os.fspath(out), "--set",
-            *TINY, "data.standardize=[0.5, 99.5]"])
-    return Path(out)
+    return _train(out, [*TINY, "data.standardize=[0.5, 99.5]"], data=result.dataset)

@@ -1,4 +1,5 @@
-"""``decalign extract``: a folder of media and transcripts to a dataset file.
+"""``decalign extract``: a folder of media and transcripts to a dataset file
+(:func:`decalign.extract.pipeline.extract_folder`).
 
 ::
 
@@ -14,22 +15,16 @@ standard library at module level (``decalign --help`` stays fast).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
-from pathlib import Path
-from typing import Any
+
+from decalign.cli.common import Subparsers, add_verbosity_flags
 
 __all__ = ["add_parser", "run"]
 
-log = logging.getLogger("decalign")
 
-
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``decalign extract``."""
-    from decalign.cli_common import add_verbosity_flags
-
+def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        "extract", help="media + transcripts -> a dataset file (text, audio and vision features)",
+        name, help=help,
         description="Extract text (a local HuggingFace encoder), audio (openSMILE or librosa) and vision (face "
         "crops: HOG, a local image model, or OpenFace 2.0 CSVs) features from video/audio files and transcripts, "
         "offline. Writes the dataset, extract_report.csv (one row per clip: status, lengths, time) and a per-clip "
@@ -79,16 +74,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``decalign extract``."""
-    from decalign.extract.errors import ExtractError
-    from decalign.extract.inputs import assign_splits, discover_clips
     from decalign.extract.media import MediaLimits
-    from decalign.extract.pipeline import ExtractConfig, run_extraction
+    from decalign.extract.pipeline import ExtractConfig, extract_folder
 
-    if args.workers < 1:
-        raise ExtractError(f"--workers must be >= 1, found {args.workers}")
-    if not 0 <= args.split_seed < 2**32:
-        raise ExtractError(f"--split-seed must be in [0, 2**32 - 1], found {args.split_seed}")
     config = ExtractConfig(
         text_model=None if args.text == "none" else args.text,
         audio=args.audio, vision=args.vision, vision_model=args.vision_model, openface_dir=args.openface_dir,
@@ -96,19 +84,11 @@ def run(args: argparse.Namespace) -> int:
         max_audio_len=args.max_audio_len, max_vision_len=args.max_vision_len,
         limits=MediaLimits(max_seconds=args.max_clip_seconds),
     )
-    clips = discover_clips(args.media, args.transcripts, args.labels)
-    unsplit = sum(c.mode is None for c in clips)
-    if unsplit:
-        clips = assign_splits(clips, seed=args.split_seed)
-        log.warning("extract: %d clip(s) have no 'mode'; split 70/15/15 by video (seed %d)", unsplit, args.split_seed)
-    out = Path(args.out)
-    cache = None if args.no_cache else Path(args.cache or f"{out}.cache")
-    inputs = {"--media": args.media, "--transcripts": args.transcripts, "--labels": args.labels,
-              "--openface-dir": args.openface_dir}
-    result = run_extraction(clips, config, out, report=args.report, fmt=args.format, workers=args.workers,
-                            cache_dir=cache, skip_failed=args.skip_failed,
+    result = extract_folder(args.media, config, args.out, transcripts=args.transcripts, labels=args.labels,
+                            split_seed=args.split_seed, report=args.report, fmt=args.format, workers=args.workers,
+                            cache_dir=args.cache or None, cache=not args.no_cache, skip_failed=args.skip_failed,
                             progress=not args.quiet and sys.stderr.isatty(),  # a bar at a terminal, not in logs
-                            overwrite=args.overwrite, inputs=inputs)
+                            overwrite=args.overwrite)
     counts: dict[str, int] = {}
     for o in result.outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1

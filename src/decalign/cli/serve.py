@@ -1,25 +1,24 @@
-"""``decalign serve``: the command line of the web app (docs/serve.md). Imports nothing heavy
-until it runs; FastAPI and uvicorn are the ``serve`` extra."""
+"""``decalign serve``: the web app and HTTP API over the runs in a folder
+(:func:`decalign.serve.app.serve`, docs/serve.md). FastAPI and uvicorn are the ``serve`` extra,
+imported when the app is built."""
 
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 from pathlib import Path
 
-from decalign.cli_common import add_verbosity_flags
+from decalign.cli.common import Subparsers, add_verbosity_flags
 
 __all__ = ["add_parser", "run"]
 
-log = logging.getLogger("decalign")
 
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("serve", help="a local web app over the runs in a folder, and an HTTP API to predict",
-                       description="Serve every run directory under --runs: results, curves, classes, "
-                       "missing-modality table, samples and transport plans, a try-it page, and a JSON API "
-                       "(docs/serve.md). Listens on 127.0.0.1 unless --host says otherwise, which needs --token.")
+def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help,
+                              description="Serve every run directory under --runs: results, curves, classes, "
+                              "missing-modality table, samples and transport plans, a try-it page, and a JSON API "
+                              "(docs/serve.md). Listens on 127.0.0.1 unless --host says otherwise, which needs "
+                              "--token.")
     p.add_argument("--runs", default="runs", metavar="DIR", help="folder of run directories (default: runs)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine "
                    "only; any other needs --token)")
@@ -32,13 +31,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--max-json-mb", type=float, default=8.0, help="largest JSON body in MiB (default: 8)")
     p.add_argument("--device", default="cpu", help="where models run: cpu (default), cuda, auto")
     add_verbosity_flags(p)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from decalign._optional import require
-    from decalign.serve.app import ServeConfig, create_app
+    from decalign.serve.app import ServeConfig, serve
 
-    config = ServeConfig(
+    serve(ServeConfig(
         runs=Path(args.runs),
         host=args.host,
         port=args.port,
@@ -48,10 +47,5 @@ def run(args: argparse.Namespace) -> int:
         cache_size=args.cache,
         threads=args.threads,
         device=args.device,
-    )
-    app = create_app(config)
-    uvicorn = require("uvicorn", "serve", feature="decalign serve")
-    log.info("decalign serve: %d run(s) under %s on http://%s:%d/", len(app.state.decalign.index.names()),
-             config.runs, config.host, config.port)
-    uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False)
+    ))
     return 0

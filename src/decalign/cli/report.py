@@ -11,7 +11,8 @@ library only at module level (``decalign --help`` stays fast).
 from __future__ import annotations
 
 import argparse
-from typing import Any
+
+from decalign.cli.common import Subparsers, add_split_flag, add_verbosity_flags
 
 __all__ = ["MAX_BOOTSTRAP", "add_parser", "run"]
 
@@ -20,11 +21,10 @@ MAX_BOOTSTRAP = 100_000
 grow with it; 100,000 already pins a 95 % bound far below a tenth of a point."""
 
 
-def add_parser(sub: Any) -> None:
-    from decalign.cli_common import add_split_flag, add_verbosity_flags
-
-    p = sub.add_parser("report", help="runs side by side with paired differences and confidence intervals",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    # the docstring above is the command's description (its --help)
+    p = subparsers.add_parser(name, help=help, description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `decalign train`")
     add_split_flag(p)
     p.add_argument("--baseline", metavar="NAME", help="the run every other is compared with: its directory name "
@@ -44,6 +44,7 @@ def add_parser(sub: Any) -> None:
                    "acc2_non0,corr,mae the runs have)")
     p.add_argument("--overwrite", action="store_true", help="replace existing report files")
     add_verbosity_flags(p)
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,23 +69,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _distribution(args: argparse.Namespace) -> int:
-    from decalign.runs import parse_groups, seed_distribution
+    from decalign.runs import parse_groups, seed_distribution, write_distribution
 
     metrics = None if args.metrics is None else [m for m in args.metrics.split(",") if m]
-    dist = seed_distribution(parse_groups(args.runs), metrics=metrics)
-    text = dist.to_markdown()
-    print(text, end="")
+    groups = parse_groups(args.runs)
+    dist = seed_distribution(groups, metrics=metrics)
+    print(dist.to_markdown(), end="")
     if args.out:
-        from pathlib import Path
-
-        from decalign.runs.overview import _csv_text, _guard_targets
-        from decalign.train.atomic import write_text
-
-        out = Path(args.out)
-        targets = [out / "distribution.md", out / "distribution.csv"]
-        _guard_targets(targets, [Path(d).resolve() for ds in parse_groups(args.runs).values() for d in ds],
-                       args.overwrite)
-        out.mkdir(parents=True, exist_ok=True)
-        for target, body in zip(targets, [text, _csv_text(dist.rows())]):
-            print(f"written: {write_text(target, body)}")
+        sources = [d for ds in groups.values() for d in ds]
+        for path in write_distribution(dist, args.out, sources=sources, overwrite=args.overwrite):
+            print(f"written: {path}")
     return 0

@@ -1,12 +1,11 @@
-"""What every command of the command line shares: the flags ``--data``/``--dataset``, ``--set``,
-``--seeds``/``--epochs``/``--device``, ``-q``/``-v``, and how they resolve into a dataset and a
-:class:`~decalign.config.RunConfig`.
+"""What the commands share: the flags ``--data``/``--dataset``, ``--set``,
+``--seeds``/``--epochs``/``--device``, ``--split``, ``--std``, ``--drop``, ``-q``/``-v``, and how
+they resolve into a dataset and a :class:`~decalign.config.RunConfig`.
 
-A command in its own module (``decalign bench``, ``decalign sweep``, ...) declares its flags with
-these helpers and resolves them with :func:`load_and_resolve`, exactly as ``decalign train`` does;
-it is registered with one entry in :data:`decalign.cli.EXTRA_COMMANDS`. Every ``choices`` comes
-from a registry (:data:`decalign.data.detect.DATASET_KINDS`, :data:`~decalign.data.detect.SPLITS`,
-:data:`decalign.train.devices.DEVICES`).
+A command declares its flags with these helpers and turns them into typed values with
+:func:`load_and_resolve` and :func:`run_overrides`, exactly as ``decalign train`` does. Every
+``choices`` comes from a registry (:data:`decalign.data.detect.DATASET_KINDS`,
+:data:`~decalign.data.detect.SPLITS`, :data:`decalign.train.devices.DEVICES`).
 
 Standard library only at import (``decalign --help`` answers in about a second).
 """
@@ -15,24 +14,34 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from decalign.data.detect import SPLITS, file_kind_choices, kind_choices
 from decalign.train.devices import DEVICES
 
+if TYPE_CHECKING:
+    from decalign.config import DataConfig, Override, RunConfig
+    from decalign.data import MultimodalDataset
+
 __all__ = [
+    "Subparsers",
     "add_data_flags",
     "add_device_flag",
+    "add_drop_flags",
     "add_file_kind_flag",
     "add_run_flags",
     "add_set_flag",
     "add_split_flag",
+    "add_std_flag",
     "add_verbosity_flags",
     "config_file_overrides",
     "data_config",
     "load_and_resolve",
     "run_overrides",
 ]
+
+Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
+"""What ``ArgumentParser.add_subparsers`` returns: each command adds its parser to it."""
 
 
 def add_verbosity_flags(p: argparse.ArgumentParser, quiet_help: str = "only warnings and errors") -> None:
@@ -78,6 +87,26 @@ def add_split_flag(p: argparse.ArgumentParser, *, many: bool = False) -> None:
         p.add_argument("--split", default="test", choices=SPLITS)
 
 
+def add_std_flag(p: argparse.ArgumentParser) -> None:
+    """``--std sample|population``: the ± of tables over seeds (``None`` when not given, so a
+    command can pick its own default, as ``eval --format mmsa`` does)."""
+    p.add_argument("--std", choices=["sample", "population"], default=None,
+                   help="the ± of tables over seeds: sample std (ddof=1, the default) or population std "
+                   "(ddof=0, what MMSA and the authors' code report); table headers say which")
+
+
+def add_drop_flags(p: argparse.ArgumentParser, each: bool) -> None:
+    """``--drop M ...``: modalities missing at test time (``eval``, ``predict``); with ``each``
+    also ``--drop-each``, the robustness table (the two exclude each other)."""
+    g = p.add_mutually_exclusive_group() if each else p
+    g.add_argument("--drop", nargs="+", default=[], metavar="MODALITY",
+                   help="leave these modalities out, as missing at test time (the model's ablation rule)")
+    if each:
+        g.add_argument("--drop-each", action="store_true",
+                       help="the robustness table: all modalities, then each one left out (also written to "
+                       "DIR/drop_each_<split>.md/.json for --run)")
+
+
 def add_run_flags(
     p: argparse.ArgumentParser,
     *,
@@ -111,16 +140,6 @@ def config_file_overrides(args: argparse.Namespace) -> list[Any]:
     return list(flat.items())
 
 
-def data_config(args: argparse.Namespace, overrides: Sequence[str]) -> Any:
-    """Data settings for loading: --dataset/--data plus every override of a ``data`` setting, in
-    any form the config accepts (``data.split_seed``, ``split_seed``, ``synthetic.n_train``)."""
-    from decalign.config import DataConfig, RunConfig, apply_overrides, section_overrides
-
-    kind = args.dataset or ("auto" if args.data else "synthetic")
-    base = RunConfig(data=DataConfig(dataset=kind, path=args.data))
-    return apply_overrides(base, section_overrides(overrides, "data")).data
-
-
 def run_overrides(args: argparse.Namespace) -> list[Any]:
     """``--set`` plus the shortcut flags ``--seeds``, ``--epochs`` and ``--device`` as overrides."""
     overrides: list[Any] = list(args.overrides)
@@ -133,12 +152,16 @@ def run_overrides(args: argparse.Namespace) -> list[Any]:
     return overrides
 
 
-def load_and_resolve(args: argparse.Namespace, overrides: Sequence[str]) -> tuple[Any, Any]:
-    """The dataset named by --data/--dataset and its preset (or --preset) with ``overrides``,
-    the way ``train``, ``bench`` and ``sweep`` all resolve them."""
-    from decalign.api import resolve_config
-    from decalign.data import load_dataset
+def data_config(args: argparse.Namespace, overrides: Sequence[Override]) -> DataConfig:
+    """:func:`decalign.api.data_config` of ``--data``/``--dataset`` and ``overrides``."""
+    from decalign.api import data_config as resolve_data
 
-    data_cfg = data_config(args, overrides)
-    dataset = load_dataset(data_cfg.path, data_cfg)
-    return dataset, resolve_config(dataset, args.preset, overrides, path=args.data)
+    return resolve_data(args.data, args.dataset, overrides)
+
+
+def load_and_resolve(args: argparse.Namespace, overrides: Sequence[Override]) -> tuple[MultimodalDataset, RunConfig]:
+    """:func:`decalign.api.load_and_resolve` of ``--data``/``--dataset``/``--preset`` and
+    ``overrides``, the way ``train``, ``bench`` and ``sweep`` all resolve them."""
+    from decalign.api import load_and_resolve as resolve
+
+    return resolve(args.data, args.dataset, args.preset, overrides)

@@ -1,10 +1,11 @@
-"""``decalign datasets``: where the benchmark files come from, what each must hold, and how to
-check that a downloaded file is the one a result was measured on.
+"""Where the benchmark files come from, what each must hold, and how to check that a downloaded
+file is the one a result was measured on (``decalign datasets``, ``decalign info``).
 
 Nothing is downloaded: the benchmarks are released by others (the MMSA project's processed
 feature pickles for CMU-MOSI, CMU-MOSEI and CH-SIMS; the IEMOCAP feature pickle the DecAlign
-authors' README links) under their own terms. This module lists, for each benchmark, the known
-releases with their file names, shapes and split sizes, and prints a file's fingerprint:
+authors' README links) under their own terms. :data:`RELEASES` lists, for each benchmark, the
+known releases with their file names, shapes and split sizes; :func:`identify_file` says which
+release a file is and :func:`describe_file` what it holds, each with the file's fingerprint:
 
 * ``content``: :func:`decalign.train.runguard.data_fingerprint` of the data as decalign reads it
   (kind, task, ids, labels, shapes, a fixed sample of feature values). It is the digest a run
@@ -18,9 +19,7 @@ so this list cannot disagree with what ``decalign info`` detects.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,7 +28,16 @@ from typing import Any
 
 from decalign.data.detect import DATASET_KINDS, SPLITS
 
-__all__ = ["RELEASES", "Release", "file_sha256", "fingerprint", "identify", "releases_text"]
+__all__ = [
+    "RELEASES",
+    "Release",
+    "describe_file",
+    "file_sha256",
+    "fingerprint",
+    "identify",
+    "identify_file",
+    "releases_text",
+]
 
 
 @dataclass(frozen=True)
@@ -167,19 +175,7 @@ def releases_text() -> str:
     return "\n".join(lines)
 
 
-def add_parser(sub: Any) -> None:
-    p = sub.add_parser("datasets", help="the benchmarks' releases: file names, shapes, splits, sources; "
-                       "with FILE, which release it is and its fingerprint",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    from decalign.cli_common import add_file_kind_flag, add_verbosity_flags
-
-    p.add_argument("path", metavar="FILE", nargs="?", help="a downloaded file to identify and fingerprint")
-    add_file_kind_flag(p)
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    add_verbosity_flags(p)
-
-
-def describe_file(path: str | os.PathLike[str], kind: str = "auto") -> dict[str, Any]:
+def identify_file(path: str | os.PathLike[str], kind: str = "auto") -> dict[str, Any]:
     """What ``decalign datasets FILE`` reports: kind, layout, the release it matches, fingerprints."""
     import warnings
 
@@ -202,28 +198,44 @@ def describe_file(path: str | os.PathLike[str], kind: str = "auto") -> dict[str,
     }
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.path is None:
-        print(json.dumps([{**r.__dict__, "name": r.name, "shapes": r.shape()} for r in RELEASES], indent=2,
-                         default=list)
-              if args.json else releases_text())
-        return 0
-    found = describe_file(args.path, args.dataset)
-    if args.json:
-        print(json.dumps(found, indent=2))
-        return 0
-    rel = found["release"]
-    fp = found["fingerprint"]
-    lines = [f"file:     {found['file']}", f"kind:     {found['kind']}    layout: {found['layout']}"]
-    if rel is None:
-        lines.append("release:  none of the known releases (shapes differ; `decalign datasets` lists them)")
-    else:
-        lines.append(f"release:  {rel['benchmark']} {rel['variant']} ({', '.join(rel['files'])}), from {rel['source']}")
-    lines += [f"  - {d}" for d in found["differences"]]
-    sizes = fp["splits"]
-    lines += [f"splits:   {' / '.join(f'{s} {sizes[s]}' for s in SPLITS if s in sizes)}",
-              f"content fingerprint: {fp['content']}", f"file sha256:         {fp['sha256']}",
-              "compare both with a colleague's copy or the release's; a run trained on this file stores the content "
-              "fingerprint in its dataset.json"]
-    print("\n".join(lines))
-    return 0
+def describe_file(path: str | os.PathLike[str] | None, kind: str = "auto") -> dict[str, Any]:
+    """What ``decalign info`` reports on a data file (``None``: the built-in dataset, as
+    ``decalign train`` without ``--data`` generates it): :func:`decalign.data.describe_dataset`
+    and the file's :func:`fingerprint`; for a file that is not a full labelled dataset, the
+    samples it holds to predict on (:func:`decalign.data.samples.describe_samples`) and its
+    sha256. Problems the reader fixed are listed in ``notes``, not warned about; values a reader
+    cannot accept (:class:`~decalign.data.checks.InvalidValuesError`) and a full dataset with a
+    problem raise."""
+    import warnings
+
+    from decalign.config import DataConfig
+    from decalign.data.checks import InvalidValuesError
+    from decalign.data.loading import describe_dataset, load_dataset
+    from decalign.data.types import DataError
+
+    builtin = path is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # problems are listed in the description's notes
+        try:
+            dataset = load_dataset(path, DataConfig(dataset="synthetic" if builtin else kind,  # type: ignore[arg-type]
+                                                    path=None if path is None else os.fspath(path)))
+            info = describe_dataset(dataset)
+            info["fingerprint"] = fingerprint(dataset, path)
+            if builtin:
+                info["source"] = "the built-in dataset (generated; `decalign train` without --data trains on it)"
+        except InvalidValuesError:  # the layout was understood; its values are what is wrong
+            raise
+        except DataError as err:  # not a full labelled dataset: samples to predict on, if anything
+            from decalign.data.samples import describe_samples, read_samples
+
+            if path is None:
+                raise
+            try:
+                samples = read_samples(path)
+            except DataError:
+                raise err from None
+            if samples.is_full_dataset:  # a training dataset with a problem: that is the news
+                raise err from None
+            info = describe_samples(samples)
+            info["fingerprint"] = {"content": None, "sha256": file_sha256(path)}
+    return info

@@ -1,0 +1,102 @@
+"""``decalign train``: the flags of a run resolved into a configuration, then
+:func:`decalign.api.train` (one process, or one process of a ``torchrun`` job)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+from decalign.cli.common import (
+    Subparsers,
+    add_data_flags,
+    add_run_flags,
+    add_set_flag,
+    add_std_flag,
+    add_verbosity_flags,
+    config_file_overrides,
+    load_and_resolve,
+    run_overrides,
+)
+
+__all__ = ["add_parser", "run"]
+
+log = logging.getLogger("decalign")
+
+
+def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help=help,
+                              description="Train DecAlign with the preset of the data's benchmark over one or more "
+                              "seeds. Writes config.json, results.json, history.csv, one checkpoint per seed and "
+                              "TensorBoard events into --out.")
+    add_data_flags(p)
+    p.add_argument("--preset", help="hyper-parameter preset (default: the dataset's own; see `decalign presets`)")
+    p.add_argument("--config", metavar="FILE", help="settings from a YAML or JSON file (a run's config.json, or "
+                   "only the keys to change), on top of the preset; --set and the flags apply on top of it")
+    p.add_argument("--dump-config", metavar="FILE", help="write the resolved settings to FILE (.yaml/.yml: YAML, "
+                   "else JSON) and exit without training")
+    p.add_argument("--out", default=None, metavar="DIR", help="run directory (default: runs/<preset>)")
+    add_run_flags(p)
+    add_set_flag(p)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last completed epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out (deleting its files)")
+    p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
+    p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    add_std_flag(p)
+    add_verbosity_flags(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from decalign.api import train
+    from decalign.data import load_dataset
+    from decalign.config import apply_overrides
+    from decalign.train.rundir import RunDir
+
+    overrides = config_file_overrides(args) + run_overrides(args)
+    if args.resume and args.out and RunDir(args.out).config_file.exists():
+        saved = RunDir(args.out).read_config()
+        config = apply_overrides(saved, overrides) if overrides else saved
+        data_cfg = dataclasses.replace(config.data, path=args.data) if args.data else config.data
+        dataset = load_dataset(data_cfg.path, data_cfg)
+    else:
+        dataset, config = load_and_resolve(args, overrides)
+    if args.dump_config:
+        from decalign.config import write_config_file
+        from decalign.safety.outputs import guarded_output
+
+        with guarded_output(args.dump_config, flag="--dump-config", overwrite=args.overwrite,
+                            inputs={"--config": args.config, "--data": args.data}) as dump:
+            print(f"config: {write_config_file(config, dump)}")
+        return 0
+    out = Path(args.out or os.path.join("runs", config.preset))
+    from decalign.train.distributed_setup import context_from_environment
+
+    ctx = context_from_environment(config.train.device)  # under torchrun: one process of a DDP job
+    if not ctx.is_main:
+        logging.getLogger("decalign").setLevel(logging.WARNING)  # one copy of the progress log
+    try:
+        result = train(config, dataset, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+                       ctx=ctx, std=args.std or "sample",
+                       tensorboard=not args.no_tensorboard, in_place=True, progress=None)
+        if ctx.is_main:
+            if args.plots:
+                from decalign.plots import plots_unavailable
+                from decalign.plots.run import plot_run
+
+                note = plots_unavailable()
+                if note:
+                    log.warning("%s", note)
+                else:
+                    figures = plot_run(out)
+                    print(f"figures: {RunDir(out).plots_dir} ({', '.join(f.name for f in figures) or 'none'})")
+            if args.quiet:
+                print(result.table(std=args.std or "sample"))
+                if result.modality_check:
+                    print(result.modality_check)
+            print(f"results: {RunDir(out).results_file}")
+    finally:
+        ctx.close()
+    return 0
