@@ -53,8 +53,8 @@ def _parse_sets(specs: Sequence[str], available: Sequence[str]) -> list[tuple[st
 
 
 def run(args: argparse.Namespace) -> int:
-    from decalign.data import load_dataset
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
     from decalign.probe import probe_table, run_probes
 
     if args.folds < 2:  # before the data is read; the upper bound (the train split's size) after

@@ -51,8 +51,8 @@ def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.Argumen
 
 def run(args: argparse.Namespace) -> int:
     from decalign.api import train
-    from decalign.data import load_dataset
     from decalign.config import apply_overrides
+    from decalign.data import load_dataset
     from decalign.train.rundir import RunDir
 
     overrides = config_file_overrides(args) + run_overrides(args)
