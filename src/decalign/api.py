@@ -110,7 +110,7 @@ def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float]
 def resolve_config(
     dataset: MultimodalDataset,
     preset: str | None = None,
-    overrides: Iterable[str] | Mapping[str, Any] = (),
+    overrides: Iterable[Override] | Mapping[str, Any] = (),
     path: str | os.PathLike[str] | None = None,
 ) -> RunConfig:
     """The preset for ``dataset`` (its kind unless ``preset`` names one), with ``overrides``.
