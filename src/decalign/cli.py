@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (deleting its files)")
     p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    p.add_argument("--cv", type=int, metavar="K", help="cross-validation by video instead: K folds of the train + "
+                   "valid clips (test split not read), one run per fold in OUT/fold_<k>, pooled out-of-fold "
+                   "metrics in OUT/cv.json and cv.csv (sample ids '<video>$_$<clip>')")
     _add_std_arg(p)
     add_verbosity_flags(p)
 
@@ -215,6 +218,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                             inputs={"--config": args.config, "--data": args.data}) as dump:
             print(f"config: {write_config_file(config, dump)}")
         return 0
+    if args.cv is not None:
+        return _cross_validate(args, config, dataset)
     out = Path(args.out or os.path.join("runs", config.preset))
     from decalign.train.distributed_setup import context_from_environment
 
@@ -243,6 +248,38 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"results: {RunDir(out).results_file}")
     finally:
         ctx.close()
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, config: Any, dataset: Any) -> int:
+    """``decalign train --cv K``: :func:`decalign.api.cross_validate`, then its table."""
+    from decalign.api import cross_validate
+    from decalign.errors import UsageError
+
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise UsageError("--cv trains its folds one after another in one process; run it without torchrun")
+    out = Path(args.out or os.path.join("runs", f"{config.preset}_cv"))
+    result = cross_validate(config, dataset, out, args.cv, resume=args.resume, overwrite=args.overwrite,
+                            quiet=args.quiet, tensorboard=not args.no_tensorboard, progress=None,
+                            std=args.std or "sample")
+    if args.plots:
+        from decalign.plots import plots_unavailable
+        from decalign.plots.run import plot_run
+
+        note = plots_unavailable()
+        if note:
+            log.warning("%s", note)
+        else:
+            from decalign.train.rundir import RunDir
+
+            for fold in result.folds:
+                plot_run(fold)
+            print(f"figures: {', '.join(RunDir(f).plots_dir for f in result.folds)}")
+    if args.quiet:
+        print(result.table())
+    from decalign.train.rundir import CVDir
+
+    print(f"cross-validation: {CVDir(out).summary_file}")
     return 0
 
 
