@@ -24,13 +24,20 @@ clip by clip. ``decalign train --cv K`` trains the folds (:func:`decalign.api.cr
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from decalign.data.types import MultimodalDataset, Split
 from decalign.errors import DataError
+
+if TYPE_CHECKING:
+    from decalign.config import DataConfig
+    from decalign.data.misleading import MisleadingModality
 
 __all__ = [
     "MIN_FOLDS",
@@ -44,6 +51,7 @@ __all__ = [
     "pool_splits",
     "valid_halves",
     "video_of",
+    "write_split_files",
 ]
 
 VIDEO_SEPARATOR = "$_$"
@@ -241,3 +249,65 @@ def valid_halves(dataset: MultimodalDataset) -> tuple[MultimodalDataset, Multimo
     return (_with_splits(dataset, {"train": own(train), "valid": a, "test": b}, f"{src}, valid half A selects"),
             _with_splits(dataset, {"train": own(train), "valid": own(b), "test": own(a)},
                          f"{src}, valid half B selects"))
+
+
+def write_split_files(
+    in_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    folds: int | None = None,
+    halves: bool = False,
+    fmt: str = "npz",
+    kind: str | None = None,
+    config: DataConfig | None = None,
+    overwrite: bool = False,
+    misleading: MisleadingModality | None = None,
+) -> list[Path]:
+    """Write the cross-validation datasets (``folds``: :func:`cv_folds`) or the valid halves
+    (``halves``: :func:`valid_halves`) of the data in ``in_path`` as native files in the new
+    directory ``out_dir``: ``fold_1.<fmt>`` .. ``fold_K.<fmt>``, or ``half_a.<fmt>`` (half A
+    selects, half B tests) and ``half_b.<fmt>``. Features are kept as they are (no
+    standardisation, as :func:`decalign.data.convert`); ``misleading`` adds that modality to each
+    written dataset (built from its own splits: label-driven on its train split only).
+
+    The directory is written whole or not at all, and refused when it exists (unless
+    ``overwrite``) or is the input (:mod:`decalign.safety.outputs`). Returns the written files.
+    """
+    from decalign.config import DataConfig
+    from decalign.data.loading import load_dataset
+    from decalign.data.native import save_native
+    from decalign.errors import UsageError
+    from decalign.safety.outputs import atomic_directory, guarded_output
+
+    if (folds is None) == (not halves):
+        raise UsageError("write_split_files: give either folds or halves")
+    if fmt not in ("npz", "safetensors"):
+        raise UsageError(f"unknown native format {fmt!r}; use 'npz' or 'safetensors'")
+    overrides: dict[str, object] = {"standardize": None, "path": None}
+    if kind is not None:
+        overrides["dataset"] = kind
+    cfg = dataclasses.replace(config or DataConfig(), **overrides)  # type: ignore[arg-type]
+    with guarded_output(out_dir, flag="OUT", inputs={"IN": in_path}, overwrite=overwrite) as out:
+        dataset = load_dataset(in_path, cfg)
+        plan = fold_plan(dataset, folds) if folds is not None else None  # refused before anything is written
+        pair = valid_halves(dataset) if halves else None
+
+        def datasets() -> Iterator[tuple[str, MultimodalDataset]]:
+            if plan is not None:
+                yield from ((f"fold_{f + 1}", fold_dataset(dataset, plan, f)) for f in range(plan.k))
+            else:
+                assert pair is not None
+                yield from zip(("half_a", "half_b"), pair)
+
+        names: list[str] = []
+
+        def fill(folder: Path) -> None:
+            from decalign.data.misleading import add_misleading_modality
+
+            for name, ds in datasets():
+                save_native(ds if misleading is None else add_misleading_modality(ds, misleading),
+                            folder / f"{name}.{fmt}", fmt)
+                names.append(f"{name}.{fmt}")
+
+        atomic_directory(out, fill)
+        return [Path(out) / n for n in names]
