@@ -165,3 +165,23 @@ def test_report_pairs_two_cross_validations_clip_by_clip(cv: Path, data: Path, t
     assert main(["train", "--data", str(data), "--seeds", "1", "--out", str(plain), *QUIET, "--set", *TINY]) == 0
     with pytest.raises(DataError, match="same samples"):  # the plain run's test clips are not the folds' clips
         report([cv, plain], n_boot=10)
+
+
+def test_bench_rows_can_be_cross_validations(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "bench"
+    argv = ["bench", "--data", str(data), "--dataset", "mosi", "--models", "late", "--ablations", "none",
+            "--cv", "3", "--seeds", "1", "--epochs", "1", "--plots", "none", "--out", str(out), "-q",
+            "--set", *TINY]
+    assert main(argv) == 0
+    for name in ("late",):
+        pooled = json.loads((out / "runs" / name / "cv.json").read_text())["pooled"]["mean"]
+        with open(out / "bench.csv", newline="") as f:
+            row = next(r for r in csv.DictReader(f) if r["name"] == name)
+        assert float(row["mae_mean"]) == pytest.approx(pooled["mae"])
+    assert "3-fold cross-validation by video" in (out / "bench.md").read_text()
+    before = (out / "runs" / "late" / "cv.json").read_text()
+    assert main(argv) == 0  # rerun: every fold complete, nothing retrained
+    assert (out / "runs" / "late" / "cv.json").read_text() == before
+    capsys.readouterr()
+    assert main([*argv[:argv.index("--cv")], "--cv", "30", *argv[argv.index("--cv") + 2:]]) != 0
+    assert "cannot fill 30 folds" in capsys.readouterr().err
