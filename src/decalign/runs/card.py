@@ -124,11 +124,13 @@ def protocol_card(run: RunRecord) -> ProtocolCard:
         overrides = preset_overrides(run.config, run.task)
     except (ValueError, TypeError):  # a config.json this version cannot rebuild its preset for
         overrides = None
+    if overrides is not None and run.pooled_from:  # the first directory's seeds are not the pooled run's
+        overrides = tuple(o for o in overrides if not o.startswith("train.seeds="))
     fields: dict[str, Any] = {"best_epochs": {s.seed: s.best_epoch for s in run.seeds}, "selection_split": "valid",
                               **_cross_validation(run)}
     return ProtocolCard(
         run=run.name,
-        path=str(run.path),
+        path=", ".join(str(p) for p in run.pooled_from) if run.pooled_from else str(run.path),
         dataset=run.kind,
         fingerprint=str(sha) if sha else None,
         split_sizes=sizes,

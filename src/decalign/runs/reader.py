@@ -15,6 +15,7 @@ have sent, so a malformed one ends in one :class:`~decalign.errors.RunDirError` 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,7 @@ import numpy as np
 from decalign.errors import RunDirError
 from decalign.train.rundir import CVDir, RunDir
 
-__all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "read_run"]
+__all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "only_seeds", "pool_runs", "read_run"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,8 @@ class RunRecord:
     """A cross-validation's fold runs, fold 1 first (empty for a plain run)."""
     folds_sha256: str | None = None
     """A cross-validation's ``folds.csv`` digest: two with the same digest used the same folds."""
+    pooled_from: tuple[Path, ...] = ()
+    """The directories whose seeds :func:`pool_runs` joined into this record (empty: ``path`` alone)."""
 
     @property
     def seed_values(self) -> tuple[int, ...]:
@@ -391,6 +394,66 @@ def _read_cross_validation(cv: CVDir, split: str, name: str | None, limits: Read
         folds=tuple(folds),
         folds_sha256=digest,
     )
+
+
+def pool_runs(records: Sequence[RunRecord], name: str) -> RunRecord:
+    """One record of the seeds of ``records``, runs of one setting trained side by side (each
+    seed's run depends only on its seed, so seeds 1-5 in one directory and 6-10 in another are
+    one run of ten seeds). Cross-validations pool fold by fold.
+
+    Raises:
+        UsageError: settings that differ other than in ``train.seeds``, other data, or the same
+            seed in two of the directories (each named).
+    """
+    from decalign.errors import UsageError
+    from decalign.train.rundir import config_diff
+
+    first = records[0]
+    if len(records) == 1:
+        return dataclasses.replace(first, name=name)
+    seen: dict[int, Path] = {}
+    for r in records:
+        differ = [k for k in config_diff(first.config, r.config) if k != "train.seeds"]
+        if differ:
+            raise UsageError(f"{name!r}: {str(r.path)!r} differs from {str(first.path)!r} in {differ}; pool only the "
+                             "seeds of one setting")
+        fingerprint = (r.dataset.get("fingerprint") or {}).get("sha256"), (first.dataset.get("fingerprint") or {}).get(
+            "sha256")
+        if (r.kind, r.task, r.folds_sha256) != (first.kind, first.task, first.folds_sha256) or (
+                None not in fingerprint and fingerprint[0] != fingerprint[1]):
+            raise UsageError(f"{name!r}: {str(r.path)!r} was trained on other data (or folds) than "
+                             f"{str(first.path)!r}; pool only the seeds of one setting")
+        for s in r.seeds:
+            if s.seed in seen:
+                raise UsageError(f"{name!r}: seed {s.seed} is in both {str(seen[s.seed])!r} and {str(r.path)!r}")
+            seen[s.seed] = r.path
+    folds = tuple(pool_runs([r.folds[f] for r in records], first.folds[f].name) for f in range(len(first.folds)))
+    return dataclasses.replace(
+        first, name=name, seeds=tuple(sorted((s for r in records for s in r.seeds), key=lambda s: s.seed)),
+        history=tuple(row for r in records for row in r.history), folds=folds,
+        pooled_from=tuple(r.path for r in records))
+
+
+def only_seeds(record: RunRecord, seeds: Sequence[int]) -> RunRecord:
+    """``record`` with only the seeds in ``seeds`` (its folds too, for a cross-validation).
+
+    Raises:
+        UsageError: the run has none of them.
+    """
+    from decalign.errors import UsageError
+
+    wanted = set(seeds)
+    kept = tuple(s for s in record.seeds if s.seed in wanted)
+    if not kept:
+        raise UsageError(f"--seeds {','.join(map(str, seeds))}: run {record.name!r} has none of them (it has "
+                         f"{list(record.seed_values)})")
+    def keep(row: Mapping[str, Any]) -> bool:
+        seed = row.get("seed")
+        return not (isinstance(seed, (int, float)) and math.isfinite(seed)) or int(seed) in wanted
+
+    history = tuple(row for row in record.history if keep(row))
+    return dataclasses.replace(record, seeds=kept, history=history,
+                               folds=tuple(only_seeds(f, seeds) for f in record.folds))
 
 
 def _read_history(path: Path, limits: ReadLimits) -> list[dict[str, Any]]:
