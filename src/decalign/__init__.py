@@ -40,6 +40,7 @@ _LAZY = {
     "load_data": "decalign.api",
     "resolve_config": "decalign.api",
     "train": "decalign.api",
+    "cross_validate": "decalign.api",
     "evaluate_checkpoint": "decalign.api",
     "predict_checkpoint": "decalign.api",
     "load_checkpoint": "decalign.train.checkpoint",

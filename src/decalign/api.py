@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from decalign.data import DataError, MultimodalDataset, describe_dataset
 from decalign.data.loading import load_data  # re-exported: the API's name for it
 from decalign.presets import PRESETS, custom_preset, get_preset
 from decalign.train.modality_check import summary as check_summary
+
+if TYPE_CHECKING:
+    from decalign.runs.crossval import CrossValidation
 
 __all__ = [
     "CVResult",
@@ -344,8 +347,8 @@ class CVResult:
 
     out_dir: Path
     config: RunConfig
-    summary: Any
-    """The :class:`decalign.runs.CrossValidation`: per-fold and pooled out-of-fold metrics."""
+    summary: CrossValidation
+    """Per-fold and pooled out-of-fold metrics (:func:`decalign.runs.read_cross_validation`)."""
     folds: list[Path]
     """The fold runs' directories, fold 1 first."""
     status: dict[int, str]
@@ -357,7 +360,8 @@ class CVResult:
         return dict(self.summary.mean)
 
     def table(self, style: str = "text") -> str:
-        return str(self.summary.table(style))
+        """The folds, their mean ± std over folds and the pooled out-of-fold row."""
+        return self.summary.table(style)
 
 
 def cross_validate(

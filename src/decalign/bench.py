@@ -17,7 +17,8 @@ identical across rows. The output directory::
       bench.csv         one row per run: name, label, kind, overrides, n_seeds, <metric>_mean/_std
       figures/          ablation_<metric>.png dot plots (models_<metric>.png without ablations)
       runs/<name>/      a complete run directory per model/ablation (config.json, results.json,
-                        history.csv, seed_<s>/model.safetensors, plots/ ...)
+                        history.csv, seed_<s>/model.safetensors, plots/ ...); with ``--cv K`` a
+                        cross-validation by video (fold_<k>/ runs, cv.json: docs/crossval.md)
 
 Rerunning the same command resumes: complete runs are skipped, interrupted ones continue from
 their last completed epoch (``resume=True``), and the report is rewritten. A run directory that

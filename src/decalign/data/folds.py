@@ -132,8 +132,11 @@ def pool_splits(dataset: MultimodalDataset, names: Sequence[str] = ("train", "va
         labels=np.concatenate([p.labels for p in parts]),
         ids=np.concatenate([np.asarray(p.ids, dtype=np.str_) for p in parts]),
         extra_labels={k: np.concatenate([p.extra_labels[k] for p in parts]) for k in first.extra_labels},
-        text_bert=None if first.text_bert is None else joined("text_bert", [p.text_bert for p in parts]),  # type: ignore[misc]
-        raw_text=None if first.raw_text is None else np.concatenate([p.raw_text for p in parts]),  # type: ignore[misc]
+        # present in every split or in none (checked above)
+        text_bert=None if first.text_bert is None else joined(
+            "text_bert", [p.text_bert for p in parts if p.text_bert is not None]),
+        raw_text=None if first.raw_text is None else np.concatenate(
+            [p.raw_text for p in parts if p.raw_text is not None]),
     )
 
 
