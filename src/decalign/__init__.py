@@ -39,6 +39,7 @@ _LAZY = {
     "DecAlign": "decalign.model",
     "resolve_config": "decalign.api",
     "train": "decalign.api",
+    "cross_validate": "decalign.api",
     "evaluate_checkpoint": "decalign.api",
     "predict_checkpoint": "decalign.api",
     "load_checkpoint": "decalign.train.checkpoint",

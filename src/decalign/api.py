@@ -30,6 +30,7 @@ from decalign.train.modality_check import summary as check_summary
 
 if TYPE_CHECKING:  # annotations only: importing the API stays free of torch
     from decalign.model.factory import ModelInfo
+    from decalign.runs.crossval import CrossValidation
     from decalign.train.batches import SplitTensors
     from decalign.train.checkpoint import LoadedCheckpoint
     from decalign.train.distributed import Context
@@ -37,7 +38,9 @@ if TYPE_CHECKING:  # annotations only: importing the API stays free of torch
     from decalign.train.rundir import RunDir
 
 __all__ = [
+    "CVResult",
     "RunResult",
+    "cross_validate",
     "data_config",
     "evaluate_checkpoint",
     "load_and_resolve",
@@ -377,6 +380,97 @@ def _train(
             if check_summary(seeds):
                 log.info("%s", check_summary(seeds))
     return RunResult(out, config, seeds, payload["mean"], payload["std"], payload["std_population"])
+
+
+@dataclass
+class CVResult:
+    """A finished cross-validation (:func:`cross_validate`)."""
+
+    out_dir: Path
+    config: RunConfig
+    summary: CrossValidation
+    """Per-fold and pooled out-of-fold metrics (:func:`decalign.runs.read_cross_validation`)."""
+    folds: list[Path]
+    """The fold runs' directories, fold 1 first."""
+    status: dict[int, str]
+    """Fold -> ``trained``, ``resumed`` or ``skipped`` (already complete)."""
+
+    @property
+    def mean(self) -> dict[str, float]:
+        """Pooled out-of-fold metrics, mean over seeds."""
+        return dict(self.summary.mean)
+
+    def table(self, style: str = "text") -> str:
+        """The folds, their mean ± std over folds and the pooled out-of-fold row."""
+        return self.summary.table(style)
+
+
+def cross_validate(
+    config: RunConfig,
+    dataset: MultimodalDataset,
+    out_dir: str | os.PathLike[str],
+    folds: int = 5,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    tensorboard: bool = True,
+    progress: bool | None = True,
+    std: str = "sample",
+) -> CVResult:
+    """Cross-validation by video: train ``config`` on each of ``folds`` folds of ``dataset``'s
+    train + valid splits (:func:`decalign.data.folds.fold_plan`; the test split is never read)
+    and score every clip's out-of-fold prediction.
+
+    Fold ``k`` is an ordinary run directory ``out_dir/fold_k`` (test: fold ``k``; valid, where the
+    epoch is selected: fold ``k+1``; train: the rest) trained by :func:`train` over every seed of
+    ``config.train.seeds``: checkpointed, resumable, readable by every command that reads runs.
+    The directory's layout is :class:`decalign.train.rundir.CVDir`; it ends with ``cv.json`` and
+    ``cv.csv`` (:func:`decalign.runs.read_cross_validation`), and ``decalign report`` reads it as
+    one run whose test predictions are the out-of-fold ones.
+
+    ``resume`` continues a cross-validation with the same settings, data and folds (complete folds
+    are skipped, an interrupted one continues from its last epoch); ``overwrite`` replaces what
+    ``out_dir`` holds. Other arguments as :func:`train`.
+
+    Raises:
+        DataError: fewer than 3 folds, sample ids without a video (``<video>$_$<clip>``), fewer
+            videos than folds, splits that cannot be pooled; before anything is written.
+        RunDirError: ``out_dir`` holds a run (without ``resume``/``overwrite``), or another
+            cross-validation (with ``resume``).
+    """
+    from decalign.data.folds import fold_dataset, fold_plan
+    from decalign.runs.crossval import read_cross_validation, write_cv_summary
+    from decalign.train.rundir import CVDir
+    from decalign.train.runguard import data_fingerprint
+
+    plan = fold_plan(dataset, folds)
+    layout = CVDir(out_dir)
+    fingerprint = data_fingerprint(plan.pooled)
+    plan_text = layout.plan_text(plan.rows())
+    description = describe_dataset(dataset)
+    description["splits"] = {"train+valid": {"n": len(plan.split), "videos": len(set(plan.videos.tolist()))}}
+    description["cross_validation"] = {"folds": plan.k, "by": "video", "test_split": "not read"}
+    status: dict[int, str] = {}
+    with layout.opened(resume=resume, overwrite=overwrite, inputs={"--data": config.data.path}):
+        layout.check(config, resume, fingerprint, plan_text)
+        layout.create(config, description, fingerprint, plan_text)
+        for f in range(plan.k):
+            run = layout.fold(f + 1)
+            started = resume and run.config_file.exists()
+            if started and set(config.train.seeds) <= run.completed_seeds() and run.results_file.exists():
+                status[f + 1] = "skipped"
+                log.info("fold %d of %d: already complete, skipped", f + 1, plan.k)
+                continue
+            log.info("fold %d of %d: %s", f + 1, plan.k, "resuming" if started else "training")
+            train(config, fold_dataset(dataset, plan, f), run.path, resume=started, quiet=quiet,
+                  tensorboard=tensorboard, in_place=True, progress=progress, std=std)
+            status[f + 1] = "resumed" if started else "trained"
+        summary = read_cross_validation(layout.path)
+        write_cv_summary(summary)
+    if not quiet:
+        log.info("cross-validation by video, %d folds (test fold k, valid fold k+1):\n%s", plan.k, summary.table())
+    return CVResult(layout.path, config, summary, [layout.fold(f + 1).path for f in range(plan.k)], status)
 
 
 def _choose_threads(config: RunConfig, ctx: Context, progress: bool | None, quiet: bool) -> dict[str, Any]:

@@ -17,7 +17,8 @@ identical across rows. The output directory::
       bench.csv         one row per run: name, label, kind, overrides, n_seeds, <metric>_mean/_std
       figures/          ablation_<metric>.png dot plots (models_<metric>.png without ablations)
       runs/<name>/      a complete run directory per model/ablation (config.json, results.json,
-                        history.csv, seed_<s>/model.safetensors, plots/ ...)
+                        history.csv, seed_<s>/model.safetensors, plots/ ...); with ``--cv K`` a
+                        cross-validation by video (fold_<k>/ runs, cv.json: docs/crossval.md)
 
 Rerunning the same command resumes: complete runs are skipped, interrupted ones continue from
 their last completed epoch (``resume=True``), and the report is rewritten. A run directory that
@@ -186,13 +187,25 @@ def plan_runs(
 # running
 
 
-def _run_one(run: BenchRun, dataset: MultimodalDataset, quiet: bool, tensorboard: bool) -> str:
-    """Train, resume or skip one run; returns what was done."""
-    from decalign.api import train
+def _run_one(run: BenchRun, dataset: MultimodalDataset, quiet: bool, tensorboard: bool, cv: int | None = None) -> str:
+    """Train, resume or skip one run (with ``cv``, one cross-validation); returns what was done."""
+    from decalign.api import cross_validate, train
     from decalign.config import ConfigError
-    from decalign.train.rundir import RunDir
+    from decalign.train.rundir import CVDir, RunDir
 
     saved = RunDir(run.directory)
+    if cv is not None:
+        started = CVDir(run.directory).holds_cv()
+        if started and saved.config_file.exists() and saved.config_diff(run.config):
+            raise ConfigError(
+                f"bench: {str(run.directory)!r} holds a cross-validation with other settings (differences: "
+                f"{', '.join(saved.config_diff(run.config))}); rerun with the same settings to resume it, or choose "
+                "another --out"
+            )
+        result = cross_validate(run.config, dataset, run.directory, cv, resume=started, quiet=quiet,
+                                tensorboard=tensorboard)
+        done = set(result.status.values())
+        return "skipped" if done == {"skipped"} else ("resumed" if started else "trained")
     if saved.config_file.exists():
         diff = saved.config_diff(run.config)
         if diff:
@@ -223,6 +236,7 @@ def run_bench(
     plots: str = "summary",
     tensorboard: bool = False,
     std: str = "sample",
+    cv: int | None = None,
 ) -> BenchResult:
     """Run (or resume) a benchmark and write its report.
 
@@ -237,11 +251,18 @@ def run_bench(
             plan), ``all`` (every run's figures as well) or ``none``.
         tensorboard: write TensorBoard events in every run (off: a bench has many runs and its
             own figures).
+        cv: each row a cross-validation by video with ``cv`` folds instead of one run
+            (:func:`decalign.api.cross_validate`; the table shows the pooled out-of-fold metrics
+            and the test split is not read); per-run figures are then not drawn.
     """
     if plots not in ("summary", "all", "none"):
         raise ValueError(f"plots must be 'summary', 'all' or 'none', got {plots!r}")
     out = Path(out_dir)
     runs = plan_runs(base, dataset.modalities, out, models, ablations)
+    if cv is not None:
+        from decalign.data.folds import fold_plan
+
+        fold_plan(dataset, cv)  # ids without a video, too few videos: refused before any row trains
     from decalign.config import ConfigError
 
     status: dict[str, str] = {}
@@ -252,7 +273,7 @@ def run_bench(
             log.warning("bench: %s (%s): %s", run.name, run.label, run.note)
         t0 = time.perf_counter()
         try:
-            status[run.name] = _run_one(run, dataset, quiet, tensorboard)
+            status[run.name] = _run_one(run, dataset, quiet, tensorboard, cv)
         except ConfigError:
             raise  # settings that do not fit this bench directory: nothing else can run either
         except Exception as err:  # one diverging run must not cost the others: report it, retry on rerun
@@ -267,6 +288,8 @@ def run_bench(
     if not done:
         raise next(iter(errors.values()))  # every run failed: the first error is the one to fix
     results = {run.name: _read_results(run.directory, std) for run in done}
+    if plots == "all" and cv is not None:
+        plots = "summary"  # a cross-validation is many runs: its folds' figures are drawn one by one
     if plots != "none":
         from decalign.plots import plots_unavailable
 
@@ -280,13 +303,14 @@ def run_bench(
 
         plotted = [r for r in done if plots == "all" or r.name == "decalign"]
         plotted = plotted or ([done[0]] if plots == "summary" else [])
+        plotted = plotted if cv is None else []
         for run in plotted:
             files = RunDir(run.directory)
             if _stale(files.plots_dir / "curves.png", files.results_file):
                 plot_run(run.directory)
     failures = {name: f"{type(err).__name__}: {err}" for name, err in errors.items()}
     md_path, csv_path, figures, table = write_report(out, runs, results, dataset, base, plots=plots != "none", std=std,
-                                                     failures=failures)
+                                                     failures=failures, cv=cv)
     log.info("bench: %d runs in %.1fs; report: %s", len(runs), time.perf_counter() - started, md_path)
     return BenchResult(out, runs, results, status, csv_path, md_path, figures, table, failures)
 
@@ -295,8 +319,13 @@ def _read_results(run_dir: Path, std: str = "sample") -> RunScores:
     """A run's test mean and ``std`` (``sample`` or ``population``) over seeds, recomputed from
     its per-seed metrics so that runs written before ``std_population`` existed work too."""
     from decalign.metrics.display import aggregate
-    from decalign.train.rundir import RunDir
+    from decalign.train.rundir import CVDir, RunDir
 
+    cv = CVDir(run_dir)
+    if cv.holds_cv():  # a cross-validation: its pooled out-of-fold metrics per seed
+        pooled = json.loads(cv.summary_file.read_text())["pooled"]
+        per_seed = [pooled["seeds"][s] for s in sorted(pooled["seeds"], key=int)]
+        return {"mean": pooled["mean"], "std": aggregate(per_seed, std=std)["std"], "n": len(per_seed)}
     payload = RunDir(run_dir).read_results()
     per_seed = [payload["seeds"][s]["test"] for s in sorted(payload["seeds"], key=int)]
     agg = aggregate(per_seed, std=std)
@@ -392,6 +421,7 @@ def write_report(
     plots: bool = True,
     failures: Mapping[str, str] | None = None,
     std: str = "sample",
+    cv: int | None = None,
 ) -> tuple[Path, Path, list[Path], str]:
     """Write ``bench.csv``, the dot plots and ``bench.md``; returns their paths and the
     plain-text table. ``results`` hold ``std`` (``sample`` or ``population``) standard
@@ -437,8 +467,10 @@ def write_report(
         f"(early stopping after {tc.early_stop_patience} without improvement), "
         f"model selection on validation `{tc.selection_metric}`.",
         "",
-        f"Test metrics at the best-validation epoch, mean ± {STD_KINDS[std]} over seeds "
-        "(accuracies and F1 in %); the best of our runs in each column in **bold**."
+        (f"Test metrics at the best-validation epoch, mean ± {STD_KINDS[std]} over seeds " if cv is None else
+         f"Out-of-fold metrics of a {cv}-fold cross-validation by video over the train and valid clips (test fold "
+         f"k, valid fold k+1; the test split not read), mean ± {STD_KINDS[std]} over seeds ")
+        + "(accuracies and F1 in %); the best of our runs in each column in **bold**."
         + (f" Rows marked *(paper)* are the numbers the paper reports on the full {dataset.kind} benchmark with "
            "its own features (ablations: MAE and F1 only): like for like only when this data is that benchmark."
            if paper else ""),

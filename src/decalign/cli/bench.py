@@ -44,6 +44,8 @@ def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.Argumen
     p.add_argument("--plots", choices=["summary", "all", "none"], default="summary",
                    help="summary: dot plots + the DecAlign run's figures (default); all: every run's figures too")
     p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events in every run")
+    p.add_argument("--cv", type=int, metavar="K", help="each row a K-fold cross-validation by video over the train + "
+                   "valid clips (as `decalign train --cv K`; the table shows pooled out-of-fold metrics)")
     p.add_argument("--std", choices=["sample", "population"], default="sample",
                    help="the ± of the report: sample std (ddof=1, default) or population std (ddof=0, as MMSA "
                    "reports); the tables and CSV columns say which")
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     dataset, base = load_and_resolve(args, overrides)
     out = Path(args.out or os.path.join("runs", f"bench-{base.preset}"))
     result = run_bench(dataset, base, out, models, args.ablations, quiet=args.quiet, plots=args.plots,
-                       tensorboard=args.tensorboard, std=args.std)
+                       tensorboard=args.tensorboard, std=args.std, cv=args.cv)
     print(result.table)
     print(f"report: {result.md_path}\ntable: {result.csv_path}")
     for name, message in result.failures.items():

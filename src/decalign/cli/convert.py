@@ -23,6 +23,13 @@ def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.Argumen
     p.add_argument("--misleading-dim", type=int, default=16, metavar="D", help="its width (default 16)")
     p.add_argument("--misleading-noise", type=float, default=0.5, help="its noise std (default 0.5)")
     p.add_argument("--misleading-seed", type=int, default=0, help="its random seed (default 0)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--folds", type=int, metavar="K", help="instead: write OUT/fold_1 .. fold_K, the K "
+                       "cross-validation datasets by video of IN's train + valid clips (test fold k, valid fold "
+                       "k+1, train the rest; IN's test split left out), as `decalign train --cv K` trains them")
+    split.add_argument("--valid-halves", action="store_true", help="instead: write OUT/half_a and half_b, IN's "
+                       "valid split cut by video in two, each half the valid split of one file and the test split "
+                       "of the other (train kept; IN's test split left out)")
     add_file_kind_flag(p)
     add_verbosity_flags(p)
     return p
@@ -41,7 +48,14 @@ def run(args: argparse.Namespace) -> int:
                                             args.misleading_seed)
         except ValueError as err:
             raise UsageError(str(err)) from None
-    out = convert(args.input, args.output, args.format, kind=None if args.dataset == "auto" else args.dataset,
-                  overwrite=args.overwrite, misleading=misleading)
+    kind = None if args.dataset == "auto" else args.dataset
+    if args.folds is not None or args.valid_halves:
+        from decalign.data.folds import write_split_files
+
+        files = write_split_files(args.input, args.output, folds=args.folds, halves=args.valid_halves,
+                                  fmt=args.format, kind=kind, overwrite=args.overwrite, misleading=misleading)
+        print("written: " + ", ".join(str(f) for f in files))
+        return 0
+    out = convert(args.input, args.output, args.format, kind=kind, overwrite=args.overwrite, misleading=misleading)
     print(f"written: {out}")
     return 0

@@ -11,6 +11,7 @@ library only at module level (``decalign --help`` stays fast).
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from decalign.cli.common import Subparsers, add_split_flag, add_verbosity_flags
 
@@ -25,7 +26,9 @@ def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.Argumen
     # the docstring above is the command's description (its --help)
     p = subparsers.add_parser(name, help=help, description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `decalign train`")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories written by `decalign train` (or "
+                   "`decalign train --cv`: out-of-fold predictions); LABEL=DIR[,DIR...] names a run and pools the "
+                   "seeds of several directories of one setting")
     add_split_flag(p)
     p.add_argument("--baseline", metavar="NAME", help="the run every other is compared with: its directory name "
                    "or path as given (default: the first)")
@@ -34,8 +37,13 @@ def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.Argumen
     p.add_argument("--level", type=float, default=0.95, help="confidence level of the intervals (default 0.95)")
     p.add_argument("--out", metavar="DIR", help="also write report.md, summary.csv, comparisons.csv, cards.csv "
                    "and report.json into DIR")
+    p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help="only these seeds of every run")
+    p.add_argument("--probes", metavar="FILE", help="also show the rows of a `decalign probe --json` file (the "
+                   "ridge floor on the same data; not compared)")
     p.add_argument("--curves", metavar="FILE.png", help="also draw the runs' validation selection metric and "
                    "training loss per epoch (mean over seeds) in one figure (needs the plots extra)")
+    p.add_argument("--curve-metrics", metavar="M,M", help="with --curves: instead a panel per validation metric "
+                   "(e.g. loss,corr), a line per seed and a dot at each seed's selected epoch")
     p.add_argument("--distribution", action="store_true", help="instead of the comparison: each RUN "
                    "([LABEL=]DIR[,DIR...], directories pooled) over its seeds: median, worst seed and best of "
                    "--metrics on test and valid, and the modality check's decisions; with --out, writes "
@@ -57,14 +65,22 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--level must be in (0, 1), got {args.level}")
     if args.distribution:
         return _distribution(args)
-    rep = report(args.runs, split=args.split, baseline=args.baseline, n_boot=args.bootstrap,
-                 level=args.level, bootstrap_seed=args.bootstrap_seed)
+    if args.curve_metrics is not None and not args.curves:
+        raise UsageError("--curve-metrics goes with --curves FILE.png")
+    runs: Any = args.runs
+    if any("=" in spec or "," in spec for spec in runs):
+        from decalign.runs import parse_groups
+
+        runs = parse_groups(runs)
+    rep = report(runs, split=args.split, baseline=args.baseline, n_boot=args.bootstrap, level=args.level,
+                 bootstrap_seed=args.bootstrap_seed, seeds=args.seeds, probes=args.probes)
     print(rep.to_text())
     if args.out:
         written = write_report(rep, args.out, overwrite=args.overwrite)
         print(f"report: {', '.join(str(p) for p in written)}")
     if args.curves:
-        print(f"curves: {plot_curves(args.runs, args.curves, overwrite=args.overwrite)}")
+        metrics = None if args.curve_metrics is None else [m for m in args.curve_metrics.split(",") if m]
+        print(f"curves: {plot_curves(runs, args.curves, metrics=metrics, seeds=args.seeds, overwrite=args.overwrite)}")
     return 0
 
 

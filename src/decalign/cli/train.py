@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from decalign.cli.common import (
     Subparsers,
@@ -20,6 +21,10 @@ from decalign.cli.common import (
     load_and_resolve,
     run_overrides,
 )
+
+if TYPE_CHECKING:
+    from decalign.config import RunConfig
+    from decalign.data import MultimodalDataset
 
 __all__ = ["add_parser", "run"]
 
@@ -44,6 +49,9 @@ def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.Argumen
     p.add_argument("--overwrite", action="store_true", help="replace the run in --out (deleting its files)")
     p.add_argument("--plots", action="store_true", help="also write training-curve, embedding and transport plots")
     p.add_argument("--no-tensorboard", action="store_true", help="do not write TensorBoard event files")
+    p.add_argument("--cv", type=int, metavar="K", help="cross-validation by video instead: K folds of the train + "
+                   "valid clips (test split not read), one run per fold in OUT/fold_<k>, pooled out-of-fold "
+                   "metrics in OUT/cv.json and cv.csv (sample ids '<video>$_$<clip>')")
     add_std_flag(p)
     add_verbosity_flags(p)
     return p
@@ -71,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
                             inputs={"--config": args.config, "--data": args.data}) as dump:
             print(f"config: {write_config_file(config, dump)}")
         return 0
+    if args.cv is not None:
+        return _cross_validate(args, config, dataset)
     out = Path(args.out or os.path.join("runs", config.preset))
     from decalign.train.distributed_setup import context_from_environment
 
@@ -99,4 +109,33 @@ def run(args: argparse.Namespace) -> int:
             print(f"results: {RunDir(out).results_file}")
     finally:
         ctx.close()
+    return 0
+
+
+def _cross_validate(args: argparse.Namespace, config: RunConfig, dataset: MultimodalDataset) -> int:
+    """``decalign train --cv K``: :func:`decalign.api.cross_validate`, then its table."""
+    from decalign.api import cross_validate
+    from decalign.errors import UsageError
+    from decalign.train.rundir import CVDir, RunDir
+
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        raise UsageError("--cv trains its folds one after another in one process; run it without torchrun")
+    out = Path(args.out or os.path.join("runs", f"{config.preset}_cv"))
+    result = cross_validate(config, dataset, out, args.cv, resume=args.resume, overwrite=args.overwrite,
+                            quiet=args.quiet, tensorboard=not args.no_tensorboard, progress=None,
+                            std=args.std or "sample")
+    if args.plots:
+        from decalign.plots import plots_unavailable
+        from decalign.plots.run import plot_run
+
+        note = plots_unavailable()
+        if note:
+            log.warning("%s", note)
+        else:
+            for fold in result.folds:
+                plot_run(fold)
+            print(f"figures: {', '.join(str(RunDir(f).plots_dir) for f in result.folds)}")
+    if args.quiet:
+        print(result.table())
+    print(f"cross-validation: {CVDir(out).summary_file}")
     return 0

@@ -2,6 +2,8 @@
 on the same samples with a paired bootstrap over samples and seeds (:mod:`~decalign.runs.compare`),
 describe each run's protocol (:mod:`~decalign.runs.card`), and report several runs side by side
 as text, markdown, CSV and JSON, with their curves in one figure (:mod:`~decalign.runs.overview`).
+A cross-validation directory reads as one run of out-of-fold predictions; its per-fold and pooled
+summary is :mod:`~decalign.runs.crossval`.
 ``decalign report`` (:mod:`decalign.cli.report`) is the command line over :func:`report` and
 :func:`seed_distribution`.
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from decalign.runs.card import ProtocolCard, protocol_card
     from decalign.runs.compare import MetricDifference, paired_bootstrap
+    from decalign.runs.crossval import CrossValidation, FoldSummary, read_cross_validation, write_cv_summary
     from decalign.runs.distribution import Distribution, SeedSpread, parse_groups, seed_distribution
     from decalign.runs.overview import (
         REPORT_FILES,
@@ -32,6 +35,8 @@ if TYPE_CHECKING:
 _WHERE = {
     "ProtocolCard": "card", "protocol_card": "card",
     "MetricDifference": "compare", "paired_bootstrap": "compare",
+    "CrossValidation": "crossval", "FoldSummary": "crossval", "read_cross_validation": "crossval",
+    "write_cv_summary": "crossval",
     "Distribution": "distribution", "SeedSpread": "distribution", "parse_groups": "distribution",
     "seed_distribution": "distribution",
     "Predictions": "reader", "ReadLimits": "reader", "RunRecord": "reader", "SeedRecord": "reader",
@@ -42,7 +47,9 @@ _WHERE = {
 
 __all__ = [
     "REPORT_FILES",
+    "CrossValidation",
     "Distribution",
+    "FoldSummary",
     "MetricDifference",
     "Predictions",
     "ProtocolCard",
@@ -56,9 +63,11 @@ __all__ = [
     "parse_groups",
     "plot_curves",
     "protocol_card",
+    "read_cross_validation",
     "read_run",
     "report",
     "seed_distribution",
+    "write_cv_summary",
     "write_distribution",
     "write_report",
 ]

@@ -43,11 +43,18 @@ class ProtocolCard:
     epochs_run: dict[int, int]
     modalities_left_out: dict[int, tuple[str, ...]] | None
     """Per seed, what ``train.modality_check`` left out; ``None`` when the check was off."""
+    cross_validation: str | None = None
+    """A cross-validation's folds (how many, by what, the plan's digest); ``None`` for a plain run."""
+    fold_best_epochs: dict[int, dict[int, int]] | None = None
+    """A cross-validation's best epoch per fold and seed (``best_epochs`` is then empty)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("best_epochs", "epochs_run"):
             data[key] = {str(k): v for k, v in data[key].items()}
+        if self.fold_best_epochs is not None:
+            data["fold_best_epochs"] = {str(f): {str(s): e for s, e in by_seed.items()}
+                                        for f, by_seed in self.fold_best_epochs.items()}
         if self.modalities_left_out is not None:
             data["modalities_left_out"] = {str(k): list(v) for k, v in self.modalities_left_out.items()}
         data["seeds"] = list(self.seeds)
@@ -61,6 +68,8 @@ class ProtocolCard:
 
         left = "check off" if self.modalities_left_out is None else (
             per_seed({s: ",".join(m) or "none" for s, m in self.modalities_left_out.items()}))
+        best = per_seed(self.best_epochs) if self.fold_best_epochs is None else "; ".join(
+            f"fold {f}: {per_seed(by_seed)}" for f, by_seed in self.fold_best_epochs.items())
         return [
             ("path", self.path),
             ("data", f"{self.dataset}, sha256 {self.fingerprint[:16] if self.fingerprint else 'unknown'}"),
@@ -70,9 +79,10 @@ class ProtocolCard:
             ("overrides", "unknown" if self.overrides is None else (" ".join(self.overrides) or "none")),
             ("selection", f"{self.selection_metric} on {self.selection_split}"),
             ("epochs (max)", str(self.epochs) if self.epochs is not None else "?"),
-            ("best epoch per seed", per_seed(self.best_epochs)),
+            ("best epoch per seed", best),
             ("seeds", " ".join(str(s) for s in self.seeds)),
             ("modalities left out", left),
+            *([("cross-validation", self.cross_validation)] if self.cross_validation else []),
         ]
 
 
@@ -115,9 +125,13 @@ def protocol_card(run: RunRecord) -> ProtocolCard:
         overrides = preset_overrides(run.config, run.task)
     except (ValueError, TypeError):  # a config.json this version cannot rebuild its preset for
         overrides = None
+    if overrides is not None and run.pooled_from:  # the first directory's seeds are not the pooled run's
+        overrides = tuple(o for o in overrides if not o.startswith("train.seeds="))
+    fields: dict[str, Any] = {"best_epochs": {s.seed: s.best_epoch for s in run.seeds}, "selection_split": "valid",
+                              **_cross_validation(run)}
     return ProtocolCard(
         run=run.name,
-        path=str(run.path),
+        path=", ".join(str(p) for p in run.pooled_from) if run.pooled_from else str(run.path),
         dataset=run.kind,
         fingerprint=str(sha) if sha else None,
         split_sizes=sizes,
@@ -125,10 +139,23 @@ def protocol_card(run: RunRecord) -> ProtocolCard:
         preset=run.preset,
         overrides=overrides,
         selection_metric=run.selection_metric,
-        selection_split="valid",
         epochs=int(epochs) if isinstance(epochs, int) else None,
         seeds=run.seed_values,
-        best_epochs={s.seed: s.best_epoch for s in run.seeds},
         epochs_run={s.seed: s.epochs_run for s in run.seeds},
         modalities_left_out={s.seed: s.modalities_left_out or () for s in run.seeds} if checked else None,
+        **fields,
     )
+
+
+def _cross_validation(run: RunRecord) -> dict[str, Any]:
+    """The card's fields for a cross-validation (:attr:`RunRecord.folds`); none for a plain run."""
+    if not run.folds:
+        return {}
+    k = len(run.folds)
+    return {
+        "best_epochs": {},
+        "selection_split": "valid (the next fold)",
+        "cross_validation": f"{k} folds by video (test fold k, valid fold k+1, out-of-fold predictions pooled); "
+                            f"folds.csv sha256 {(run.folds_sha256 or '?')[:16]}",
+        "fold_best_epochs": {f: {s.seed: s.best_epoch for s in fold.seeds} for f, fold in enumerate(run.folds, 1)},
+    }

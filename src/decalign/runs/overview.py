@@ -9,6 +9,12 @@ From Python::
     rep = report(["runs/a", "runs/b"], split="test", n_boot=1000)
     print(rep.to_text())
     write_report(rep, "reports/a_vs_b")
+
+A run may be several directories pooled under a label (``{"recipe": ["runs/r1", "runs/r2"]}``: the
+seeds of one setting trained side by side), only some seeds may be kept (``seeds=``), and the
+rows of a ``decalign probe --json`` file may be shown beside the runs (``probes=``: the linear
+floor, deterministic, so shown without a spread and not compared). A cross-validation directory
+(``decalign train --cv K``) is one run of out-of-fold predictions (:mod:`decalign.runs.reader`).
 """
 
 from __future__ import annotations
@@ -30,9 +36,13 @@ from decalign.errors import DataError, UsageError
 from decalign.runs.card import ProtocolCard, protocol_card
 from decalign.runs.compare import MetricDifference, aligned_outputs, paired_bootstrap
 from decalign.runs.distribution import Distribution
-from decalign.runs.reader import ReadLimits, read_run
+from decalign.runs.reader import ReadLimits, RunRecord, only_seeds, pool_runs, read_run
 
-__all__ = ["REPORT_FILES", "Report", "RunSummary", "plot_curves", "report", "write_distribution", "write_report"]
+__all__ = ["REPORT_FILES", "ProbeRow", "Report", "RunSummary", "Runs", "plot_curves", "read_probes", "read_runs",
+           "report", "write_distribution", "write_report"]
+
+Runs = Sequence[str | os.PathLike[str]] | Mapping[str, Sequence[str | os.PathLike[str]]]
+"""Run directories, or label -> directories whose seeds are pooled into one run."""
 
 REPORT_FILES: tuple[str, ...] = ("report.md", "summary.csv", "comparisons.csv", "cards.csv", "report.json")
 """What :func:`write_report` writes into its directory."""
@@ -49,6 +59,19 @@ class RunSummary:
 
 
 @dataclass(frozen=True)
+class ProbeRow:
+    """One feature set of a ``decalign probe --json`` file on the report's split."""
+
+    name: str
+    alpha: float
+    metrics: dict[str, float]
+
+    @property
+    def label(self) -> str:
+        return f"ridge {self.name} (alpha {self.alpha:.3g})"
+
+
+@dataclass(frozen=True)
 class Report:
     split: str
     baseline: str
@@ -60,15 +83,22 @@ class Report:
     summaries: tuple[RunSummary, ...]
     comparisons: tuple[MetricDifference, ...]
     cards: tuple[ProtocolCard, ...]
+    probes: tuple[ProbeRow, ...] = ()
+    """Rows of a ``decalign probe --json`` file, shown beside the runs (not compared)."""
+    directories: tuple[str, ...] = ()
+    """Every run directory read (a file of one is never written by :func:`write_report`)."""
 
     # -- rendering --------------------------------------------------------------------------------
 
     def _summary_cells(self) -> list[list[str]]:
-        from decalign.metrics.display import format_mean_std
+        from decalign.metrics.display import format_mean_std, format_value
 
         rows = [[f"{self.split} (mean ± sample std)", "seeds", *self.metrics]]
         for s in self.summaries:
             rows.append([s.run, str(s.n_seeds), *(format_mean_std(k, s.mean[k], s.std[k]) for k in self.metrics)])
+        for p in self.probes:
+            rows.append([p.label, "-", *(format_value(k, p.metrics[k]) if k in p.metrics else "–"
+                                         for k in self.metrics)])
         return rows
 
     def _comparison_cells(self) -> list[list[str]]:
@@ -126,12 +156,15 @@ class Report:
             "runs": [{"run": s.run, "n_seeds": s.n_seeds, "mean": s.mean, "std": s.std} for s in self.summaries],
             "comparisons": [{**c.__dict__, "verdict": c.verdict} for c in self.comparisons],
             "cards": [c.to_dict() for c in self.cards],
+            "probes": [{"name": p.name, "alpha": p.alpha, "metrics": p.metrics} for p in self.probes],
         }
 
     def summary_rows(self) -> list[list[Any]]:
         rows: list[list[Any]] = [["run", "split", "metric", "mean", "std", "n_seeds"]]
         for s in self.summaries:
             rows += [[s.run, self.split, k, s.mean[k], s.std[k], s.n_seeds] for k in self.metrics]
+        for p in self.probes:
+            rows += [[p.label, self.split, k, p.metrics[k], math.nan, 0] for k in self.metrics if k in p.metrics]
         return rows
 
     def comparison_rows(self) -> list[list[Any]]:
@@ -170,39 +203,105 @@ def _names(paths: Sequence[str | os.PathLike[str]]) -> list[str]:
     return [str(p) if base.count(b) > 1 else b for p, b in zip(paths, base)]
 
 
+def _groups(runs: Runs) -> list[tuple[str, list[str | os.PathLike[str]]]]:
+    """``(label, directories)`` per run: a mapping's items, or one directory each named by
+    :func:`_names`."""
+    if isinstance(runs, Mapping):
+        groups = [(str(label), list(dirs)) for label, dirs in runs.items()]
+        empty = [label for label, dirs in groups if not dirs]
+        if empty:
+            raise UsageError(f"report: {empty[0]!r} names no run directory")
+        return groups
+    return [(n, [p]) for n, p in zip(_names(runs), runs)]
+
+
+def read_runs(runs: Runs, split: str = "test", *, seeds: Sequence[int] | None = None, history: bool = False,
+              limits: ReadLimits | None = None) -> list[RunRecord]:
+    """Read ``runs`` (directories, or label -> directories pooled by
+    :func:`~decalign.runs.reader.pool_runs`), keeping only ``seeds`` when given.
+
+    Raises:
+        UsageError: no runs, the same directory twice, directories that cannot be pooled, or a
+            run without any of ``seeds``.
+        RunDirError: a directory that is not a finished run (the file is named).
+    """
+    groups = _groups(runs)
+    if not groups:
+        raise UsageError("report: name at least one run directory")
+    resolved = [Path(p).resolve() for _, dirs in groups for p in dirs]
+    if len(set(resolved)) != len(resolved):
+        raise UsageError("report: a run directory is named twice")
+    records = []
+    for label, dirs in groups:
+        record = pool_runs([read_run(p, split, name=label, history=history, limits=limits) for p in dirs], label)
+        records.append(record if seeds is None else only_seeds(record, seeds))
+    return records
+
+
+def read_probes(path: str | os.PathLike[str], split: str, limits: ReadLimits | None = None) -> tuple[ProbeRow, ...]:
+    """The feature sets of a ``decalign probe --json`` file with their metrics on ``split``.
+
+    Raises:
+        DataError: a file that is not such a file, or has no metrics on ``split`` (named).
+    """
+    from decalign.runs.reader import _read_json
+
+    file = Path(path)
+    data = _read_json(file, "probe file (decalign probe --json)", limits or ReadLimits())
+    rows = []
+    for name, entry in data.items():
+        metrics = entry.get(split) if isinstance(entry, Mapping) else None
+        alpha = entry.get("alpha") if isinstance(entry, Mapping) else None
+        if not isinstance(metrics, Mapping) or not isinstance(alpha, (int, float)):
+            raise DataError(f"--probes {str(file)!r}: entry {str(name)[:40]!r} has no 'alpha' and {split!r} metrics "
+                            "(not a `decalign probe --json` file?)")
+        rows.append(ProbeRow(str(name), float(alpha),
+                             {str(k): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}))
+    if not rows:
+        raise DataError(f"--probes {str(file)!r}: no probe in it")
+    return tuple(rows)
+
+
 def report(
-    runs: Sequence[str | os.PathLike[str]],
+    runs: Runs,
     *,
     split: str = "test",
     baseline: str | None = None,
     n_boot: int = 1000,
     level: float = 0.95,
     bootstrap_seed: int = 0,
+    seeds: Sequence[int] | None = None,
+    probes: str | os.PathLike[str] | None = None,
     limits: ReadLimits | None = None,
 ) -> Report:
-    """Read ``runs`` (run directories of ``decalign train``) and compare them on ``split``.
+    """Read ``runs`` and compare them on ``split``.
+
+    ``runs``: run directories of ``decalign train`` (or of a cross-validation), or a mapping
+    label -> directories whose seeds are pooled into one run (:data:`Runs`). ``seeds``: only these
+    seeds of every run. ``probes``: a ``decalign probe --json`` file whose rows are shown beside
+    the runs (its metrics on ``split``; not compared: a probe has neither seeds nor, in the file,
+    predictions).
 
     Metrics are recomputed from each seed's predictions with the dataset's metric functions
     (:func:`decalign.metrics.metrics_for`), so the table and the differences use the same numbers.
-    Every run after the baseline (``baseline``: a run's name, i.e. its directory name, or its path
-    as given; default the first run) is compared with it by :func:`~decalign.runs.compare.paired_bootstrap`.
+    Every run after the baseline (``baseline``: a run's name, i.e. its label or directory name, or
+    its path as given; default the first run) is compared with it by
+    :func:`~decalign.runs.compare.paired_bootstrap`.
 
     Raises:
-        UsageError: no runs, an unknown ``baseline``, the same directory twice.
+        UsageError: no runs, an unknown ``baseline``, the same directory twice, runs that cannot be
+            pooled, a run without any of ``seeds``.
         RunDirError: a directory that is not a finished run (the file is named).
-        DataError: runs on other data kinds or other samples, or a split without predictions.
+        DataError: runs on other data kinds or other samples, a split without predictions, a
+            malformed probe file.
     """
-    if not runs:
-        raise UsageError("report: name at least one run directory")
-    resolved = [Path(p).resolve() for p in runs]
-    if len(set(resolved)) != len(resolved):
-        raise UsageError("report: a run directory is named twice")
-    names = _names(runs)
-    records = [read_run(p, split, name=n, limits=limits) for p, n in zip(runs, names)]
+    groups = _groups(runs)
+    records = read_runs(runs, split, seeds=seeds, limits=limits)
+    names = [r.name for r in records]
     if baseline is None:
         base_index = 0
     else:
-        matches = [i for i, (p, n) in enumerate(zip(runs, names)) if baseline in (n, str(p))]
+        matches = [i for i, (label, dirs) in enumerate(groups) if baseline == label or baseline in map(str, dirs)]
         if not matches:
             raise UsageError(f"--baseline {baseline!r} names none of the runs {names}")
         base_index = matches[0]
@@ -231,6 +330,8 @@ def report(
         split=split, baseline=first.name, level=level, n_boot=n_boot, bootstrap_seed=bootstrap_seed,
         n_samples=len(aligned_outputs(first)[2]), metrics=tuple(keys),
         summaries=tuple(summaries), comparisons=tuple(comparisons), cards=tuple(protocol_card(r) for r in records),
+        probes=() if probes is None else read_probes(probes, split, limits),
+        directories=tuple(str(Path(p)) for _, dirs in groups for p in dirs),
     )
 
 
@@ -287,7 +388,7 @@ def write_report(rep: Report, out: str | os.PathLike[str], *, overwrite: bool = 
 
     directory = Path(out)
     targets = [directory / name for name in REPORT_FILES]
-    _guard_targets(targets, _run_roots([c.path for c in rep.cards]), overwrite)
+    _guard_targets(targets, _run_roots(list(rep.directories) or [c.path for c in rep.cards]), overwrite)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -330,11 +431,23 @@ def _epoch_means(history: Sequence[Mapping[str, Any]], split: str, column: str) 
     return epochs, [float(np.mean(values[e])) for e in epochs]
 
 
-def plot_curves(runs: Sequence[str | os.PathLike[str]], path: str | os.PathLike[str], *, overwrite: bool = False,
+def plot_curves(runs: Runs, path: str | os.PathLike[str], *, metrics: Sequence[str] | None = None,
+                seeds: Sequence[int] | None = None, title: str | None = None, overwrite: bool = False,
                 limits: ReadLimits | None = None) -> Path:
-    """One figure of several runs' training curves from their ``history.csv``: left, the
+    """One figure of several runs' training curves from their ``history.csv`` (``runs`` as in
+    :func:`report`: directories, or label -> directories pooled). By default: left, the
     validation selection metric per epoch; right, the training loss (the whole objective) per
-    epoch; one line per run, the mean over its seeds. Needs the ``plots`` extra (matplotlib)."""
+    epoch; one line per run, the mean over its seeds. With ``metrics`` (validation columns, e.g.
+    ``("loss", "corr")``): a panel per metric, a thin line per seed and a dot at each seed's
+    selected epoch (:func:`decalign.plots.plot_validation_curves`), which shows how smooth each
+    curve is and where selection landed on it. ``seeds``: only these seeds of every run. Needs the
+    ``plots`` extra (matplotlib).
+
+    Raises:
+        UsageError: not a ``.png`` target, or :func:`read_runs`' refusals.
+        DataError: a run without history rows (a cross-validation: draw its folds), or a metric a
+            run has no validation values of.
+    """
     from decalign._optional import require
 
     require("matplotlib", extra="plots", feature="report --curves")
@@ -346,33 +459,51 @@ def plot_curves(runs: Sequence[str | os.PathLike[str]], path: str | os.PathLike[
     target = Path(path)
     if target.suffix.lower() != ".png":
         raise UsageError(f"--curves {str(target)!r}: the figure is written as PNG; name a .png file")
-    _guard_targets([target], _run_roots(runs), overwrite, "--curves")
-    names = _names(runs)
-    records = [read_run(p, "test", name=n, history=True, limits=limits) for p, n in zip(runs, names)]
+    _guard_targets([target], _run_roots([p for _, dirs in _groups(runs) for p in dirs]), overwrite, "--curves")
+    records = read_runs(runs, "test", seeds=seeds, history=True, limits=limits)
+    for r in records:
+        if r.folds:
+            raise DataError(f"run {r.name!r} is a cross-validation: its folds have the curves (draw "
+                            f"{str(r.path / 'fold_1')!r} ...)")
+        if not r.history:
+            raise DataError(f"run {r.name!r}: its history.csv has no rows")
+    if metrics is not None:
+        from decalign.plots import plot_validation_curves
+
+        _make_parent(target)
+        try:
+            return plot_validation_curves({r.name: r.history for r in records}, target, tuple(metrics), title)
+        except ValueError as err:  # a metric some run has no validation values of
+            raise DataError(str(err).replace("plot_validation_curves: ", "--curve-metrics: ")) from None
     fig = Figure(figsize=(10, 4), layout="constrained")
     FigureCanvasAgg(fig)
     left, right = fig.subplots(1, 2)
-    metrics = {r.selection_metric for r in records}
+    selection = {r.selection_metric for r in records}
     for r in records:
-        if not r.history:
-            raise DataError(f"run {r.name!r}: its history.csv has no rows")
         epochs, values = _epoch_means(r.history, "valid", r.selection_metric)
-        label = r.name if len(metrics) == 1 else f"{r.name} ({r.selection_metric})"
+        label = r.name if len(selection) == 1 else f"{r.name} ({r.selection_metric})"
         left.plot(epochs, values, marker="o", label=label)
         epochs, values = _epoch_means(r.history, "train", "loss")
         right.plot(epochs, values, marker="o", label=r.name)
-    left.set(xlabel="epoch", ylabel=" / ".join(sorted(metrics)), title="validation selection metric (mean over seeds)")
+    left.set(xlabel="epoch", ylabel=" / ".join(sorted(selection)),
+             title="validation selection metric (mean over seeds)")
     right.set(xlabel="epoch", ylabel="loss", title="training loss, whole objective (mean over seeds)")
+    if title:
+        fig.suptitle(title)
     from matplotlib.ticker import MaxNLocator
 
     for ax in (left, right):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    _make_parent(target)
+    return atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+
+
+def _make_parent(target: Path) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         from decalign.errors import FileAccessError
 
         raise FileAccessError(f"{str(target.parent)!r}: cannot create the directory: {err.strerror or err}") from None
-    return atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

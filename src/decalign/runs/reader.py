@@ -1,6 +1,12 @@
 """Reading finished run directories (``decalign train``'s layout, :mod:`decalign.train.rundir`)
 into typed records, for reports and comparisons.
 
+A cross-validation directory (``decalign train --cv K``, :class:`~decalign.train.rundir.CVDir`)
+reads as one run whose predictions are the **out-of-fold** predictions: each seed's fold runs
+joined, so every pooled clip appears once, predicted by the model that neither trained nor
+selected on it. Two cross-validations of the same data hold the same clips, so ``decalign
+report`` pairs them clip by clip like two runs on one test split.
+
 Every file is size-checked before it is read (:class:`ReadLimits`) and only the files of the run's
 layout are opened, under the directory the user named: a run directory is data a colleague may
 have sent, so a malformed one ends in one :class:`~decalign.errors.RunDirError` that names the file.
@@ -9,6 +15,7 @@ have sent, so a malformed one ends in one :class:`~decalign.errors.RunDirError` 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -20,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from decalign.errors import RunDirError
-from decalign.train.rundir import RunDir
+from decalign.train.rundir import CVDir, RunDir
 
-__all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "read_run"]
+__all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "only_seeds", "pool_runs", "read_run"]
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,14 @@ class RunRecord:
     """``dataset.json`` as plain data."""
     seeds: tuple[SeedRecord, ...]
     history: tuple[Mapping[str, Any], ...] = ()
-    """Rows of the run's ``history.csv`` (empty unless read with ``history=True``)."""
+    """Rows of the run's ``history.csv`` (empty unless read with ``history=True``; a
+    cross-validation has none of its own: see its folds)."""
+    folds: tuple[RunRecord, ...] = ()
+    """A cross-validation's fold runs, fold 1 first (empty for a plain run)."""
+    folds_sha256: str | None = None
+    """A cross-validation's ``folds.csv`` digest: two with the same digest used the same folds."""
+    pooled_from: tuple[Path, ...] = ()
+    """The directories whose seeds :func:`pool_runs` joined into this record (empty: ``path`` alone)."""
 
     @property
     def seed_values(self) -> tuple[int, ...]:
@@ -229,6 +243,8 @@ def read_run(path: str | os.PathLike[str], split: str = "test", *, name: str | N
     root = Path(path)
     if not root.is_dir():
         raise RunDirError(f"{str(root)!r} is not a run directory (no such directory)")
+    if CVDir(root).holds_cv():
+        return _read_cross_validation(CVDir(root), split, name, limits)
     layout = RunDir(root)
     config = _read_json(layout.config_file, "configuration (config.json)", limits)
     dataset = _read_json(layout.dataset_file, "data description (dataset.json)", limits)
@@ -294,6 +310,151 @@ def read_run(path: str | os.PathLike[str], split: str = "test", *, name: str | N
         seeds=tuple(records),
         history=rows,
     )
+
+
+def _read_plan(cv: CVDir, limits: ReadLimits) -> tuple[list[str], int, str]:
+    """The pooled clip ids of ``folds.csv`` (as its cells are written), the number of folds and
+    the file's SHA-256."""
+    import hashlib
+
+    header, rows = _csv_rows(cv.folds_file, f"fold plan ({cv.FOLDS_FILE})", limits)
+    if header != ["id", "video", "fold"]:
+        raise RunDirError(f"{str(cv.folds_file)!r}: expected the columns 'id,video,fold', found {header[:4]}")
+    folds = {int(_number(r[2], cv.folds_file, i + 2, "fold")) for i, r in enumerate(rows)}
+    k = max(folds, default=0)
+    if folds != set(range(1, k + 1)) or k < 1:
+        raise RunDirError(f"{str(cv.folds_file)!r}: folds {sorted(folds)[:10]} are not 1..K")
+    digest = hashlib.sha256(cv.folds_file.read_bytes()).hexdigest()
+    return [r[0] for r in rows], k, digest
+
+
+def _joined(parts: Sequence[Predictions]) -> Predictions:
+    return Predictions(tuple(i for p in parts for i in p.ids), np.concatenate([p.labels for p in parts]),
+                       np.concatenate([p.outputs for p in parts]))
+
+
+def _read_cross_validation(cv: CVDir, split: str, name: str | None, limits: ReadLimits) -> RunRecord:
+    """A cross-validation as one run (module docstring): per seed, the folds' predictions on
+    ``split`` joined, and its test metrics recomputed from the joined test predictions; its
+    ``valid`` metrics are the mean over folds of each fold's selected-epoch validation metrics."""
+    ids, k, digest = _read_plan(cv, limits)
+    config = _read_json(cv.run.config_file, "configuration (config.json)", limits)
+    dataset = _read_json(cv.run.dataset_file, "data description (dataset.json)", limits)
+    folds = [read_run(cv.fold(f).path, "test", name=f"fold_{f}", limits=limits) for f in range(1, k + 1)]
+    on_split = folds if split == "test" else [read_run(r.path, split, name=r.name, limits=limits) for r in folds]
+    seeds = folds[0].seed_values
+    for fold in folds[1:]:
+        if fold.seed_values != seeds:
+            raise RunDirError(f"{str(fold.path)!r}: seeds {list(fold.seed_values)}, fold_1 has {list(seeds)}: an "
+                              "unfinished cross-validation? (rerun it with --resume)")
+    metric_fn = folds[0].metric_fn()
+    expected = sorted(ids)
+    records = []
+    for i, seed in enumerate(seeds):
+        test_parts = [f.seeds[i].predictions for f in folds]
+        if any(p is None for p in test_parts):
+            missing = [f.name for f in folds if f.seeds[i].predictions is None]
+            raise RunDirError(f"{str(cv.path)!r}: seed {seed} has no test predictions in {missing}")
+        pooled = _joined([p for p in test_parts if p is not None])
+        if sorted(pooled.ids) != expected:
+            raise RunDirError(f"{str(cv.path)!r}, seed {seed}: the folds' test predictions do not cover the clips "
+                              f"of {cv.FOLDS_FILE} once each ({len(pooled.ids)} rows for {len(ids)} clips)")
+        parts = [f.seeds[i].predictions for f in on_split]
+        predictions = pooled if split == "test" else (
+            None if any(p is None for p in parts) else _joined([p for p in parts if p is not None]))
+        valid = [f.seeds[i].metrics.get("valid", {}) for f in folds]
+        shared = set.intersection(*(set(v) for v in valid)) if all(valid) else set()
+        left = [f.seeds[i].modalities_left_out for f in folds]
+        records.append(SeedRecord(
+            seed=seed,
+            best_epoch=0,  # one per fold: see the folds
+            epochs_run=sum(f.seeds[i].epochs_run for f in folds),
+            metrics={"test": {str(key): float(v) for key, v in metric_fn(pooled.outputs, pooled.labels).items()},
+                     "valid": {key: float(np.mean([v[key] for v in valid])) for key in sorted(shared)}},
+            modalities_left_out=None if all(m is None for m in left) else tuple(
+                sorted({x for m in left for x in (m or ())})),
+            predictions=predictions,
+            check_decisions=tuple({"fold": f + 1, **d} for f, r in enumerate(folds)
+                                  for d in r.seeds[i].check_decisions),
+        ))
+    first = folds[0]
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    return RunRecord(
+        path=cv.path,
+        name=name or cv.path.resolve().name,
+        split=split,
+        kind=first.kind,
+        task=first.task,
+        label_range=first.label_range,
+        class_names=first.class_names,
+        preset=str(config.get("preset", first.preset)),
+        selection_metric=str(train.get("selection_metric", first.selection_metric)),
+        config=config,
+        dataset=dataset,
+        seeds=tuple(records),
+        folds=tuple(folds),
+        folds_sha256=digest,
+    )
+
+
+def pool_runs(records: Sequence[RunRecord], name: str) -> RunRecord:
+    """One record of the seeds of ``records``, runs of one setting trained side by side (each
+    seed's run depends only on its seed, so seeds 1-5 in one directory and 6-10 in another are
+    one run of ten seeds). Cross-validations pool fold by fold.
+
+    Raises:
+        UsageError: settings that differ other than in ``train.seeds``, other data, or the same
+            seed in two of the directories (each named).
+    """
+    from decalign.errors import UsageError
+    from decalign.train.rundir import config_diff
+
+    first = records[0]
+    if len(records) == 1:
+        return dataclasses.replace(first, name=name)
+    seen: dict[int, Path] = {}
+    for r in records:
+        differ = [k for k in config_diff(first.config, r.config) if k != "train.seeds"]
+        if differ:
+            raise UsageError(f"{name!r}: {str(r.path)!r} differs from {str(first.path)!r} in {differ}; pool only the "
+                             "seeds of one setting")
+        fingerprint = (r.dataset.get("fingerprint") or {}).get("sha256"), (first.dataset.get("fingerprint") or {}).get(
+            "sha256")
+        if (r.kind, r.task, r.folds_sha256) != (first.kind, first.task, first.folds_sha256) or (
+                None not in fingerprint and fingerprint[0] != fingerprint[1]):
+            raise UsageError(f"{name!r}: {str(r.path)!r} was trained on other data (or folds) than "
+                             f"{str(first.path)!r}; pool only the seeds of one setting")
+        for s in r.seeds:
+            if s.seed in seen:
+                raise UsageError(f"{name!r}: seed {s.seed} is in both {str(seen[s.seed])!r} and {str(r.path)!r}")
+            seen[s.seed] = r.path
+    folds = tuple(pool_runs([r.folds[f] for r in records], first.folds[f].name) for f in range(len(first.folds)))
+    return dataclasses.replace(
+        first, name=name, seeds=tuple(sorted((s for r in records for s in r.seeds), key=lambda s: s.seed)),
+        history=tuple(row for r in records for row in r.history), folds=folds,
+        pooled_from=tuple(r.path for r in records))
+
+
+def only_seeds(record: RunRecord, seeds: Sequence[int]) -> RunRecord:
+    """``record`` with only the seeds in ``seeds`` (its folds too, for a cross-validation).
+
+    Raises:
+        UsageError: the run has none of them.
+    """
+    from decalign.errors import UsageError
+
+    wanted = set(seeds)
+    kept = tuple(s for s in record.seeds if s.seed in wanted)
+    if not kept:
+        raise UsageError(f"--seeds {','.join(map(str, seeds))}: run {record.name!r} has none of them (it has "
+                         f"{list(record.seed_values)})")
+    def keep(row: Mapping[str, Any]) -> bool:
+        seed = row.get("seed")
+        return not (isinstance(seed, (int, float)) and math.isfinite(seed)) or int(seed) in wanted
+
+    history = tuple(row for row in record.history if keep(row))
+    return dataclasses.replace(record, seeds=kept, history=history,
+                               folds=tuple(only_seeds(f, seeds) for f in record.folds))
 
 
 def _read_history(path: Path, limits: ReadLimits) -> list[dict[str, Any]]:

@@ -17,6 +17,15 @@ lock and cleans up a failed start (:mod:`decalign.train.runguard`): whatever mus
 run (the lock, the data fingerprint, file permissions) belongs there. The API, the command line,
 ``bench``, ``sweep`` and the plots reach the files through :class:`RunDir`; the engine writes a
 seed's files through :class:`SeedFiles`.
+
+A cross-validation (``decalign train --cv K``, :func:`decalign.api.cross_validate`) is a directory
+of ordinary runs, one per fold, laid out by :class:`CVDir`::
+
+    config.json          the RunConfig every fold trained with
+    dataset.json         the pooled train + valid data (description and fingerprint)
+    folds.csv            id, video and fold (1..K) of every pooled clip: the plan, written first
+    fold_<k>/            a run directory: test = fold k, valid = fold k+1, train = the rest
+    cv.json, cv.csv      written last: per-fold and pooled out-of-fold metrics
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from decalign.config import RunConfig
 
-__all__ = ["RunDir", "SeedFiles", "config_diff", "results_payload"]
+__all__ = ["CVDir", "RunDir", "SeedFiles", "config_diff", "results_payload"]
 
 
 def config_diff(a: Any, b: Any) -> list[str]:
@@ -275,3 +284,133 @@ def results_payload(config: RunConfig, dataset: Any, seeds: Mapping[int, Mapping
         "std_population": aggregate(per_seed, std="population")["std"],
         "valid_mean": valid["mean"] if valid else {},
     }
+
+
+class CVDir:
+    """A cross-validation directory (layout in the module docstring): its own ``config.json`` and
+    ``dataset.json`` in the run layout, the plan, one :class:`RunDir` per fold and the summary."""
+
+    FOLDS_FILE = "folds.csv"
+    SUMMARY_FILE = "cv.json"
+    TABLE_FILE = "cv.csv"
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.run = RunDir(path)
+        """The directory's own ``config.json`` and ``dataset.json`` (the run layout's)."""
+
+    def __repr__(self) -> str:
+        return f"CVDir({str(self.path)!r})"
+
+    @property
+    def folds_file(self) -> Path:
+        return self.path / self.FOLDS_FILE
+
+    @property
+    def summary_file(self) -> Path:
+        return self.path / self.SUMMARY_FILE
+
+    @property
+    def table_file(self) -> Path:
+        return self.path / self.TABLE_FILE
+
+    def fold(self, k: int) -> RunDir:
+        """The run of fold ``k`` (numbered from 1)."""
+        return RunDir(self.path / f"fold_{k}")
+
+    def holds_cv(self) -> bool:
+        """Whether a cross-validation was started here (its plan exists)."""
+        return self.folds_file.exists()
+
+    @staticmethod
+    def plan_text(rows: list[tuple[str, str, int]]) -> str:
+        """``folds.csv`` for ``(id, video, fold)`` rows (cells escaped like every CSV decalign writes)."""
+        import io
+
+        from decalign.safety.cells import csv_writer
+
+        buf = io.StringIO()
+        writer = csv_writer(buf, lineterminator="\n")
+        writer.writerow(["id", "video", "fold"])
+        writer.writerows(rows)
+        return buf.getvalue()
+
+    @contextmanager
+    def opened(self, *, resume: bool, overwrite: bool = False,
+               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Iterator[CVDir]:
+        """Hold the directory's lock while the body runs: a second cross-validation here is refused;
+        ``overwrite`` first empties a directory that holds a run or a cross-validation; a start that
+        fails before any fold saved an epoch leaves nothing behind. The folds' own runs take their
+        own locks (:meth:`RunDir.opened`)."""
+        import contextlib
+        import shutil
+
+        from decalign.errors import RunDirError, file_error
+        from decalign.safety.outputs import check_not_input
+        from decalign.train.runguard import LOCK_NAME, RunLock
+
+        if resume and overwrite:
+            raise RunDirError("--resume and --overwrite contradict each other: choose one")
+        check_not_input(self.path, inputs or {}, "--out")
+        if self.path.exists() and not self.path.is_dir():
+            raise RunDirError(f"--out {str(self.path)!r} is a file, not a directory")
+        created = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise file_error(err, self.path, "create the cross-validation directory") from None
+
+        def clear(keep: set[str]) -> None:
+            for child in list(self.path.iterdir()):
+                if child.name == LOCK_NAME or child.name in keep:
+                    continue
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
+
+        try:
+            with RunLock(self.path):
+                if overwrite and (self.holds_cv() or self.run.holds_run()):
+                    clear(set())
+                before = {p.name for p in self.path.iterdir()}
+                try:
+                    yield self
+                except BaseException:
+                    progress = any(self.path.glob("fold_*/seed_*/state.pt")) or any(
+                        self.path.glob("fold_*/seed_*/result.json"))
+                    if not resume and not progress:
+                        clear(set() if created else before)
+                    raise
+        finally:
+            if created and self.path.is_dir() and all(c.name == LOCK_NAME for c in self.path.iterdir()):
+                (self.path / LOCK_NAME).unlink(missing_ok=True)  # nothing was written: no trace of the attempt
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
+
+    def check(self, config: RunConfig, resume: bool, fingerprint: Mapping[str, Any], plan: str) -> None:
+        """Refuse to start: resuming needs a cross-validation here with the same settings, data
+        and folds (``plan``: :meth:`plan_text`); a fresh start needs a directory without a run."""
+        from decalign.errors import RunDirError
+
+        if not resume:
+            if self.holds_cv() or self.run.holds_run():
+                what = "a cross-validation" if self.holds_cv() else "a run"
+                raise RunDirError(f"{str(self.path)!r} already holds {what}; pass --resume to continue it, "
+                                  "--overwrite to replace it, or choose another --out")
+            return
+        if not self.holds_cv():
+            raise RunDirError(f"--resume: {str(self.path)!r} holds no cross-validation to resume (no "
+                              f"{self.FOLDS_FILE})")
+        self.run.check(config, resume=True, fingerprint=fingerprint)
+        if self.folds_file.read_text(encoding="utf-8") != plan:
+            raise RunDirError(f"--resume: the folds differ from those in {str(self.folds_file)!r} (another number "
+                              "of folds, or other clips); pass the same --cv and --data, or start a new run")
+
+    def create(self, config: RunConfig, dataset_description: Mapping[str, Any], fingerprint: Mapping[str, Any],
+               plan: str) -> None:
+        """Write ``config.json``, ``dataset.json`` and the plan (``folds.csv``)."""
+        from decalign.train.atomic import write_text
+
+        self.run.create(config, dataset_description, fingerprint)
+        write_text(self.folds_file, plan)
