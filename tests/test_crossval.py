@@ -104,14 +104,15 @@ def test_pooled_metrics_are_those_of_the_joined_fold_predictions(cv: Path) -> No
 def test_resume_trains_only_what_is_missing_and_gives_the_same_numbers(cv: Path, data: Path, tmp_path: Path) -> None:
     from decalign import api
     from decalign.config import DataConfig
+    from decalign.data import load_dataset
 
     copy = tmp_path / "cv"
     shutil.copytree(cv, copy)
     shutil.rmtree(copy / "fold_3")
     (copy / "cv.json").unlink()
-    config = api.resolve_config(api.load_data(data, DataConfig(dataset="mosi")), "mosi",
+    config = api.resolve_config(load_dataset(data, DataConfig(dataset="mosi")), "mosi",
                                 [*TINY, "train.num_epochs=1", "train.seeds=[1, 2]"], path=data)
-    result = api.cross_validate(config, api.load_data(data, DataConfig(dataset="mosi")), copy, 3, resume=True,
+    result = api.cross_validate(config, load_dataset(data, DataConfig(dataset="mosi")), copy, 3, resume=True,
                                 quiet=True, tensorboard=False)
     assert result.status == {1: "skipped", 2: "skipped", 3: "trained"}
     for seed in SEEDS:  # the retrained fold predicts exactly what it predicted in the first run
