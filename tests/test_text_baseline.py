@@ -125,7 +125,7 @@ def test_padding_columns_do_not_change_a_prediction() -> None:
 
 
 def test_the_encoder_schedule_warms_up_then_decays_linearly_to_zero() -> None:
-    from decalign.train.engine import lr_factor
+    from decalign.train.optim import lr_factor
 
     f = [lr_factor(s, warmup=10, decay=100) for s in range(100)]
     assert f[0] == pytest.approx(0.1 * 100 / 100)  # step 1 of a 10-step ramp

@@ -400,7 +400,7 @@ class CVResult:
         """Pooled out-of-fold metrics, mean over seeds."""
         return dict(self.summary.mean)
 
-    def table(self, style: str = "text") -> str:
+    def table(self, style: Literal["text", "markdown", "latex"] = "text") -> str:
         """The folds, their mean ± std over folds and the pooled out-of-fold row."""
         return self.summary.table(style)
 

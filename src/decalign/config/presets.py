@@ -108,13 +108,13 @@ weight, no contrastive term); differs from the released one, kept for comparison
 
 MOSI_TUNED = Preset(
     "mosi_tuned", "CMU-MOSI tuned on real data: lr 5e-4, 10 epochs, modality dropout and check, weight "
-    "average (docs/results-real.md); not the authors'",
+    "average (docs/results-log.md); not the authors'",
     {"train.lr": 5e-4, "train.num_epochs": 10, "train.early_stop_patience": 4, "train.modality_dropout": 0.3,
      "train.modality_check": True, "train.bert_lr": 5e-5, "train.ema_decay": 0.99},
     parent="mosi",
 )
 """The MOSI preset tuned on real data (mosi-dev's validation split, frozen MiniLM text
-features + acoustic descriptors; evidence in ``docs/results-real.md``): a learning rate
+features + acoustic descriptors; evidence in ``docs/results-log.md``): a learning rate
 about 8x the released one, so the model converges within 10 epochs instead of still climbing
 at the released 18, the robustness options: modality dropout, and a validation check
 that leaves out a modality which misleads on unseen data, and a moving average of the weights
@@ -122,7 +122,7 @@ that leaves out a modality which misleads on unseen data, and a moving average o
 which at this learning rate is steadier than the raw weights. For the fine-tuned text encoder
 (``model.text_encoder.kind=bert``, ``path``: every layer fine-tuned, as released, with
 ``train.bert_warmup_steps=33``, one epoch of mosi-dev; the recipe of
-``docs/results-real.md``) it sets the encoder's learning rate to 5e-5, which the
+``docs/results-log.md``) it sets the encoder's learning rate to 5e-5, which the
 cross-validation by video preferred to fine-tuning the top layer alone at 3e-4; without the
 encoder that is unused. Not the authors' setting."""
 

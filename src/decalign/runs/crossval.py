@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -93,7 +93,7 @@ class CrossValidation:
                     *(v for k in self.metrics for v in (self.mean[k], self.std[k]))])
         return out
 
-    def table(self, style: str = "text") -> str:
+    def table(self, style: Literal["text", "markdown", "latex"] = "text") -> str:
         """The folds, their mean ± std over folds, and the pooled out-of-fold row (mean ± std
         over seeds), in the units of every decalign table (accuracies x 100)."""
         from decalign.metrics.display import format_table
@@ -103,7 +103,7 @@ class CrossValidation:
             rows[f"fold {f.fold} ({f.sizes.get('test', '?')} test clips)"] = {"mean": f.mean, "std": f.std}
         rows[f"mean ± std over the {len(self.folds)} folds"] = {"mean": self.fold_mean, "std": self.fold_std}
         rows[f"out-of-fold, all {self.n_clips} clips"] = {"mean": self.mean, "std": self.std}
-        return format_table(rows, keys=list(self.metrics), style=style,  # type: ignore[arg-type]
+        return format_table(rows, keys=list(self.metrics), style=style,
                             row_header=f"{len(self.seeds)} seed(s), by video")
 
 

@@ -378,7 +378,8 @@ def _read_cross_validation(cv: CVDir, split: str, name: str | None, limits: Read
                                   for d in r.seeds[i].check_decisions),
         ))
     first = folds[0]
-    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    train_section = config.get("train")
+    train: dict[str, Any] = train_section if isinstance(train_section, dict) else {}
     return RunRecord(
         path=cv.path,
         name=name or cv.path.resolve().name,
