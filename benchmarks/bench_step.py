@@ -244,7 +244,7 @@ class ReferenceStep:
     """The same step on ``decalign.testing.reference``: a plain re-implementation of the
     authors' released forward pass (their module layout, sequence-first tensors, Python loops over
     modalities and pairs, ``nn.MultiheadAttention``, the kernel-domain Sinkhorn), checked against
-    our model to 1e-5 by ``tests/test_model_reference.py``. It stands in for the authors' step:
+    our model to 1e-5 by ``tests/model/test_model_reference.py``. It stands in for the authors' step:
     same inputs, the same weighted loss terms (the contrastive term, which needs the fused
     representation the reference does not return, is left out: one batch-by-batch similarity
     matrix, which makes the reference's step slightly cheaper than the authors'), the same

@@ -5,7 +5,7 @@
 #
 #     OUT=runs/gpu_check bash benchmarks/gpu_check.sh
 #
-# 1. tests/test_cuda.py: the model on CUDA against the reference (float64), float32 CUDA against
+# 1. tests/train/test_cuda.py: the model on CUDA against the reference (float64), float32 CUDA against
 #    the CPU, bf16 autocast (train.amp), runs trained on CUDA evaluated on a CPU.
 # 2. `decalign train` on the built-in benchmark on CUDA in float32, with train.amp=true, and the
 #    same run through torchrun (one process, nccl): seconds per epoch and test metrics of each.
@@ -43,7 +43,7 @@ step() {  # step NAME LIMIT_S COMMAND...: run with a time limit, print rc and se
     "$PY" -c 'import os, sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__,
 "cuda", torch.version.cuda, "gpu", torch.cuda.is_available() and torch.cuda.get_device_name(0), "cpus", os.cpu_count())'
 
-    step "tests/test_cuda.py" 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+    step "tests/train/test_cuda.py" 150 "$PY" -m pytest -q -p no:cacheprovider tests/train/test_cuda.py \
         --junitxml "$OUT/test_cuda.xml"
 
     for run in fp32 amp; do
@@ -84,7 +84,7 @@ EOF
     left=$((${BUDGET_S:-480} - ($(date +%s) - T0)))
     if [ "$left" -gt 40 ]; then
         step "test suite with CUDA present" "$((left - 15))" "$PY" -m pytest -q -p no:cacheprovider \
-            -v -n 12 --timeout 120 tests --ignore tests/test_cuda.py --junitxml "$OUT/test_suite.xml"
+            -v -n 12 --timeout 120 tests --ignore tests/train/test_cuda.py --junitxml "$OUT/test_suite.xml"
     else
         echo "=== test suite skipped: ${left}s left of BUDGET_S"
     fi

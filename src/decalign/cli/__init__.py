@@ -11,7 +11,7 @@ a command imports what it needs (torch, numpy, an extra) when it runs. Errors a 
 data, bad settings, a corrupt checkpoint) are printed as one line without a traceback
 (``--verbose`` shows it).
 
-This package is the only place argparse is imported (``tests/test_layering.py`` checks).
+This package is the only place argparse is imported (``tests/project/test_layering.py`` checks).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class Command:
     extra: str | None = None
     """The ``pyproject.toml`` extra the command needs (for all of its work, or for some options:
     ``export --format onnx``), as the README's table of extras says; without it the command ends
-    in one line naming it (``tests/test_registries.py`` checks both)."""
+    in one line naming it (``tests/project/test_registries.py`` checks both)."""
     interrupted: str = ""
     """What Ctrl-C adds to "decalign: interrupted": how to continue, for commands that can."""
 

@@ -166,7 +166,7 @@ def _weighted_f1(true: np.ndarray, pred: np.ndarray, labels: Sequence[int] | Non
     samples of class c).
 
     Written with numpy (a dozen lines) so that training and evaluation need no scikit-learn,
-    which belongs to the ``plots`` extra; ``tests/test_metrics.py`` checks it against sklearn.
+    which belongs to the ``plots`` extra; ``tests/metrics/test_metrics.py`` checks it against sklearn.
 
     Args:
         true, pred: label vectors of the same length (any comparable dtype, e.g. bool).

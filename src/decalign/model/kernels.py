@@ -24,7 +24,7 @@ Why these exist (measured on a 2-core AMD EPYC, fp32, PyTorch 2.13, at the prese
   kernels are as fast or faster there.
 
 :func:`set_fast_kernels` switches both off: the straightforward path that the equivalence tests
-(``tests/test_perf_equivalence.py``) and ``bench_step.py --ab`` compare against.
+(``tests/model/test_perf_equivalence.py``) and ``bench_step.py --ab`` compare against.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METHOD = ROOT / "docs" / "method.md"
 ALLOWED_OUTSIDE = {".ci/run"}
 """Files that may name paths outside the repository."""
@@ -76,7 +76,7 @@ def test_no_file_refers_outside_the_repository() -> None:
     found = []
     for path in tracked_files():
         rel = str(path.relative_to(ROOT))
-        if rel in ALLOWED_OUTSIDE or rel == "tests/test_repo_selfcontained.py":
+        if rel in ALLOWED_OUTSIDE or rel == "tests/project/test_repo_selfcontained.py":
             continue
         text = _text(path)
         if text is None:

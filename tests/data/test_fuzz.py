@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from decalign.errors import DecalignError
 
 HERE = Path(__file__).resolve().parent
-SRC = str(HERE.parent / "src")
+SRC = str(HERE.parents[1] / "src")
 BUDGET = {"derandomize": True, "deadline": None, "database": None,
           "suppress_health_check": list(HealthCheck)}
 

@@ -15,7 +15,7 @@ import pytest
 from decalign.config import ConfigError, DataConfig, RunConfig, config_to_dict, flat_keys
 from decalign.config.overrides import _resolve_key
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "decalign"
+SRC = Path(__file__).resolve().parents[2] / "src" / "decalign"
 
 
 def _module_name(file: Path) -> str:

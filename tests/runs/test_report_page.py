@@ -154,7 +154,7 @@ def test_a_bad_directive_is_one_line_naming_its_line_and_nothing_is_written(
 def test_the_results_page_is_its_template_plus_generated_tables() -> None:
     """docs/results-real.md is made by `decalign report --page docs/templates/results-real.md`: its
     prose is the template's, and every directive of the template has its table (none edited away)."""
-    docs = Path(__file__).resolve().parents[1] / "docs"
+    docs = Path(__file__).resolve().parents[2] / "docs"
     template = (docs / "templates" / "results-real.md").read_text()
     page = (docs / "results-real.md").read_text()
     assert strip_generated(page, "docs/results-real.md") == template

@@ -1,6 +1,6 @@
 """The CUDA paths, which CI (no GPU) never runs; skipped without a CUDA device.
 
-On a GPU machine: ``pytest tests/test_cuda.py`` (``benchmarks/gpu_check.sh`` runs it with the
+On a GPU machine: ``pytest tests/train/test_cuda.py`` (``benchmarks/gpu_check.sh`` runs it with the
 other GPU checks and records what it measured). What only a GPU exercises: PyTorch's fused
 dropout and ``scaled_dot_product_attention`` in place of our CPU kernels
 (:mod:`decalign.model.kernels` steps aside off the CPU), the bf16 autocast of ``train.amp`` with the
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_model_reference import LENGTHS, assert_same_forward_and_backward, build_pair
 
 from decalign.config.presets import get_preset
 from decalign.model import MODEL_LOSSES, DecAlign
 from decalign.testing.reference import PRESET_SHAPES, random_inputs, randomize_, without_dropout
-from test_model_reference import LENGTHS, assert_same_forward_and_backward, build_pair
 
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(),

@@ -32,7 +32,7 @@ import pytest
 import decalign
 from decalign.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 PARSE_ONLY = re.compile(r"<!--\s*doc-test:\s*parse-only\s.*?-->")
 PARSE_ONLY_ALL = re.compile(r"<!--\s*doc-test:\s*parse-only-all\s.*?-->")

@@ -29,7 +29,7 @@ from decalign.model.factory import ARCHITECTURES
 from decalign.model.output import LOG_KEYS, LOSS_TERMS, MODEL_LOSSES, MODEL_TERMS
 from decalign.train.devices import DEVICES
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "decalign"
+SRC = Path(__file__).resolve().parents[2] / "src" / "decalign"
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

@@ -19,7 +19,7 @@ from decalign.config import RunConfig, flat_keys
 from decalign.config.describe import MEANINGS, _field_docstrings, key_help
 from decalign.config.presets import PRESET_DESCRIPTIONS, get_preset, preset_names
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src"
 TINY = ["model.d_model=16", "model.fusion.num_heads=2", "model.fusion.num_layers=1", "model.homogeneity.pde_dim=8",
         "train.batch_size=32", "train.num_threads=1", "data.synthetic.n_train=48", "data.synthetic.n_valid=16",

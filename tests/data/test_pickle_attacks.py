@@ -12,9 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from decalign.data import DataError, UnsafePickleError, load_dataset, load_pickle
-from decalign.data.safe_pickle import PickleLimits, RestrictedUnpickler
 from pickle_forge import (
     array,
     build,
@@ -30,7 +27,10 @@ from pickle_forge import (
     text,
 )
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+from decalign.data import DataError, UnsafePickleError, load_dataset, load_pickle
+from decalign.data.safe_pickle import PickleLimits, RestrictedUnpickler
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _write(tmp_path: Path, data: bytes, name: str = "evil.pkl") -> Path:

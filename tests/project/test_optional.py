@@ -17,7 +17,7 @@ import tomllib
 from decalign._optional import MissingExtraError, available, require
 from decalign.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OPTIONAL = ("transformers", "optuna", "matplotlib", "sklearn", "tensorboard", "scipy", "ot", "av", "cv2",
             "opensmile", "librosa", "onnx", "onnxscript", "onnxruntime")
 """Import names of every package outside the core install."""

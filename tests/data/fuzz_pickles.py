@@ -22,9 +22,10 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pickle_forge import const, glob, integer, raw, text
+
 from decalign.data import DataError
 from decalign.data.safe_pickle import ALLOWED_GLOBALS, PickleLimits, RestrictedUnpickler
-from pickle_forge import const, glob, integer, raw, text
 
 GLOBALS = [*ALLOWED_GLOBALS, ("builtins", "eval"), ("os", "system"), ("numpy", "frombuffer"), ("__builtin__", "set")]
 DTYPES = ["f8", "f4", "i8", "u1", "b1", "c16", "U3", "S2", "O8", "V4", "M8", "f16", "<f8", "", "x"]

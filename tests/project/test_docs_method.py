@@ -12,7 +12,7 @@ import pytest
 from decalign.config import ModelConfig, ObjectiveConfig, config_to_dict, flat_keys
 from decalign.config.presets import get_preset
 
-METHOD = Path(__file__).resolve().parents[1] / "docs" / "method.md"
+METHOD = Path(__file__).resolve().parents[2] / "docs" / "method.md"
 BENCHMARK_PRESETS = ("mosi", "mosei", "sims", "iemocap")
 
 
