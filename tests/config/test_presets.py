@@ -108,3 +108,18 @@ def test_custom_is_mosi_with_uniform_dropout_and_settings_for_its_task() -> None
 def test_an_unknown_preset_is_a_config_error_naming_the_choices() -> None:
     with pytest.raises(ConfigError, match=r"unknown preset 'nope'; choose one of \['mosi'"):
         get_preset("nope")
+
+
+def test_presets_custom_prints_the_regression_settings_and_says_what_classification_changes(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Reproduced: `decalign presets custom` was "unknown preset 'custom'" although the list names it."""
+    import json
+
+    from decalign.cli import main
+    from decalign.config import config_to_dict
+    from decalign.config.presets import custom_preset
+
+    assert main(["presets", "custom"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == config_to_dict(custom_preset("regression"))
+    assert "objective.task_loss=ce" in err and "train.selection_metric=waf1" in err

@@ -27,6 +27,14 @@ def run(args: argparse.Namespace) -> int:
         from decalign.config.describe import keys_table
 
         print(keys_table())
+    elif args.name == "custom":  # it depends on the data's task: regression shown, classification's changes said
+        import sys
+
+        from decalign.config.presets import CUSTOM_CLASSIFICATION, custom_preset
+
+        print(json.dumps(config_to_dict(custom_preset("regression")), indent=2))
+        changes = " ".join(f"{key}={value}" for key, value in CUSTOM_CLASSIFICATION.items())
+        print(f"custom: the settings for regression data; for classification data also {changes}", file=sys.stderr)
     elif args.name:
         print(json.dumps(config_to_dict(get_preset(args.name)), indent=2))
     else:

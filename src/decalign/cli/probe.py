@@ -1,18 +1,6 @@
-"""``decalign probe``: ridge-regression probes on pooled features, the floor a model must clear.
-
-A multimodal model is only worth its cost if it beats a linear model on the same features. The
-probe pools every modality's sequence into one vector (the mean and the standard deviation over
-the *valid* steps, so padding does not dilute short utterances), concatenates the modalities of
-a feature set, and fits a ridge regression whose penalty is chosen by 5-fold cross-validation on
-the training split (scikit-learn ``RidgeCV``). Its validation and test metrics are the dataset's
-own metrics, so the numbers line up with ``decalign train``'s table::
-
-    decalign probe --data mosi_dev.pkl --sets text audio text,audio --json probes.json
-
-Regression tasks only (the benchmarks' sentiment scores); classification data is an error.
-Needs scikit-learn (``pip install 'decalign[probe]'``).
-This module imports only the standard library at module level (``decalign --help`` stays fast).
-"""
+"""``decalign probe``: the flags of :func:`decalign.probe.run_probes`. The command's description
+(its ``--help``) is the library module's docstring, which says what a probe is; both modules
+import only the standard library at module level (``decalign --help`` stays fast)."""
 
 from __future__ import annotations
 
@@ -25,8 +13,9 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Subparsers, name: str, help: str) -> argparse.ArgumentParser:
-    # the docstring above is the command's description (its --help): the work is in decalign.probe
-    p = subparsers.add_parser(name, help=help, description=__doc__,
+    from decalign import probe
+
+    p = subparsers.add_parser(name, help=help, description=probe.__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", metavar="PATH", help="a data file (regression task; default: the built-in dataset, "
                    "as `decalign train` uses)")
