@@ -47,7 +47,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -210,7 +210,7 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
+def _file_lock(path: Path | None) -> Generator[None, None, None]:
     """An exclusive ``flock`` on ``path`` where the OS has one (serialises schema creation of
     workers on one machine); a no-op elsewhere, where the retries alone handle the race."""
     if path is None:

@@ -8,7 +8,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from typing import Any
 
 __all__ = ["free_port", "running"]
@@ -21,7 +21,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running(app: Any, port: int | None = None, timeout: float = 30.0) -> Iterator[str]:
+def running(app: Any, port: int | None = None, timeout: float = 30.0) -> Generator[str, None, None]:
     """Serve ``app`` on ``127.0.0.1`` until the block ends; yields its base URL."""
     from decalign._optional import require
 

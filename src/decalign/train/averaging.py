@@ -31,7 +31,7 @@ trainable parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -70,7 +70,7 @@ class WeightAverage:
             shadow.lerp_(p.detach(), weight)
 
     @contextmanager
-    def applied(self) -> Iterator[None]:
+    def applied(self) -> Generator[None, None, None]:
         """The model holds the averaged weights inside the block and its own ones again after it
         (also when the block raises)."""
         with torch.no_grad():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,7 @@ def report_epoch(writer: Any, epoch: int, total: int, train: dict[str, float], v
 
 
 @contextmanager
-def tensorboard_writer(directory: Path, enabled: bool) -> Iterator[Any]:
+def tensorboard_writer(directory: Path, enabled: bool) -> Generator[Any, None, None]:
     """A TensorBoard ``SummaryWriter`` on ``directory`` for the block, or ``None`` when not
     ``enabled`` or TensorBoard is not installed."""
     writer = None

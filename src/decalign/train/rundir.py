@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,7 +200,7 @@ class RunDir:
 
     @contextmanager
     def opened(self, *, resume: bool, overwrite: bool = False,
-               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Iterator[RunDir]:
+               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Generator[RunDir, None, None]:
         """Hold the run's lock while the body runs (main process): a second run here is refused,
         ``overwrite`` first removes an existing run, and a start that fails before any epoch was
         saved leaves nothing behind (:func:`decalign.train.runguard.opened_run`)."""
@@ -337,7 +337,7 @@ class CVDir:
 
     @contextmanager
     def opened(self, *, resume: bool, overwrite: bool = False,
-               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Iterator[CVDir]:
+               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Generator[CVDir, None, None]:
         """Hold the directory's lock while the body runs: a second cross-validation here is refused;
         ``overwrite`` first empties a directory that holds a run or a cross-validation; a start that
         fails before any fold saved an epoch leaves nothing behind. The folds' own runs take their

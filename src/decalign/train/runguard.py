@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +169,7 @@ def _has_progress(out: Path) -> bool:
 
 @contextlib.contextmanager
 def opened_run(out: str | Path, *, resume: bool, overwrite: bool = False, lock: bool = True,
-               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Iterator[Path]:
+               inputs: Mapping[str, str | os.PathLike[str] | None] | None = None) -> Generator[Path, None, None]:
     """Open ``out`` for a run: refuse it when it holds one of ``inputs`` (flag -> path: the data
     file, which ``overwrite`` would delete), lock it, replace an existing run when ``overwrite``,
     and on an error before any epoch was saved remove what this call created.
