@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from decalign.model.base import MultimodalModel
+
 __all__ = ["Context", "DistributedContext", "chunk_sizes"]
 
 Gather = Callable[[Tensor, int], Tensor]
@@ -184,14 +186,14 @@ class DistributedContext(Context):
         find_unused = True if probe is None else self._has_unused_parameters(model, probe)
         self.gathering = bool(gather_alignment)
         if self.gathering:
-            if not hasattr(model, "feature_gather"):
+            if not isinstance(model, MultimodalModel):  # every one has the hook
                 raise ValueError(
                     f"train.gather_alignment=true needs a model with a feature_gather hook; "
                     f"{type(model).__name__} has none"
                 )
-            model.feature_gather = self._gather_rows  # type: ignore[assignment]
+            model.feature_gather = self._gather_rows
         device_ids = [self.device.index] if self.device is not None and self.device.type == "cuda" else None
-        no_buffer_sync = ({"forward_sync_buffers": False}  # newer torch renamed broadcast_buffers
+        no_buffer_sync: dict[str, Any] = ({"forward_sync_buffers": False}  # newer torch renamed broadcast_buffers
                           if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
                           else {"broadcast_buffers": False})
         return DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=find_unused,

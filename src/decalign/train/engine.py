@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from decalign.config import RunConfig
 from decalign.metrics import metric_mode
+from decalign.model.base import MultimodalModel
 from decalign.model.factory import ModelInfo, build_model
 from decalign.train.averaging import WeightAverage
 from decalign.train.batches import SplitTensors
@@ -94,8 +95,8 @@ class SeedResult:
 class SeedTraining:
     """What one seed's loop carries from epoch to epoch; :meth:`state_dict` is ``state.pt``."""
 
-    model: nn.Module
-    """The model itself (checkpoints, best weights)."""
+    model: MultimodalModel
+    """The model itself (checkpoints, best weights, the ``active`` modalities)."""
     train_model: nn.Module
     """What the loop calls: ``model`` wrapped for data parallelism and/or compiled."""
     optimizer: torch.optim.Optimizer

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from decalign.config import RunConfig
 from decalign.train.modality_check import CheckOutcome, CheckState, check_modalities, describe
 
 __all__ = [
+    "HoldsModalities",
     "apply_decision",
     "check_validation",
     "drop_modality",
@@ -37,9 +39,16 @@ Evaluation = Callable[[], tuple[np.ndarray, dict[str, float]]]
 """Evaluates the model as it is now on the validation split: ``(predictions, metrics)``."""
 
 
-def unwrap(model: nn.Module) -> nn.Module:
+class HoldsModalities(Protocol):
+    """What this module touches of a model: ``active``, the modalities it reads (every
+    :class:`~decalign.model.base.MultimodalModel` has it)."""
+
+    active: tuple[str, ...]
+
+
+def unwrap(model: nn.Module) -> HoldsModalities:
     """The model itself (which holds ``active``) inside a data-parallel and/or compiled wrapper."""
-    module = getattr(model, "module", model)  # DDP
+    module: Any = getattr(model, "module", model)  # DDP
     return getattr(module, "_orig_mod", module)  # torch.compile
 
 
@@ -88,7 +97,7 @@ def check_validation(model: nn.Module, evaluation: Evaluation, predictions: np.n
                             rng=rng)
 
 
-def apply_decision(outcome: CheckOutcome, model: nn.Module, left_out_epochs: dict[str, int], epoch: int,
+def apply_decision(outcome: CheckOutcome, model: HoldsModalities, left_out_epochs: dict[str, int], epoch: int,
                    description: str) -> None:
     """A decision of the check holds for the rest of training: say it, note in
     ``left_out_epochs`` the epoch a modality was left out at (or forget it when taken back), and
@@ -112,7 +121,7 @@ def with_modalities(config: RunConfig, kept: tuple[str, ...], built: tuple[str, 
     return replace(config, model=replace(config.model, modalities=tuple(kept)))
 
 
-def use_selected(model: nn.Module, built: tuple[str, ...], kept: tuple[str, ...], state: CheckState,
+def use_selected(model: HoldsModalities, built: tuple[str, ...], kept: tuple[str, ...], state: CheckState,
                  seed: int) -> list[str]:
     """Before the test: ``model`` (the selected epoch's) uses the modalities ``kept`` at that
     epoch; says which and why. Returns those of ``built`` the check left out."""

@@ -22,7 +22,9 @@ def seed_everything(seed: int) -> None:
 def capture_rng(*generators: torch.Generator) -> dict[str, Any]:
     """Every RNG state the training loop draws from, in a form ``torch.load(weights_only=True)``
     accepts (tensors, numbers, strings, lists, dicts)."""
-    np_state = np.random.get_state()  # noqa: NPY002 - the global RNG is what code may draw from
+    np_state = np.random.get_state(legacy=True)  # noqa: NPY002 - the global RNG is what code may draw from
+    if not isinstance(np_state, tuple):  # NumPy gives a dict only for a generator other than its MT19937
+        raise RuntimeError("NumPy's global random generator is not MT19937; its state cannot be saved")
     version, internal, gauss = random.getstate()
     state: dict[str, Any] = {
         "python": [*internal, version, gauss],
