@@ -18,10 +18,13 @@ import types
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin, get_type_hints
 
 from decalign.config import schema
 from decalign.config.schema import RunConfig
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["MEANINGS", "KeyHelp", "key_help", "keys_table"]
 
@@ -176,7 +179,7 @@ def _default(field: dataclasses.Field[Any]) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def key_help(cls: type = RunConfig, prefix: str = "",
+def key_help(cls: type[DataclassInstance] = RunConfig, prefix: str = "",
              docs: dict[str, dict[str, str]] | None = None) -> Iterator[KeyHelp]:
     """Every settable key of ``cls`` with its type, default, range and meaning, in declaration order."""
     docs = docs if docs is not None else _field_docstrings()

@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import TYPE_CHECKING, Annotated, Any, get_args, get_origin, get_type_hints
 
 from decalign.config.schema import RunConfig, config_from_dict, config_to_dict
 from decalign.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = ["Override", "apply_overrides", "flat_keys", "is_per_modality_key", "section_overrides",
            "unknown_key_error"]
@@ -27,7 +30,7 @@ def _unwrap(tp: Any) -> Any:
     return tp
 
 
-def _dataclass_of(tp: Any) -> type | None:
+def _dataclass_of(tp: Any) -> type[DataclassInstance] | None:
     """The dataclass inside ``tp`` (also inside ``X | None``), or None."""
     tp = _unwrap(tp)
     if dataclasses.is_dataclass(tp):
@@ -44,7 +47,7 @@ def _is_mapping(tp: Any) -> bool:
     return get_origin(tp) in (dict, Mapping)
 
 
-def flat_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
+def flat_keys(cls: type[DataclassInstance] = RunConfig, prefix: str = "") -> list[str]:
     """Every settable dotted key of a config class, e.g. ``model.fusion.num_layers``."""
     keys: list[str] = []
     hints = get_type_hints(cls, include_extras=True)
@@ -162,7 +165,7 @@ def apply_overrides(config: RunConfig, overrides: Iterable[Override] | Mapping[s
     """
     items: list[tuple[str, Any]]
     if isinstance(overrides, Mapping):
-        items = list(overrides.items())
+        items = [(str(key), value) for key, value in overrides.items()]
     else:
         items = [_split_override(item) for item in overrides]
     valid = flat_keys(RunConfig)

@@ -6,15 +6,17 @@ Standard library only at import, so that the command line lists them without tor
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICES", "resolve_device"]
+__all__ = ["DEVICES", "Device", "resolve_device"]
 
-DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
-"""``auto`` picks CUDA, then Apple MPS, then the CPU."""
+Device = Literal["auto", "cpu", "cuda", "mps"]
+"""A device name of ``train.device``; ``auto`` picks CUDA, then Apple MPS, then the CPU."""
+DEVICES: tuple[Device, ...] = get_args(Device)
+"""The names of :data:`Device`, for choices and messages."""
 
 
 def resolve_device(name: str) -> torch.device:
