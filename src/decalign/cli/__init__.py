@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 __all__ = ["COMMANDS", "Command", "build_parser", "main"]
 
@@ -129,12 +129,13 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     root.setLevel(level)
     root.propagate = False
 
-    def _show(
-        message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
-    ) -> None:
+    def _show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+              file: TextIO | None = None, line: str | None = None) -> None:
         root.warning("warning: %s", message)
 
-    warnings.showwarning = _show  # type: ignore[assignment]
+    # ty types a module's ``def`` as that one function, so no other function may replace it (the
+    # documented way to redirect warnings); the signature above is typeshed's.
+    warnings.showwarning = _show  # ty: ignore[invalid-assignment]
 
 
 def _main(argv: list[str]) -> int:

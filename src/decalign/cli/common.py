@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from decalign.data.detect import SPLITS, file_kind_choices, kind_choices
 from decalign.train.devices import DEVICES
@@ -40,8 +40,13 @@ __all__ = [
     "run_overrides",
 ]
 
-Subparsers = argparse._SubParsersAction  # type: ignore[type-arg]
-"""What ``ArgumentParser.add_subparsers`` returns: each command adds its parser to it."""
+class Subparsers(Protocol):
+    """What a command's ``add_parser`` needs of ``ArgumentParser.add_subparsers()``'s result
+    (argparse's private ``_SubParsersAction``): adding the command's parser. A protocol, so that
+    ``report``'s page directives can build the report parser without a command table."""
+
+    def add_parser(self, name: str, *, help: str | None = ..., description: str | None = ...,
+                   formatter_class: type[argparse.HelpFormatter] = ...) -> argparse.ArgumentParser: ...
 
 
 def add_verbosity_flags(p: argparse.ArgumentParser, quiet_help: str = "only warnings and errors") -> None:

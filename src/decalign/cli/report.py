@@ -158,7 +158,7 @@ def _page(args: argparse.Namespace) -> int:
     if template_path.stat().st_size > MAX_TEMPLATE_CHARS * 4:  # before reading: at most 4 bytes a character
         raise UsageError(f"--page {args.page}: larger than a page template may be ({MAX_TEMPLATE_CHARS} characters)")
     template = template_path.read_text(encoding="utf-8")
-    parser = add_parser(_OneParser(), "report", "")  # type: ignore[arg-type]
+    parser = add_parser(_OneParser(), "report", "")
 
     def render(directive: Directive) -> str:
         where = f"{args.page}:{directive.line}"
