@@ -118,6 +118,7 @@ class ClipCache:
 
         def write(tmp: str) -> None:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays, **{_OUTCOME: np.array(json.dumps(outcome.to_json()))})
+                # ty: NumPy's stub lets an unpacked dict of arrays reach its ``allow_pickle: bool``.
+                np.savez(fh, **arrays, **{_OUTCOME: np.array(json.dumps(outcome.to_json()))})  # ty: ignore[invalid-argument-type]
 
         atomic_write(self._file(clip), write)

@@ -281,9 +281,9 @@ def discover_clips(
         elif labels is not None:
             transcripts = labels
         else:
+            into = repr(os.fspath(media)) if media is not None else "the --media folder"
             raise ExtractError(
-                f"no transcripts: pass --transcripts CSV (columns clip_id, text), or put an MMSA "
-                f"label.csv into {os.fspath(media)!r}"
+                f"no transcripts: pass --transcripts CSV (columns clip_id, text), or put an MMSA label.csv into {into}"
             )
     t_file = os.fspath(transcripts)
     rows = read_table(transcripts)
@@ -305,9 +305,11 @@ def discover_clips(
             merged.append({**{k: v for k, v in extra.items() if v != ""}, **{k: v for k, v in row.items() if v != ""}})
         rows = merged
     media_rows: dict[tuple[str, str], dict[str, str]] = {}
+    media_list = ""  # the media list CSV that ``media_rows`` come from
     base = root
     if root is not None and root.is_file() and root.suffix.lower() == ".csv":
-        media_rows = _index(read_table(root), os.fspath(root))
+        media_list = os.fspath(root)
+        media_rows = _index(read_table(root), media_list)
         base = root.parent
     elif root is not None and not root.is_dir():
         raise ExtractError(f"--media {os.fspath(root)!r} is neither a directory nor a CSV of media paths")
@@ -317,7 +319,7 @@ def discover_clips(
         if media_rows:
             extra = media_rows.get(_key(row)) or media_rows.get(("", row["clip_id"]))
             if extra is not None:
-                where = _where(os.fspath(root), extra)
+                where = _where(media_list, extra)
                 row = {**row, **{k: v for k, v in extra.items() if v != "" and k != LINE}}
         safe_name(row["clip_id"], where, "clip id")
         if row.get("video_id"):

@@ -23,7 +23,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -147,7 +147,7 @@ def plot_training_curves(
     if not rows:
         raise ValueError("plot_training_curves: the history has no train/valid/test rows")
     seeds = sorted({r["seed"] for r in rows})
-    styles = ["-", "--", ":", "-."]
+    styles: list[Literal["-", "--", ":", "-."]] = ["-", "--", ":", "-."]
     metrics = [m for m in METRIC_PREFERENCE if _finite(rows, m)][:2]
     fig = _figure(7.0, 5.6)
     axes = fig.subplots(2, 2).ravel()
@@ -471,7 +471,8 @@ def plot_transport_plan(
 
 def _row_stats(row: Mapping[str, Any], metric: str) -> tuple[float, float] | None:
     means = row["mean"] if isinstance(row.get("mean"), Mapping) else row
-    stds = row.get("std") if isinstance(row.get("std"), Mapping) else {}
+    std = row.get("std")
+    stds: Mapping[str, Any] = std if isinstance(std, Mapping) else {}
     if metric not in means:
         return None
     value = float(means[metric])

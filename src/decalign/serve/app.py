@@ -571,6 +571,8 @@ def _class_report(state: _State, name: str) -> dict[str, Any] | None:
             out = predictor.predict_split(test)
             logits.append(out.logits)
             labels.append(np.asarray(test.labels))
+        if info is None:  # concatenating no seeds' logits would fail less clearly
+            raise RunNotFound(f"run {name!r}: no seed with a checkpoint to report classes of")
         return class_report(np.concatenate(logits), np.concatenate(labels), info)
 
     return state.memo(("classes", name, state.stamp(name)), build)
