@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from decalign.data import DataError, MultimodalDataset, describe_dataset, load_d
 from decalign.train.modality_check import summary as check_summary
 
 if TYPE_CHECKING:  # annotations only: importing the API stays free of torch
+    from decalign.metrics.display import MetricNames, ReportStyle, TableStyle
     from decalign.model.factory import ModelInfo
     from decalign.runs.crossval import CrossValidation
     from decalign.train.batches import SplitTensors
@@ -53,9 +54,6 @@ __all__ = [
 
 log = logging.getLogger("decalign")
 
-TableStyle = Literal["text", "markdown", "latex", "mmsa"]
-"""How :func:`metrics_table` prints: plain text, markdown, LaTeX or MMSA's result CSV."""
-
 
 @dataclass
 class RunResult:
@@ -73,7 +71,7 @@ class RunResult:
         """``train.modality_check``: the run's one-line summary of the check's decisions."""
         return check_summary(self.seeds)
 
-    def table(self, style: TableStyle = "text", std: str = "sample") -> str:
+    def table(self, style: ReportStyle = "text", std: str = "sample") -> str:
         """The test metrics (mean ± ``std`` over seeds: ``sample`` or ``population``) as the
         paper prints them; the header says which std."""
         spread = self.std_population if std == "population" else self.std
@@ -89,8 +87,8 @@ def run_label(config: RunConfig) -> str:
 
 
 def metrics_table(name: str, mean: Mapping[str, float], std: Mapping[str, float],
-                  style: TableStyle = "text", kind: str | None = None,
-                  std_kind: str = "sample", names: Literal["ours", "mmsa"] = "ours", seeds: int | None = None) -> str:
+                  style: ReportStyle = "text", kind: str | None = None,
+                  std_kind: str = "sample", names: MetricNames = "ours", seeds: int | None = None) -> str:
     """One-row table of the dataset's metrics (loss terms left out), with the paper's reported
     DecAlign row beside it when ``kind`` is one of its benchmarks. ``style``: ``text``,
     ``markdown``, ``latex`` or ``mmsa`` (MMSA's result CSV); the header names the ``std_kind``
@@ -400,7 +398,7 @@ class CVResult:
         """Pooled out-of-fold metrics, mean over seeds."""
         return dict(self.summary.mean)
 
-    def table(self, style: Literal["text", "markdown", "latex"] = "text") -> str:
+    def table(self, style: TableStyle = "text") -> str:
         """The folds, their mean ± std over folds and the pooled out-of-fold row."""
         return self.summary.table(style)
 

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from decalign.data.types import DataError
 from decalign.inference import class_report, format_class_report, unlabelled_error
+
+if TYPE_CHECKING:
+    from decalign.data import MultimodalDataset
+    from decalign.metrics.display import MetricNames, ReportStyle, TableStyle
+    from decalign.train.checkpoint import LoadedCheckpoint
 
 __all__ = ["drop_each", "drop_each_report", "drop_each_table", "evaluate_report"]
 
@@ -52,7 +57,7 @@ def drop_each(
     return {"split": split, "modalities": modalities, "kind": dataset.kind, "task": dataset.task, "rows": rows}
 
 
-def drop_each_table(result: Mapping[str, Any], style: str = "text") -> str:
+def drop_each_table(result: Mapping[str, Any], style: TableStyle = "text") -> str:
     """:func:`drop_each`'s rows as a table of the dataset's report columns (``mean ± std``)."""
     from decalign.bench import table_keys
     from decalign.metrics.display import format_table
@@ -60,7 +65,7 @@ def drop_each_table(result: Mapping[str, Any], style: str = "text") -> str:
     rows = result["rows"]
     keys = table_keys(result["kind"], result["task"], next(iter(rows.values()))["mean"])
     return format_table({name: {"mean": r["mean"], "std": r["std"]} for name, r in rows.items()}, keys=keys,
-                        style=style, row_header=f"{result['split']} split")  # type: ignore[arg-type]
+                        style=style, row_header=f"{result['split']} split")
 
 
 def drop_each_report(
@@ -106,8 +111,8 @@ def evaluate_report(
     figure: str | os.PathLike[str] | None = None,
     *,
     std: str = "sample",
-    style: str = "text",
-    names: str = "ours",
+    style: ReportStyle = "text",
+    names: MetricNames = "ours",
 ) -> str:
     """``decalign eval``: metrics of a run's seeds (mean ± std) or of one checkpoint, the paper's
     numbers beside them on its benchmarks, and for classification the confusion matrix and
@@ -140,27 +145,29 @@ def evaluate_report(
         if info.task == "classification":
             reports.append(class_report(result.predictions, y, info))
     n = len(per_seed)
+    kind = info.kind if info else None
     title = f"{split}" + (f" ({n} seed{'' if n == 1 else 's'})" if run is not None else "") + (
         f" without {', '.join(drop)}" if drop else "")
+    payload: dict[str, Any]
     if run is not None:
         agg = aggregate(list(per_seed.values()), std=std)
         mean, spread = agg["mean"], agg["std"]
-        payload: dict[str, Any] = {"split": split, "seeds": per_seed, "mean": mean, "std": spread, "std_kind": std}
+        payload = {"split": split, "seeds": per_seed, "mean": mean, "std": spread, "std_kind": std}
     else:
         mean, spread = next(iter(per_seed.values())), None
         payload = {"split": split, "metrics": mean}
     if drop:
         payload["dropped"] = list(drop)
     text = metrics_table(title, mean, spread if spread is not None else {}, style=style,
-                         kind=info.kind if info else None, std_kind=std, names=names)
+                         kind=kind, std_kind=std, names=names)
     if spread is None or n == 1:  # one checkpoint or seed: plain values, no "± 0"
         from decalign.metrics.display import PAPER_RESULTS, format_mmsa, format_table
         from decalign.model.output import LOG_KEYS
 
         rows: dict[str, Any] = {title: dict(mean)}
-        paper = PAPER_RESULTS.get(info.kind if info else "", {}).get("DecAlign")
+        paper = PAPER_RESULTS.get(kind or "", {}).get("DecAlign")
         if paper:
-            rows[f"paper ({info.kind}, DecAlign)"] = dict(paper)  # type: ignore[union-attr]
+            rows[f"paper ({kind}, DecAlign)"] = dict(paper)
         keys = [k for k in mean if k not in LOG_KEYS]
         text = format_mmsa(rows, keys=keys) if style == "mmsa" else format_table(rows, keys=keys, style=style,
                                                                                   names=names)
@@ -183,7 +190,8 @@ def evaluate_report(
     return text
 
 
-def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
+def _data_of_first(checkpoint: str | os.PathLike[str],
+                   data: str | os.PathLike[str] | None) -> tuple[LoadedCheckpoint, MultimodalDataset]:
     """The first checkpoint and the data it is evaluated on, read once for every seed of a run:
     the built-in dataset when the checkpoint was trained on it and no file is named."""
     import dataclasses
@@ -201,22 +209,25 @@ def _data_of_first(checkpoint: Any, data: Any) -> tuple[Any, Any]:
         raise unlabelled_error(data, err) from None
 
 
-def _checkpoints_of(run: Any, checkpoint: Any) -> list[Any]:
+def _checkpoints_of(run: str | os.PathLike[str] | None,
+                    checkpoint: str | os.PathLike[str] | None) -> list[str | os.PathLike[str]]:
     """A run's seed checkpoints (through its :class:`~decalign.train.rundir.RunDir`), or the one
     checkpoint named."""
     from pathlib import Path
 
-    from decalign.errors import RunDirError
+    from decalign.errors import RunDirError, UsageError
     from decalign.train.rundir import RunDir
 
     if run is None:
+        if checkpoint is None:
+            raise UsageError("give a run directory (--run) or a checkpoint (--checkpoint) to evaluate")
         return [checkpoint]
     if Path(run).exists() and not Path(run).is_dir():
         raise RunDirError(f"{str(run)!r} is a file, not a run directory: --run takes the folder `decalign train "
                           "--out` wrote; a single model.safetensors goes to --checkpoint")
     if not Path(run).is_dir():
         raise RunDirError(f"run directory {str(run)!r} does not exist")
-    checkpoints: list[Any] = RunDir(run).checkpoints()
+    checkpoints: list[str | os.PathLike[str]] = list(RunDir(run).checkpoints())
     if not checkpoints:
         raise FileNotFoundError(f"no seed_*/model.safetensors checkpoint in {str(run)!r}")
     return checkpoints

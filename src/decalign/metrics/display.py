@@ -23,6 +23,9 @@ __all__ = [
     "PAPER_NAMES",
     "PAPER_RESULTS",
     "STD_KINDS",
+    "MetricNames",
+    "ReportStyle",
+    "TableStyle",
     "aggregate",
     "format_mean_std",
     "format_mmsa",
@@ -32,6 +35,13 @@ __all__ = [
     "in_table_units",
     "is_percentage",
 ]
+
+TableStyle = Literal["text", "markdown", "latex"]
+"""How :func:`format_table` renders: aligned plain text, a markdown table or a LaTeX tabular."""
+ReportStyle = Literal["text", "markdown", "latex", "mmsa"]
+"""A :data:`TableStyle`, or ``mmsa``: MMSA's result CSV (:func:`format_mmsa`), which reports offer too."""
+MetricNames = Literal["ours", "mmsa"]
+"""Which names a table gives the metrics: ours, or MMSA's (:data:`MMSA_NAMES`)."""
 
 _SPLIT_PREFIXES = ("train_", "valid_", "val_", "test_")
 _THREE_DECIMALS = {"mae", "mse", "rmse", "corr"}
@@ -216,11 +226,11 @@ def _column_keys(rows: Iterable[Mapping[str, float]]) -> list[str]:
 def format_table(
     rows: Mapping[str, Mapping[str, Any]],
     keys: Sequence[str] | None = None,
-    style: Literal["text", "markdown", "latex"] = "text",
+    style: TableStyle = "text",
     bold_best: bool = False,
     row_header: str = "",
     std: str | None = "sample",
-    names: Literal["ours", "mmsa"] = "ours",
+    names: MetricNames = "ours",
 ) -> str:
     """Render rows (models, ablations, seeds) x metric columns as ``mean ± std`` cells.
 

@@ -20,12 +20,15 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from decalign.errors import RunDirError
 from decalign.runs.reader import ReadLimits, RunRecord, read_run
+
+if TYPE_CHECKING:
+    from decalign.metrics.display import TableStyle
 
 __all__ = ["CrossValidation", "FoldSummary", "read_cross_validation", "write_cv_summary"]
 
@@ -93,7 +96,7 @@ class CrossValidation:
                     *(v for k in self.metrics for v in (self.mean[k], self.std[k]))])
         return out
 
-    def table(self, style: Literal["text", "markdown", "latex"] = "text") -> str:
+    def table(self, style: TableStyle = "text") -> str:
         """The folds, their mean ± std over folds, and the pooled out-of-fold row (mean ± std
         over seeds), in the units of every decalign table (accuracies x 100)."""
         from decalign.metrics.display import format_table
