@@ -26,7 +26,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from decalign.inference import Predictor
+    from decalign.model.base import MultimodalModel
 
 __all__ = ["FORMATS", "ExportedGraph", "PredictionGraph", "describe_graph", "export", "export_model"]
 
@@ -44,7 +48,7 @@ def _graph_class() -> Any:
     class _PredictionGraph(nn.Module):
         """Raw features (one input per modality, in ``names`` order) -> prediction outputs."""
 
-        def __init__(self, model: nn.Module, names: tuple[str, ...], stats: dict[str, Any], classification: bool):
+        def __init__(self, model: MultimodalModel, names: tuple[str, ...], stats: dict[str, Any], classification: bool):
             super().__init__()
             self.model = model
             self.names = names
@@ -72,7 +76,7 @@ def _graph_class() -> Any:
     return _PredictionGraph
 
 
-def PredictionGraph(predictor: Any) -> Any:
+def PredictionGraph(predictor: Predictor) -> Any:
     """The prediction graph of a :class:`decalign.inference.Predictor` (an ``nn.Module`` whose
     ``forward(*features)`` takes one raw ``[B, T_m, D_m]`` tensor per modality, in
     ``predictor.modalities`` order). It holds a frozen copy of the model, so the exported
@@ -95,12 +99,12 @@ def PredictionGraph(predictor: Any) -> Any:
     return cls(model, predictor.modalities, predictor.stats, predictor.task == "classification").eval()
 
 
-def describe_graph(predictor: Any) -> dict[str, Any]:
+def describe_graph(predictor: Predictor) -> dict[str, Any]:
     """Names, shapes, dtypes and dynamic axes of the graph's inputs and outputs, and what the
     outputs mean (stored in every exported file)."""
     inputs = [{"name": m, "shape": ["batch", predictor.seq_lens[m], predictor.input_dims[m]], "dtype": "float32"}
               for m in predictor.modalities]
-    if predictor.task == "classification":
+    if predictor.class_names is not None:  # a classifier: the Predictor names classes exactly then
         c = len(predictor.class_names)
         outputs = [{"name": "logits", "shape": ["batch", c], "dtype": "float32"},
                    {"name": "probabilities", "shape": ["batch", c], "dtype": "float32"}]
@@ -121,7 +125,7 @@ def describe_graph(predictor: Any) -> dict[str, Any]:
     }
 
 
-def _example(predictor: Any, batch: int) -> tuple[Any, ...]:
+def _example(predictor: Predictor, batch: int) -> tuple[Any, ...]:
     import torch
 
     gen = torch.Generator().manual_seed(0)
@@ -129,7 +133,7 @@ def _example(predictor: Any, batch: int) -> tuple[Any, ...]:
                  for m in predictor.modalities)
 
 
-def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str], *, overwrite: bool = False,
+def export_model(predictor: Predictor, fmt: str, out: str | os.PathLike[str], *, overwrite: bool = False,
                  inputs: dict[str, str | os.PathLike[str] | None] | None = None) -> Path:
     """Write ``predictor``'s prediction graph to ``out`` in format ``fmt`` (see :data:`FORMATS`).
 
@@ -144,7 +148,7 @@ def export_model(predictor: Any, fmt: str, out: str | os.PathLike[str], *, overw
         return _write_graph(predictor, fmt, target)
 
 
-def _write_graph(predictor: Any, fmt: str, out: Path) -> Path:
+def _write_graph(predictor: Predictor, fmt: str, out: Path) -> Path:
     import torch
 
     from decalign.safety.outputs import atomic_write
@@ -170,6 +174,8 @@ def _write_graph(predictor: Any, fmt: str, out: Path) -> Path:
         onnx = require("onnx", "export", "decalign export --format onnx")
         onnx_program = torch.onnx.export(program, (), input_names=names, output_names=output_names, dynamo=True,
                                          verbose=False)
+    if onnx_program is None:  # torch returns no program only for the legacy exporter (dynamo=False)
+        raise RuntimeError("torch.onnx.export returned no ONNX program")
     proto = onnx_program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta
