@@ -57,6 +57,8 @@ if TYPE_CHECKING:
     from decalign.data import MultimodalDataset
 
 __all__ = [
+    "Direction",
+    "ParamKind",
     "ParamSpec",
     "StudyResult",
     "SweepReport",
@@ -84,25 +86,38 @@ HEARTBEAT_S = 60
 # -- search space ---------------------------------------------------------------------------------
 
 
+ParamKind = Literal["float", "int", "categorical"]
+"""The ``type`` of a searched setting in a search space file."""
+Direction = Literal["minimize", "maximize"]
+"""Which way a study optimises its objective (Optuna's names)."""
+
+
 @dataclass(frozen=True)
 class ParamSpec:
     """One searched setting: ``float``/``int`` in ``[low, high]`` (optionally log-scaled or
     stepped) or ``categorical`` among ``choices``."""
 
     name: str
-    kind: str
+    kind: ParamKind
     low: float | None = None
     high: float | None = None
     log: bool = False
     step: float | None = None
     choices: tuple[Any, ...] = ()
 
+    def _range(self) -> tuple[float, float]:
+        """``(low, high)`` of a ``float``/``int`` setting (:func:`load_space` requires both)."""
+        if self.low is None or self.high is None:
+            raise ValueError(f"search space key {self.name!r}: type {self.kind} needs low and high")
+        return self.low, self.high
+
     def suggest(self, trial: Any) -> Any:
         if self.kind == "float":
-            return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+            low, high = self._range()
+            return trial.suggest_float(self.name, low, high, log=self.log, step=self.step)
         if self.kind == "int":
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log,  # type: ignore[arg-type]
-                                     step=int(self.step or 1))
+            low, high = self._range()
+            return trial.suggest_int(self.name, int(low), int(high), log=self.log, step=int(self.step or 1))
         return trial.suggest_categorical(self.name, list(self.choices))
 
     def extremes(self) -> list[Any]:
@@ -110,7 +125,8 @@ class ParamSpec:
         if self.kind == "categorical":
             return list(self.choices)
         cast = int if self.kind == "int" else float
-        return [cast(self.low), cast(self.high)]
+        low, high = self._range()
+        return [cast(low), cast(high)]
 
 
 def default_space_path(preset: str) -> Path:
@@ -235,7 +251,8 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> Any:
     file; anything else an RDB URL (SQLite connections wait for locks instead of failing)."""
     import optuna
 
-    heartbeat = {"heartbeat_interval": heartbeat_s, "grace_period": 2 * heartbeat_s} if heartbeat_s > 0 else {}
+    # Optuna's defaults (None) leave heartbeats off.
+    interval, grace = (heartbeat_s, 2 * heartbeat_s) if heartbeat_s > 0 else (None, None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if url.startswith("journal:"):
@@ -258,7 +275,7 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> Any:
                 db.parent.mkdir(parents=True, exist_ok=True)
         else:
             engine_kwargs["pool_pre_ping"] = True  # a server that dropped idle connections is not an error
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        return RDBStorage(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace)
 
 
 def _retryable(err: BaseException) -> bool:
@@ -274,7 +291,7 @@ def _retryable(err: BaseException) -> bool:
     return isinstance(err, sqlalchemy.exc.SQLAlchemyError)
 
 
-def open_study(url: str, study_name: str, direction: str | None, *, sampler: Any = None, pruner: Any = None,
+def open_study(url: str, study_name: str, direction: Direction | None, *, sampler: Any = None, pruner: Any = None,
                heartbeat_s: int = HEARTBEAT_S, create: bool = True) -> Any:
     """Create or load ``study_name`` in ``url``, surviving concurrent workers doing the same.
 
@@ -595,14 +612,20 @@ def report_study(
         except (RuntimeError, ValueError) as err:  # e.g. no parameter varied
             return SweepReport([*lines, f"importance: not computed ({err})"])
     ax.set_title("", loc="left")  # optuna's own title, which ours would overlap
-    if ax.get_legend() is not None:  # one series ("Objective Value"): the legend says nothing
-        ax.get_legend().remove()
+    legend = ax.get_legend()
+    if legend is not None:  # one series ("Objective Value"): the legend says nothing
+        legend.remove()
     ax.set_title(f"Hyper-parameter importance (fANOVA) from {len(complete)} completed trials", fontsize=10)
-    ax.figure.set_size_inches(6.8, max(2.0, 0.35 * len(complete[0].params) + 1.2))
+    from matplotlib.figure import Figure
+
+    fig = ax.figure
+    if not isinstance(fig, Figure):  # optuna draws on a figure of its own, never a subfigure
+        raise RuntimeError("optuna drew the importance plot on a subfigure, which cannot be saved alone")
+    fig.set_size_inches(6.8, max(2.0, 0.35 * len(complete[0].params) + 1.2))
     out.mkdir(parents=True, exist_ok=True)
     path = out / "importance.png"
-    ax.figure.savefig(path, dpi=200, bbox_inches="tight")
+    fig.savefig(path, dpi=200, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
-    plt.close(ax.figure)
+    plt.close(fig)
     return SweepReport([*lines, f"importance: {path}"], path)
