@@ -132,6 +132,7 @@ def test_report_page_fills_every_directive_with_what_the_command_prints(tmp_path
 
 @pytest.mark.parametrize(("directive", "message"), [
     ('"x=../outside"', r"page.template.md:3: .*run directory '../outside'"),
+    ('"x=/etc"', r"^decalign: error: [^:]*page.template.md:3: run directory '/etc' is an absolute path"),
     ("--out somewhere runs/a", r"page.template.md:3: a directive prints one table and writes nothing: drop --out"),
     ("--no-such-flag runs/a", r"page.template.md:3: unrecognized arguments: --no-such-flag"),
     ("runs/missing", r"page.template.md:3: .*missing"),

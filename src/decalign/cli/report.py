@@ -152,7 +152,7 @@ def _page(args: argparse.Namespace) -> int:
         raise UsageError("--page names its runs in the template's directives, not on the command line")
     template_path, root = Path(args.page), Path(args.runs_root)
     if not template_path.is_file():
-        raise UsageError(f"--page {args.page}: no such file")
+        raise UsageError(f"--page {args.page}: {'not a file' if template_path.exists() else 'no such file'}")
     if not root.is_dir():
         raise UsageError(f"--runs-root {args.runs_root}: no such folder")
     if template_path.stat().st_size > MAX_TEMPLATE_CHARS * 4:  # before reading: at most 4 bytes a character
@@ -180,8 +180,9 @@ def _page(args: argparse.Namespace) -> int:
             rep = report(groups, split=ns.split, baseline=ns.baseline, n_boot=ns.bootstrap, level=ns.level,
                          bootstrap_seed=ns.bootstrap_seed, seeds=ns.seeds, probes=probes)
             return rep.to_markdown()
-        except DecalignError as err:
-            raise UsageError(f"{where}: {err}") from None
+        except DecalignError as err:  # one line naming the template's line (once: path errors already do)
+            message = str(err)
+            raise UsageError(message if message.startswith(f"{where}:") else f"{where}: {message}") from None
 
     def placed(directive: Directive) -> str:
         """The table as the page shows it: its headings below the page's sections (two levels
