@@ -30,22 +30,27 @@ def _imports(file: Path, modules: set[str]) -> set[str]:
     package = _module_name(file) if file.name == "__init__.py" else _module_name(file).rpartition(".")[0]
     typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
                    and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
-    found: set[str] = set()
+    found = {t for t in _imported_names(tree, package, typing_only) if t in modules}
+    return found - {_module_name(file)}
+
+
+def _imported_names(tree: ast.AST, package: str, skip: frozenset[int] | set[int] = frozenset()) -> list[str]:
+    """Every dotted name an import statement of ``tree`` names, relative imports resolved against
+    ``package`` (``from .x import y`` gives ``package.x`` and ``package.x.y``), except in the
+    nodes whose ids are in ``skip``."""
+    names: list[str] = []
     for node in ast.walk(tree):
-        if id(node) in typing_only:
+        if id(node) in skip:
             continue
         if isinstance(node, ast.Import):
-            targets = [a.name for a in node.names]
+            names += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 parts = package.split(".")
                 base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            targets = [base, *(f"{base}.{a.name}" for a in node.names)]
-        else:
-            continue
-        found.update(t for t in targets if t in modules)
-    return found - {_module_name(file)}
+            names += [base, *(f"{base}.{a.name}" for a in node.names)]
+    return names
 
 
 def test_no_import_cycles() -> None:
@@ -80,20 +85,9 @@ def _all_imports(file: Path, source: str | None = None) -> set[str]:
     tree = ast.parse(file.read_text() if source is None else source)
     package = _module_name(file) if file.name == "__init__.py" else _module_name(file).rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            names = [base, *(f"{base}.{a.name}" for a in node.names)]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    for name in _imported_names(tree, package):
+        parts = name.split(".")
+        found.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
     return found
 
 
