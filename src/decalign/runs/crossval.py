@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from decalign.errors import RunDirError
+from decalign.metrics.display import aggregate
 from decalign.runs.reader import ReadLimits, RunRecord, read_run
 
 if TYPE_CHECKING:
@@ -110,10 +109,6 @@ class CrossValidation:
                             row_header=f"{len(self.seeds)} seed(s), by video")
 
 
-def _spread(values: list[float]) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
-
-
 def _per_seed(run: RunRecord) -> list[dict[str, float]]:
     metric_fn = run.metric_fn()
     out = []
@@ -143,22 +138,24 @@ def read_cross_validation(path: str | os.PathLike[str], limits: ReadLimits | Non
         splits = fold.dataset.get("splits")
         sizes = {str(k): int(v["n"]) for k, v in splits.items()
                  if isinstance(v, Mapping) and isinstance(v.get("n"), int)} if isinstance(splits, Mapping) else {}
-        folds.append(FoldSummary(number, sizes, {k: float(np.mean([m[k] for m in per_seed])) for k in metrics},
-                                 {k: _spread([m[k] for m in per_seed]) for k in metrics}))
+        over_seeds = aggregate(per_seed)
+        folds.append(FoldSummary(number, sizes, over_seeds["mean"], over_seeds["std"]))
     first = record.seeds[0].predictions
     assert first is not None
+    over_folds = aggregate([f.mean for f in folds])
+    over_seeds = aggregate(pooled)
     return CrossValidation(
         path=Path(path),
         n_clips=len(first),
         folds_sha256=record.folds_sha256,
         metrics=metrics,
         folds=tuple(folds),
-        fold_mean={k: float(np.mean([f.mean[k] for f in folds])) for k in metrics},
-        fold_std={k: _spread([f.mean[k] for f in folds]) for k in metrics},
+        fold_mean=over_folds["mean"],
+        fold_std=over_folds["std"],
         seeds={s.seed: m for s, m in zip(record.seeds, pooled)},
-        mean={k: float(np.mean([m[k] for m in pooled])) for k in metrics},
-        std={k: _spread([m[k] for m in pooled]) for k in metrics},
-        std_population={k: float(np.std([m[k] for m in pooled])) for k in metrics},
+        mean=over_seeds["mean"],
+        std=over_seeds["std"],
+        std_population=aggregate(pooled, std="population")["std"],
     )
 
 

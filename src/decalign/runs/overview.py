@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from decalign.errors import DataError, UsageError
+from decalign.metrics.display import aggregate
 from decalign.runs.card import ProtocolCard, protocol_card
 from decalign.runs.compare import MetricDifference, aligned_outputs, paired_bootstrap
 from decalign.runs.distribution import Distribution
@@ -318,9 +319,8 @@ def report(
             warnings.simplefilter("ignore")  # a degenerate seed (constant outputs) has undefined metrics
             per_seed = [metric_fn(o, labels) for o in outputs]
         keys = keys or list(per_seed[0])
-        mean = {k: float(np.mean([m[k] for m in per_seed])) for k in keys}
-        std = {k: float(np.std([m[k] for m in per_seed], ddof=1)) if len(per_seed) > 1 else 0.0 for k in keys}
-        summaries.append(RunSummary(r.name, len(per_seed), mean, std))
+        spread = aggregate(per_seed)  # mean and sample std over seeds, as every decalign table
+        summaries.append(RunSummary(r.name, len(per_seed), spread["mean"], spread["std"]))
     assert keys is not None
     comparisons: list[MetricDifference] = []
     for i, r in enumerate(records):
