@@ -92,16 +92,10 @@ def run(args: argparse.Namespace) -> int:
                        ctx=ctx, std=args.std or "sample",
                        tensorboard=not args.no_tensorboard, in_place=True, progress=None)
         if ctx.is_main:
-            if args.plots:
-                from decalign.plots import plots_unavailable
-                from decalign.plots.run import plot_run
-
-                note = plots_unavailable()
-                if note:
-                    log.warning("%s", note)
-                else:
-                    figures = plot_run(out)
-                    print(f"figures: {RunDir(out).plots_dir} ({', '.join(f.name for f in figures) or 'none'})")
+            drawn = _draw_figures([out]) if args.plots else None
+            if drawn:
+                plots_dir, figures = drawn[0]
+                print(f"figures: {plots_dir} ({', '.join(f.name for f in figures) or 'none'})")
             if args.quiet:
                 print(result.table(std=args.std or "sample"))
                 if result.modality_check:
@@ -116,7 +110,7 @@ def _cross_validate(args: argparse.Namespace, config: RunConfig, dataset: Multim
     """``decalign train --cv K``: :func:`decalign.api.cross_validate`, then its table."""
     from decalign.api import cross_validate
     from decalign.errors import UsageError
-    from decalign.train.rundir import CVDir, RunDir
+    from decalign.train.rundir import CVDir
 
     if os.environ.get("WORLD_SIZE", "1") != "1":
         raise UsageError("--cv trains its folds one after another in one process; run it without torchrun")
@@ -124,18 +118,24 @@ def _cross_validate(args: argparse.Namespace, config: RunConfig, dataset: Multim
     result = cross_validate(config, dataset, out, args.cv, resume=args.resume, overwrite=args.overwrite,
                             quiet=args.quiet, tensorboard=not args.no_tensorboard, progress=None,
                             std=args.std or "sample")
-    if args.plots:
-        from decalign.plots import plots_unavailable
-        from decalign.plots.run import plot_run
-
-        note = plots_unavailable()
-        if note:
-            log.warning("%s", note)
-        else:
-            for fold in result.folds:
-                plot_run(fold)
-            print(f"figures: {', '.join(str(RunDir(f).plots_dir) for f in result.folds)}")
+    drawn = _draw_figures(result.folds) if args.plots else None
+    if drawn:
+        print(f"figures: {', '.join(str(plots_dir) for plots_dir, _ in drawn)}")
     if args.quiet:
         print(result.table())
     print(f"cross-validation: {CVDir(out).summary_file}")
     return 0
+
+
+def _draw_figures(runs: list[Path]) -> list[tuple[Path, list[Path]]] | None:
+    """``--plots``: every figure of each finished run directory, as (its plots folder, the
+    figures); None, with the reason logged, when the plots extra is missing."""
+    from decalign.plots import plots_unavailable
+    from decalign.plots.run import plot_run
+    from decalign.train.rundir import RunDir
+
+    note = plots_unavailable()
+    if note:
+        log.warning("%s", note)
+        return None
+    return [(RunDir(run).plots_dir, plot_run(run)) for run in runs]
