@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     ctx = context_from_environment(config.train.device)  # under torchrun: one process of a DDP job
     if not ctx.is_main:
         logging.getLogger("decalign").setLevel(logging.WARNING)  # one copy of the progress log
+    finished = False
     try:
         result = train(config, dataset, out, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
                        ctx=ctx, std=args.std or "sample",
@@ -101,8 +102,9 @@ def run(args: argparse.Namespace) -> int:
                 if result.modality_check:
                     print(result.modality_check)
             print(f"results: {RunDir(out).results_file}")
+        finished = True
     finally:
-        ctx.close()
+        ctx.close(finished)
     return 0
 
 

@@ -117,7 +117,7 @@ class Context:
     def barrier(self) -> None:
         return None
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         """Release process-group resources (nothing in one process)."""
         return None
 
@@ -340,8 +340,23 @@ class DistributedContext(Context):
         else:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """Leave the process group, all processes together when the job ``finished``.
+
+        Rank 0 writes the results and figures after the others are done; a process that tore
+        its gloo pairs down meanwhile, or exited with a DDP reducer still holding the group,
+        was once aborted (SIGABRT, "terminate called without an active exception") under load.
+        So a finished job first drops unreachable wrappers (``gc``) and meets at a barrier, and
+        only then destroys the group. After an error there is no barrier: the other processes
+        may be inside a different collective, and torchrun tears them down.
+        """
+        import gc
+
         import torch.distributed as dist
 
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if not dist.is_initialized():
+            return
+        if finished:
+            gc.collect()
+            self.barrier()
+        dist.destroy_process_group()
