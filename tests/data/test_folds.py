@@ -112,6 +112,8 @@ def test_valid_halves_swap_roles_keep_train_and_leave_the_test_split_out() -> No
 @pytest.mark.parametrize(("train", "valid", "k", "message"), [
     ({"a": 2}, {"b": 2}, 3, "2 video(s) among 4 clips cannot fill 3 folds"),
     ({"a": 2, "b": 2, "c": 2}, {"d": 2}, 2, "needs at least 3 folds"),
+    # a file without ids: the readers number its clips '<split>$_$<i>', which name no video
+    ({"train": 4}, {"valid": 2}, 3, "the file has no ids of its own, so no clip names its video"),
 ])
 def test_too_few_folds_or_videos_is_a_one_line_error(train: dict[str, int], valid: dict[str, int], k: int,
                                                      message: str) -> None:

@@ -57,6 +57,9 @@ __all__ = [
 VIDEO_SEPARATOR = "$_$"
 """What separates the video from the clip in a sample id (``03bSnISJMiM$_$1``)."""
 
+GENERATED_ID_PREFIXES = frozenset({"train", "valid", "test"})
+"""The readers number a file without ids ``<split>$_$<index>``: such a "video" is a split."""
+
 MIN_FOLDS = 3
 """A fold each for test and validation, and at least one to train on."""
 
@@ -88,6 +91,10 @@ def assign_folds(ids: Sequence[str] | np.ndarray, k: int) -> np.ndarray:
         raise DataError(f"the number of folds must be a positive integer, got {k!r}")
     videos = np.array([video_of(i) for i in ids], dtype=np.str_)
     names, counts = np.unique(videos, return_counts=True)
+    if set(names.tolist()) <= GENERATED_ID_PREFIXES:
+        raise DataError(f"the sample ids are '<split>{VIDEO_SEPARATOR}<index>' ({', '.join(map(str, names))}): "
+                        "the file has no ids of its own, so no clip names its video; cross-validation by video "
+                        f"needs ids '<video>{VIDEO_SEPARATOR}<clip>'")
     if len(names) < k:
         raise DataError(f"{len(names)} video(s) among {len(videos)} clips cannot fill {k} folds")
     sizes = [0] * k
