@@ -235,6 +235,18 @@ def test_protocol_card(tmp_path: Path) -> None:
     assert plain.overrides == () and plain.modalities_left_out is None
 
 
+def test_the_card_table_shortens_absolute_paths_and_the_json_keeps_them(tmp_path: Path) -> None:
+    weights = "/home/someone/models/minilm/model"
+    run = make_run(tmp_path, "a", {1: noisy(1)},
+                   overrides=[f"model.text_encoder.path={weights}", "model.text_encoder.kind=bert"])
+    card = protocol_card(read_run(run))
+    assert f'model.text_encoder.path="{weights}"' in (card.overrides or ())
+    assert card.to_dict()["overrides"] == list(card.overrides or ())
+    shown = dict(card.fields())["overrides"]
+    assert 'model.text_encoder.path=".../minilm/model"' in shown and "someone" not in shown
+    assert 'model.text_encoder.kind="bert"' in shown
+
+
 def test_written_files_and_refusals(tmp_path: Path) -> None:
     a = make_run(tmp_path, "=cmd", {1: noisy(1), 2: noisy(2)})
     b = make_run(tmp_path, "b", {1: noisy(3), 2: noisy(4)})

