@@ -195,7 +195,9 @@ def _env() -> dict[str, str]:
 
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    # the workers' own lines come first and torchrun's summary (about 3000 characters) last: keep both
+    err = proc.stderr if len(proc.stderr) <= 8000 else proc.stderr[:3000] + "\n[...]\n" + proc.stderr[-5000:]
+    assert proc.returncode == 0, err
 
 
 def _state_epoch(path: Path) -> int:
