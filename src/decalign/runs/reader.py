@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 
 from decalign.errors import RunDirError
 from decalign.train.rundir import CVDir, RunDir
+from decalign.train.runguard import RUN_JSON_MAX_BYTES, read_json_file
 
 __all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "only_seeds", "pool_runs", "read_run"]
 
@@ -36,7 +36,7 @@ __all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "only_seeds",
 class ReadLimits:
     """Bounds on what a run directory may make the reader load (checked before reading)."""
 
-    max_json_bytes: int = 32 * 1024 * 1024
+    max_json_bytes: int = RUN_JSON_MAX_BYTES
     """``config.json``, ``dataset.json``, ``results.json``."""
     max_csv_bytes: int = 512 * 1024 * 1024
     """A prediction file or ``history.csv``."""
@@ -133,13 +133,7 @@ def _checked_size(path: Path, limit: int, what: str) -> None:
 
 
 def _read_json(path: Path, what: str, limits: ReadLimits) -> dict[str, Any]:
-    _checked_size(path, limits.max_json_bytes, what)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise RunDirError(f"{str(path)!r}: the run's {what} is not valid JSON ({err})") from None
-    except OSError as err:
-        raise RunDirError(f"{str(path)!r}: cannot read the run's {what}: {err.strerror or err}") from None
+    data = read_json_file(path, what, limits.max_json_bytes)
     if not isinstance(data, dict):
         raise RunDirError(f"{str(path)!r}: the run's {what} must hold a JSON object, found {type(data).__name__}")
     return data

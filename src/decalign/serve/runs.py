@@ -9,14 +9,14 @@ under the resolved root. A symlink inside the root that points outside it is ref
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from decalign.errors import DecalignError
+from decalign.errors import DecalignError, RunDirError
+from decalign.train.runguard import read_json_file
 
 __all__ = ["MAX_DEPTH", "RunIndex", "RunNotFound", "RunSummary", "UnsafeName"]
 
@@ -57,18 +57,13 @@ class RunSummary:
 
 
 def read_json(path: Path) -> Any:
-    """A run's JSON file, bounded in size; a missing, oversized or broken file is a RunNotFound
-    naming it (the run is incomplete, not the request wrong)."""
+    """A run's JSON file through :func:`decalign.train.runguard.read_json_file`, bounded by
+    ``MAX_JSON_FILE`` and named by its file name only; a missing, oversized or broken file is a
+    RunNotFound (the run is incomplete, not the request wrong)."""
     try:
-        size = path.stat().st_size
-    except OSError:
-        raise RunNotFound(f"{path.name}: missing") from None
-    if size > MAX_JSON_FILE:
-        raise RunNotFound(f"{path.name}: {size} bytes, more than the {MAX_JSON_FILE} a run file may have")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise RunNotFound(f"{path.name}: not readable JSON ({err})") from None
+        return read_json_file(path, "file", MAX_JSON_FILE, shown=path.name)
+    except RunDirError as err:
+        raise RunNotFound(str(err)) from None
 
 
 def _metrics(values: Any) -> dict[str, float]:

@@ -34,6 +34,7 @@ from decalign.errors import RunDirError
 
 __all__ = [
     "LOCK_NAME",
+    "RUN_JSON_MAX_BYTES",
     "RunLock",
     "check_device",
     "check_fingerprint",
@@ -131,17 +132,43 @@ def data_fingerprint(dataset: Any) -> dict[str, Any]:
     return {"sha256": digest.hexdigest(), "splits": sizes}
 
 
-def read_json_file(path: Path, what: str = "file") -> Any:
-    """JSON from ``path``, or a :class:`RunDirError` naming it (truncated, not JSON, unreadable)."""
+RUN_JSON_MAX_BYTES = 32 * 2**20
+"""The largest JSON file a run directory may hold (``results.json`` of many seeds is ~100 KB)."""
+
+
+def read_json_file(path: Path, what: str = "file", max_bytes: int = RUN_JSON_MAX_BYTES, *,
+                   shown: str | None = None) -> Any:
+    """JSON from a run's file ``path``, read only if it is a regular file of at most ``max_bytes``.
+
+    The one reader of a run directory's JSON (training's resume checks, ``decalign report`` and
+    the web app's run index all go through it), so each refusal reads the same everywhere.
+    ``shown`` is how messages name the file (default: its whole path; the web app passes the
+    file's name, since its clients are not told where the server keeps its runs).
+
+    Raises:
+        RunDirError: one line naming ``path`` and ``what``: missing, unreadable, not a regular
+            file, over ``max_bytes``, or not JSON (truncated or edited).
+    """
+    where = repr(str(path)) if shown is None else repr(shown)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise RunDirError(f"{where}: the run's {what} is missing") from None
+    except OSError as err:
+        raise RunDirError(f"{where}: cannot read the run's {what}: {err.strerror or err}") from None
+    if not path.is_file():
+        raise RunDirError(f"{where}: the run's {what} is not a regular file")
+    if size > max_bytes:
+        raise RunDirError(f"{where}: the run's {what} has {size} bytes, over the limit of {max_bytes}")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunDirError(f"{str(path)!r}: the run's {what} is missing") from None
     except PermissionError:
-        raise RunDirError(f"{str(path)!r}: cannot read the run's {what}: permission denied") from None
+        raise RunDirError(f"{where}: cannot read the run's {what}: permission denied") from None
+    except OSError as err:
+        raise RunDirError(f"{where}: cannot read the run's {what}: {err.strerror or err}") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise RunDirError(
-            f"{str(path)!r}: the run's {what} is not valid JSON (truncated or edited? {err}); restore it "
+            f"{where}: the run's {what} is not valid JSON (truncated or edited? {err}); restore it "
             "or start a new run (--overwrite)"
         ) from None
 
