@@ -27,7 +27,7 @@ import numpy as np
 
 from decalign.errors import RunDirError
 from decalign.train.rundir import CVDir, RunDir
-from decalign.train.runguard import RUN_JSON_MAX_BYTES, read_json_file
+from decalign.train.runguard import RUN_JSON_MAX_BYTES, check_run_file, read_json_file
 
 __all__ = ["Predictions", "ReadLimits", "RunRecord", "SeedRecord", "only_seeds", "pool_runs", "read_run"]
 
@@ -119,19 +119,6 @@ class RunRecord:
         return metrics_for(self.kind, self.task, self.label_range, self.class_names)
 
 
-def _checked_size(path: Path, limit: int, what: str) -> None:
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise RunDirError(f"{str(path)!r}: the run's {what} is missing (not a finished decalign run?)") from None
-    except OSError as err:
-        raise RunDirError(f"{str(path)!r}: cannot read the run's {what}: {err.strerror or err}") from None
-    if not path.is_file():
-        raise RunDirError(f"{str(path)!r}: the run's {what} is not a regular file")
-    if size > limit:
-        raise RunDirError(f"{str(path)!r}: the run's {what} has {size} bytes, over the limit of {limit}")
-
-
 def _read_json(path: Path, what: str, limits: ReadLimits) -> dict[str, Any]:
     data = read_json_file(path, what, limits.max_json_bytes)
     if not isinstance(data, dict):
@@ -140,7 +127,7 @@ def _read_json(path: Path, what: str, limits: ReadLimits) -> dict[str, Any]:
 
 
 def _csv_rows(path: Path, what: str, limits: ReadLimits) -> tuple[list[str], list[list[str]]]:
-    _checked_size(path, limits.max_csv_bytes, what)
+    check_run_file(path, what, limits.max_csv_bytes)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)

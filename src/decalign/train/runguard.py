@@ -38,6 +38,7 @@ __all__ = [
     "RunLock",
     "check_device",
     "check_fingerprint",
+    "check_run_file",
     "data_fingerprint",
     "opened_run",
     "read_json_file",
@@ -136,6 +137,27 @@ RUN_JSON_MAX_BYTES = 32 * 2**20
 """The largest JSON file a run directory may hold (``results.json`` of many seeds is ~100 KB)."""
 
 
+def check_run_file(path: Path, what: str, max_bytes: int, *, shown: str | None = None) -> str:
+    """Refuse a run's file ``path`` before reading it: missing, unreadable, not a regular file, or
+    over ``max_bytes``; returns how messages name it (``shown``, default its quoted path).
+
+    Raises:
+        RunDirError: one line naming the file and ``what``.
+    """
+    where = repr(str(path)) if shown is None else repr(shown)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise RunDirError(f"{where}: the run's {what} is missing") from None
+    except OSError as err:
+        raise RunDirError(f"{where}: cannot read the run's {what}: {err.strerror or err}") from None
+    if not path.is_file():
+        raise RunDirError(f"{where}: the run's {what} is not a regular file")
+    if size > max_bytes:
+        raise RunDirError(f"{where}: the run's {what} has {size} bytes, over the limit of {max_bytes}")
+    return where
+
+
 def read_json_file(path: Path, what: str = "file", max_bytes: int = RUN_JSON_MAX_BYTES, *,
                    shown: str | None = None) -> Any:
     """JSON from a run's file ``path``, read only if it is a regular file of at most ``max_bytes``.
@@ -149,17 +171,7 @@ def read_json_file(path: Path, what: str = "file", max_bytes: int = RUN_JSON_MAX
         RunDirError: one line naming ``path`` and ``what``: missing, unreadable, not a regular
             file, over ``max_bytes``, or not JSON (truncated or edited).
     """
-    where = repr(str(path)) if shown is None else repr(shown)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise RunDirError(f"{where}: the run's {what} is missing") from None
-    except OSError as err:
-        raise RunDirError(f"{where}: cannot read the run's {what}: {err.strerror or err}") from None
-    if not path.is_file():
-        raise RunDirError(f"{where}: the run's {what} is not a regular file")
-    if size > max_bytes:
-        raise RunDirError(f"{where}: the run's {what} has {size} bytes, over the limit of {max_bytes}")
+    where = check_run_file(path, what, max_bytes, shown=shown)
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except PermissionError:
