@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from decalign.data.types import MultimodalDataset, Split
+from decalign.data.types import ID_SEPARATOR, MultimodalDataset, Split
 from decalign.errors import DataError
 
 if TYPE_CHECKING:
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIN_FOLDS",
-    "VIDEO_SEPARATOR",
     "FoldPlan",
     "PooledData",
     "assign_folds",
@@ -53,9 +52,6 @@ __all__ = [
     "video_of",
     "write_split_files",
 ]
-
-VIDEO_SEPARATOR = "$_$"
-"""What separates the video from the clip in a sample id (``03bSnISJMiM$_$1``)."""
 
 GENERATED_ID_PREFIXES = frozenset({"train", "valid", "test"})
 """The readers number a file without ids ``<split>$_$<index>``: such a "video" is a split."""
@@ -70,10 +66,10 @@ def video_of(clip_id: str) -> str:
     Raises:
         DataError: an id without a video part (one line that names the id and the expected form).
     """
-    video, sep, _ = str(clip_id).rpartition(VIDEO_SEPARATOR)
+    video, sep, _ = str(clip_id).rpartition(ID_SEPARATOR)
     if not sep or not video:
         raise DataError(f"sample id {str(clip_id)[:80]!r} names no video: splitting by video needs ids "
-                        f"'<video>{VIDEO_SEPARATOR}<clip>' (as MMSA files and `decalign extract` write them)")
+                        f"'<video>{ID_SEPARATOR}<clip>' (as MMSA files and `decalign extract` write them)")
     return video
 
 
@@ -92,9 +88,9 @@ def assign_folds(ids: Sequence[str] | np.ndarray, k: int) -> np.ndarray:
     videos = np.array([video_of(i) for i in ids], dtype=np.str_)
     names, counts = np.unique(videos, return_counts=True)
     if set(names.tolist()) <= GENERATED_ID_PREFIXES:
-        raise DataError(f"the sample ids are '<split>{VIDEO_SEPARATOR}<index>' ({', '.join(map(str, names))}): "
+        raise DataError(f"the sample ids are '<split>{ID_SEPARATOR}<index>' ({', '.join(map(str, names))}): "
                         "the file has no ids of its own, so no clip names its video; cross-validation by video "
-                        f"needs ids '<video>{VIDEO_SEPARATOR}<clip>'")
+                        f"needs ids '<video>{ID_SEPARATOR}<clip>'")
     if len(names) < k:
         raise DataError(f"{len(names)} video(s) among {len(videos)} clips cannot fill {k} folds")
     sizes = [0] * k

@@ -26,7 +26,7 @@ import numpy as np
 
 from decalign.data.arrays import ReadLog, class_labels, concat_splits, replace_nonfinite_, str_array
 from decalign.data.detect import IEMOCAP_CLASSES_4, IEMOCAP_CLASSES_6
-from decalign.data.types import DataError, MultimodalDataset, Split
+from decalign.data.types import DataError, MultimodalDataset, Split, sample_id
 
 __all__ = ["DIALOGUE_ITEMS", "apply_iemocap_protocol", "is_dialogue_layout", "read_iemocap_dialogue"]
 
@@ -97,7 +97,7 @@ def _read_dialogues(
             )
         labels.append(y)
         sentences.extend(sent)
-        ids.extend(f"{vid}$_${i}" for i in range(n))
+        ids.extend(sample_id(vid, i) for i in range(n))
     if not labels:
         raise DataError(f"{source}, split {split!r}: no dialogues")
     features: dict[str, np.ndarray] = {}

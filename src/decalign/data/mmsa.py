@@ -30,7 +30,7 @@ from decalign.data.arrays import (
     str_array,
 )
 from decalign.data.detect import BENCHMARKS, detect_kind, shape_mismatch
-from decalign.data.types import SPLITS, DataError, MultimodalDataset, Split, Task
+from decalign.data.types import SPLITS, DataError, MultimodalDataset, Split, Task, numbered_ids
 
 __all__ = ["MODALITY_KEYS", "UNIMODAL_LABEL_KEYS", "read_mmsa"]
 
@@ -152,7 +152,7 @@ def read_mmsa(obj: Any, source: str, kind: str | None, log: ReadLog) -> Multimod
         if "id" in sp:
             ids = str_array(sp["id"], where, "id")
         else:
-            ids = np.array([f"{name}$_${i}" for i in range(n)], dtype=np.str_)
+            ids = numbered_ids(name, n)
             log.note("no 'id' key: ids generated as '<split>$_$<index>'")
         raw_text = str_array(sp["raw_text"], where, "raw_text") if "raw_text" in sp else None
         extra = {

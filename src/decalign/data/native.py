@@ -61,7 +61,7 @@ from decalign.data.arrays import (
     str_array,
 )
 from decalign.data.detect import BENCHMARKS, detect_kind, shape_mismatch
-from decalign.data.types import SPLITS, DataError, MultimodalDataset, Split, Task
+from decalign.data.types import SPLITS, DataError, MultimodalDataset, Split, Task, numbered_ids
 
 __all__ = ["ACCEPTED_FORMATS", "FORMAT_NAME", "FORMAT_VERSION", "load_native", "save_native", "sniff_format"]
 
@@ -362,7 +362,7 @@ def _read_split(src: _Source, name: str, modalities: list[str], task: Task, log:
     if "ids" in src:
         ids = str_array(src["ids"], where, "ids")
     else:
-        ids = np.array([f"{name}$_${i}" for i in range(n)], dtype=np.str_)
+        ids = numbered_ids(name, n)
         log.note("no 'ids' array: ids generated as '<split>$_$<index>'")
     raw_text = str_array(src["raw_text"], where, "raw_text") if "raw_text" in src else None
     text_bert = None

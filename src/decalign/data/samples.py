@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from decalign.data.arrays import bert_inputs, float_features, int_lengths, replace_nonfinite_, str_array
-from decalign.data.types import SPLITS, DataError, MultimodalDataset
+from decalign.data.types import SPLITS, DataError, MultimodalDataset, numbered_ids
 
 __all__ = ["SampleSet", "Samples", "describe_samples", "read_samples", "samples_from_dataset"]
 
@@ -123,7 +123,7 @@ def _read_set(get: Callable[[str], Any], keys: list[str], where: str, name: str,
         if ids.shape != (n,):
             raise DataError(f"{where}, key {id_key!r}: expected shape ({n},), found {ids.shape}")
     else:
-        ids = np.array([f"{name}$_${i}" for i in range(n)], dtype=np.str_)
+        ids = numbered_ids(name, n)
     labels = None
     label_key = next((k for k in LABEL_KEYS if k in keys), None)
     if label_key is not None:

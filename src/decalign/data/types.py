@@ -16,9 +16,23 @@ import numpy as np
 from decalign.data.detect import SPLITS
 from decalign.errors import DataError
 
-__all__ = ["SPLITS", "DataError", "MultimodalDataset", "Split", "Task"]
+__all__ = ["ID_SEPARATOR", "SPLITS", "DataError", "MultimodalDataset", "Split", "Task", "numbered_ids", "sample_id"]
 
 Task = Literal["regression", "classification"]
+
+ID_SEPARATOR = "$_$"
+"""Between the group (video, dialogue) and the clip in a sample id, as MMSA writes them
+(``03bSnISJMiM$_$11``); cross-validation by video splits ids at its last occurrence."""
+
+
+def sample_id(group: object, clip: object) -> str:
+    """The id of clip ``clip`` of video or dialogue ``group``: ``<group>$_$<clip>``."""
+    return f"{group}{ID_SEPARATOR}{clip}"
+
+
+def numbered_ids(split: str, n: int) -> np.ndarray:
+    """Ids for a file that has none: ``<split>$_$<index>`` (which name no video)."""
+    return np.array([sample_id(split, i) for i in range(n)], dtype=np.str_)
 
 
 @dataclass

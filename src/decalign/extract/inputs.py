@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from decalign.data.types import sample_id
 from decalign.extract.errors import ExtractError
 from decalign.extract.media import MEDIA_SUFFIXES
 
@@ -336,8 +337,8 @@ def discover_clips(
             raise ExtractError(f"{_where(t_file, row)}, clip {name!r}: mode must be train, valid or test, "
                                f"found {mode[:20]!r}")
         video = row.get("video_id") or None
-        sample_id = f"{video}$_${row['clip_id']}" if video else row["clip_id"]
-        clips.append(Clip(sample_id, row["clip_id"], video, path, start, end, row.get("text", ""), label, mode))
+        clip_id = sample_id(video, row["clip_id"]) if video else row["clip_id"]
+        clips.append(Clip(clip_id, row["clip_id"], video, path, start, end, row.get("text", ""), label, mode))
     return clips
 
 
