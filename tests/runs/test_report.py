@@ -235,6 +235,23 @@ def test_protocol_card(tmp_path: Path) -> None:
     assert plain.overrides == () and plain.modalities_left_out is None
 
 
+def test_the_report_notes_other_data_or_selection_behind_the_same_clips(tmp_path: Path) -> None:
+    base = make_run(tmp_path, "base", {1: noisy(1)})
+    same = make_run(tmp_path, "same", {1: noisy(2)}, overrides=["train.lr=0.5"])  # settings are compared, not noted
+    other = make_run(tmp_path, "other", {1: noisy(3)})
+    described = json.loads((other / "dataset.json").read_text())
+    described["fingerprint"]["sha256"] = "cd" * 32  # e.g. a misleading modality written into the same clips
+    (other / "dataset.json").write_text(json.dumps(described))
+    results = json.loads((other / "results.json").read_text())
+    (other / "results.json").write_text(json.dumps({**results, "selection_metric": "acc2_non0"}))
+    rep = report([base, same, other], n_boot=10)
+    assert rep.protocol_notes == (
+        f"other differs from base in: data sha256 {'cd' * 8} (baseline {'ab' * 8}); "
+        "epochs selected by acc2_non0 (baseline loss)",)
+    assert rep.to_text().count("note: other differs from base") == 1
+    assert report([base, same], n_boot=10).protocol_notes == ()
+
+
 def test_the_card_table_shortens_absolute_paths_and_the_json_keeps_them(tmp_path: Path) -> None:
     weights = "/home/someone/models/minilm/model"
     run = make_run(tmp_path, "a", {1: noisy(1)},

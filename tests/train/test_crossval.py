@@ -162,6 +162,16 @@ def test_report_pairs_two_cross_validations_clip_by_clip(cv: Path, data: Path, t
     assert main(["report", str(cv), str(other), "--bootstrap", "20"]) == 0
     printed = capsys.readouterr().out
     assert "cross-validation: 3 folds by video" in printed and "fold 3: 1: 1, 2: 1" in printed
+    assert rep.protocol_notes == ()  # same folds, same data, same selection
+    four = tmp_path / "cv_four"
+    assert _cv(data, four, folds="4", seeds=("1",)) == 0
+    other_folds = report([cv, four], n_boot=10)
+    digests = [read_run(r).folds_sha256 or "" for r in (four, cv)]
+    assert other_folds.protocol_notes == (
+        f"cv_four differs from {cv.name} in: other folds (folds.csv sha256 {digests[0][:16]}, "
+        f"baseline {digests[1][:16]})",)
+    assert "**Note:** cv_four differs" in other_folds.to_markdown()
+    assert other_folds.to_dict()["protocol_notes"] == list(other_folds.protocol_notes)
     plain = tmp_path / "plain"
     assert main(["train", "--data", str(data), "--seeds", "1", "--out", str(plain), *QUIET, "--set", *TINY]) == 0
     with pytest.raises(DataError, match="same samples"):  # the plain run's test clips are not the folds' clips

@@ -18,7 +18,7 @@ from typing import Any
 
 from decalign.runs.reader import RunRecord
 
-__all__ = ["ProtocolCard", "preset_overrides", "protocol_card"]
+__all__ = ["ProtocolCard", "preset_overrides", "protocol_card", "protocol_differences"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ class ProtocolCard:
     """A cross-validation's folds (how many, by what, the plan's digest); ``None`` for a plain run."""
     fold_best_epochs: dict[int, dict[int, int]] | None = None
     """A cross-validation's best epoch per fold and seed (``best_epochs`` is then empty)."""
+    folds_sha256: str | None = None
+    """A cross-validation's ``folds.csv`` digest (its plan of clips to folds)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -162,6 +164,25 @@ def protocol_card(run: RunRecord) -> ProtocolCard:
     )
 
 
+def protocol_differences(card: ProtocolCard, baseline: ProtocolCard) -> list[str]:
+    """What makes ``card``'s numbers answer another question than ``baseline``'s, though the two
+    were paired clip by clip: other data behind the same clips (the fingerprints differ: other
+    features, a misleading modality), other folds (a cross-validation of another plan, or one side
+    not a cross-validation), another selection metric. Settings (``overrides``, epochs, the
+    architecture) are what a comparison compares and are not listed."""
+    found = []
+    if card.fingerprint and baseline.fingerprint and card.fingerprint != baseline.fingerprint:
+        found.append(f"data sha256 {card.fingerprint[:16]} (baseline {baseline.fingerprint[:16]})")
+    if (card.cross_validation is None) != (baseline.cross_validation is None):
+        found.append("a cross-validation beside a plain run")
+    elif card.folds_sha256 != baseline.folds_sha256:
+        found.append(f"other folds (folds.csv sha256 {(card.folds_sha256 or '?')[:16]}, "
+                     f"baseline {(baseline.folds_sha256 or '?')[:16]})")
+    if card.selection_metric != baseline.selection_metric:
+        found.append(f"epochs selected by {card.selection_metric} (baseline {baseline.selection_metric})")
+    return found
+
+
 def _cross_validation(run: RunRecord) -> dict[str, Any]:
     """The card's fields for a cross-validation (:attr:`RunRecord.folds`); none for a plain run."""
     if not run.folds:
@@ -173,4 +194,5 @@ def _cross_validation(run: RunRecord) -> dict[str, Any]:
         "cross_validation": f"{k} folds by video (test fold k, valid fold k+1, out-of-fold predictions pooled); "
                             f"folds.csv sha256 {(run.folds_sha256 or '?')[:16]}",
         "fold_best_epochs": {f: {s.seed: s.best_epoch for s in fold.seeds} for f, fold in enumerate(run.folds, 1)},
+        "folds_sha256": run.folds_sha256,
     }

@@ -34,7 +34,7 @@ import numpy as np
 
 from decalign.errors import DataError, UsageError
 from decalign.metrics.display import aggregate
-from decalign.runs.card import ProtocolCard, protocol_card
+from decalign.runs.card import ProtocolCard, protocol_card, protocol_differences
 from decalign.runs.compare import MetricDifference, aligned_outputs, paired_bootstrap
 from decalign.runs.distribution import Distribution
 from decalign.runs.reader import ReadLimits, RunRecord, only_seeds, pool_runs, read_run
@@ -88,6 +88,9 @@ class Report:
     """Rows of a ``decalign probe --json`` file, shown beside the runs (not compared)."""
     directories: tuple[str, ...] = ()
     """Every run directory read (a file of one is never written by :func:`write_report`)."""
+    protocol_notes: tuple[str, ...] = ()
+    """One line per compared run whose protocol differs from the baseline's in what the pairing
+    cannot see (:func:`~decalign.runs.card.protocol_differences`)."""
 
     # -- rendering --------------------------------------------------------------------------------
 
@@ -129,7 +132,8 @@ class Report:
         """The console table: the runs side by side, the paired differences, the cards."""
         parts = [_aligned(self._summary_cells())]
         if self.comparisons:
-            parts += ["", _aligned(self._comparison_cells()), self._comparison_note()]
+            parts += ["", _aligned(self._comparison_cells()), self._comparison_note(),
+                      *(f"note: {n}" for n in self.protocol_notes)]
         for card in self.cards:
             parts += ["", f"protocol of {card.run}:"] + [f"  {k}: {v}" for k, v in card.fields()]
         return "\n".join(parts)
@@ -139,6 +143,7 @@ class Report:
         if self.comparisons:
             parts += ["", f"## Paired differences against {self.baseline}", "", _markdown(self._comparison_cells()),
                       "", self._comparison_note() + "."]
+            parts += [line for note in self.protocol_notes for line in ("", "**Note:** " + " ".join(note.split()))]
         parts += ["", "## Protocol cards"]
         for card in self.cards:
             parts += ["", f"### {card.run}", "", _markdown([["field", "value"], *card.fields()])]
@@ -158,6 +163,7 @@ class Report:
             "comparisons": [{**c.__dict__, "verdict": c.verdict} for c in self.comparisons],
             "cards": [c.to_dict() for c in self.cards],
             "probes": [{"name": p.name, "alpha": p.alpha, "metrics": p.metrics} for p in self.probes],
+            "protocol_notes": list(self.protocol_notes),
         }
 
     def summary_rows(self) -> list[list[Any]]:
@@ -326,10 +332,14 @@ def report(
     for i, r in enumerate(records):
         if i != base_index:
             comparisons += paired_bootstrap(first, r, metric_fn, n_boot=n_boot, level=level, seed=bootstrap_seed)
+    cards = tuple(protocol_card(r) for r in records)
+    notes = tuple(f"{card.run} differs from {first.name} in: {'; '.join(found)}"
+                  for i, card in enumerate(cards)
+                  if i != base_index and (found := protocol_differences(card, cards[base_index])))
     return Report(
         split=split, baseline=first.name, level=level, n_boot=n_boot, bootstrap_seed=bootstrap_seed,
         n_samples=len(aligned_outputs(first)[2]), metrics=tuple(keys),
-        summaries=tuple(summaries), comparisons=tuple(comparisons), cards=tuple(protocol_card(r) for r in records),
+        summaries=tuple(summaries), comparisons=tuple(comparisons), cards=cards, protocol_notes=notes,
         probes=() if probes is None else read_probes(probes, split, limits),
         directories=tuple(str(Path(p)) for _, dirs in groups for p in dirs),
     )
