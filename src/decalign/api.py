@@ -24,7 +24,7 @@ from decalign.config import (
     apply_overrides,
     section_overrides,
 )
-from decalign.config.presets import PRESETS, custom_preset, get_preset
+from decalign.config.presets import PRESETS, custom_preset, finetune_changes, get_preset
 from decalign.data import DataError, MultimodalDataset, describe_dataset, load_dataset
 from decalign.train.modality_check import summary as check_summary
 
@@ -113,10 +113,14 @@ def resolve_config(
     preset: str | None = None,
     overrides: Iterable[Override] | Mapping[str, Any] = (),
     path: str | os.PathLike[str] | None = None,
+    encoder: str | os.PathLike[str] | None = None,
 ) -> RunConfig:
     """The preset for ``dataset`` (its kind unless ``preset`` names one), with ``overrides``.
 
     ``custom`` data gets :func:`decalign.config.presets.custom_preset` for its task.
+    ``encoder``: a local text-encoder folder to fine-tune (``--encoder``); the preset's
+    fine-tuning settings (:func:`~decalign.config.presets.finetune_changes`) go between the
+    preset and ``overrides``.
     """
     name = preset or dataset.kind
     if name == "custom" or name not in PRESETS:
@@ -128,6 +132,8 @@ def resolve_config(
     base = dataclasses.replace(
         base, data=dataclasses.replace(base.data, dataset=dataset.kind, path=None if path is None else os.fspath(path))
     )
+    if encoder is not None:
+        base = apply_overrides(base, finetune_changes(base.preset, os.fspath(encoder)))
     config = apply_overrides(base, overrides)
     task_loss = config.objective.task_loss
     if dataset.task == "classification" and task_loss != "ce":
@@ -157,13 +163,15 @@ def load_and_resolve(
     kind: str | None = None,
     preset: str | None = None,
     overrides: Sequence[Override] = (),
+    encoder: str | os.PathLike[str] | None = None,
 ) -> tuple[MultimodalDataset, RunConfig]:
     """The data at ``path`` (see :func:`data_config`) and its configuration: ``preset`` (default:
-    the data's own) with ``overrides``, the way ``decalign train``, ``bench`` and ``sweep`` resolve
-    their flags. The data is built from the same overrides its ``config.json`` records."""
+    the data's own) with ``overrides`` (and ``encoder``, see :func:`resolve_config`), the way
+    ``decalign train``, ``bench`` and ``sweep`` resolve their flags. The data is built from the
+    same overrides its ``config.json`` records."""
     data = data_config(path, kind, overrides)
     dataset = load_dataset(data.path, data)
-    return dataset, resolve_config(dataset, preset, overrides, path=path)
+    return dataset, resolve_config(dataset, preset, overrides, path=path, encoder=encoder)
 
 
 @dataclass

@@ -3,6 +3,8 @@ what it changes from the defaults or from its parent (no repeated blocks, no no-
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from decalign.config.presets import (
     PRESETS,
     Preset,
     custom_preset,
+    finetune_changes,
     get_preset,
     preset_names,
 )
@@ -47,6 +50,49 @@ def test_a_preset_differs_from_its_base_exactly_where_it_says(preset: Preset) ->
     base, built = _flat(_base(preset)), _flat(preset.build())
     differ = {k for k in base if base[k] != built[k]}
     assert differ == set(preset.changes) | ({"preset"} if base["preset"] != preset.name else set())
+
+
+ENCODER = "/models/minilm"
+ENCODER_KEYS = {"model.text_encoder.kind", "model.text_encoder.path"}
+
+
+@pytest.mark.parametrize("preset", ALL, ids=lambda p: p.name)
+def test_fine_tuning_adds_the_encoder_and_exactly_the_preset_schedule(preset: Preset) -> None:
+    """``--encoder DIR``: the encoder, then the schedule the preset (or a parent) declares, each
+    entry changing something (a restated value fails, as for ``changes``) and valid with it."""
+    built = preset.build()
+    changes = finetune_changes(preset.name, ENCODER)
+    assert set(changes) <= set(flat_keys(RunConfig)) - {"preset"}
+    tuned = apply_overrides(built, changes)
+    plain = apply_overrides(built, {"model.text_encoder.kind": "bert", "model.text_encoder.path": ENCODER})
+    before, after = _flat(plain), _flat(tuned)
+    assert {k for k in before if before[k] != after[k]} == set(changes) - ENCODER_KEYS
+    assert tuned.model.text_encoder.path == ENCODER and tuned.preset == preset.name
+
+
+def test_the_schedules_of_the_fine_tuned_recipes() -> None:
+    assert finetune_changes("text_finetune", ENCODER) == {
+        "model.text_encoder.kind": "bert", "model.text_encoder.path": ENCODER,
+        "train.bert_warmup_steps": 20, "train.bert_decay": "linear"}
+    assert finetune_changes("mosi_tuned", ENCODER)["train.bert_warmup_steps"] == 33
+    assert set(finetune_changes("mosi", ENCODER)) == set(finetune_changes("custom", ENCODER)) == ENCODER_KEYS
+
+
+def test_encoder_flag_resolves_as_the_settings_it_stands_for_and_set_still_wins(tmp_path: Path) -> None:
+    from decalign.cli import main
+
+    dumps = {}
+    for name, args in {
+        "flag": ["--encoder", ENCODER, "--set", "train.bert_lr=1e-5"],
+        "sets": ["--set", "model.text_encoder.kind=bert", f"model.text_encoder.path={ENCODER}",
+                 "train.bert_warmup_steps=20", "train.bert_decay=linear", "train.bert_lr=1e-5"],
+        "wins": ["--encoder", ENCODER, "--set", "train.bert_warmup_steps=5", "train.bert_lr=1e-5"],
+    }.items():
+        dumps[name] = tmp_path / f"{name}.json"
+        assert main(["train", "--preset", "text_finetune", "-q", *args, "--dump-config", str(dumps[name])]) == 0
+    assert dumps["flag"].read_text() == dumps["sets"].read_text()
+    wins = config_from_dict(RunConfig, json.loads(dumps["wins"].read_text()))
+    assert wins.train.bert_warmup_steps == 5 and wins.train.bert_decay == "linear" and wins.train.bert_lr == 1e-5
 
 
 @pytest.mark.parametrize("preset", ALL, ids=lambda p: p.name)
@@ -123,3 +169,14 @@ def test_presets_custom_prints_the_regression_settings_and_says_what_classificat
     out, err = capsys.readouterr()
     assert json.loads(out) == config_to_dict(custom_preset("regression"))
     assert "objective.task_loss=ce" in err and "train.selection_metric=waf1" in err
+
+
+def test_presets_name_says_what_encoder_adds(capsys: pytest.CaptureFixture[str]) -> None:
+    from decalign.cli import main
+
+    assert main(["presets", "text_finetune"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == config_to_dict(get_preset("text_finetune"))
+    assert err.strip() == 'text_finetune: with --encoder DIR also train.bert_warmup_steps=20 train.bert_decay="linear"'
+    assert main(["presets", "mosi"]) == 0
+    assert capsys.readouterr().err == ""

@@ -145,9 +145,10 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def text_run(tiny: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "text_ft"
+    # --encoder: the encoder and the preset's schedule (warm-up 20, linear decay); --set's warm-up wins
     assert main(["train", "--data", str(tiny), "--preset", "text_finetune", "--epochs", "1", "--seeds", "3",
-                 "--out", str(out), *QUIET, *BERT, "train.batch_size=8", "train.bert_warmup_steps=1",
-                 "train.bert_decay=linear"]) == 0
+                 "--out", str(out), "--encoder", str(MODEL), *QUIET, "train.batch_size=8",
+                 "train.bert_warmup_steps=1"]) == 0
     return out
 
 
@@ -156,6 +157,7 @@ def test_trains_through_decalign_train_with_the_encoder_schedule(text_run: Path)
 
     config = json.loads((text_run / "config.json").read_text())
     assert config["preset"] == "text_finetune" and config["model"]["architecture"] == "text"
+    assert config["model"]["text_encoder"]["path"] == str(MODEL) and config["train"]["bert_decay"] == "linear"
     groups = load_training_state(text_run / "seed_3" / "state.pt")["optimizer"]["param_groups"]
     head, encoder = groups
     assert head["lr"] == 1e-3 and encoder["lr"] == 5e-5

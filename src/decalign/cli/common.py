@@ -118,10 +118,15 @@ def add_run_flags(
     seeds_help: str = "seeds (default: the preset's)",
     epochs_help: str = "maximum epochs (train.num_epochs)",
 ) -> None:
-    """The shortcuts ``--seeds``, ``--epochs`` and ``--device`` (see :func:`run_overrides`)."""
+    """The shortcuts ``--seeds``, ``--epochs``, ``--device`` (see :func:`run_overrides`) and
+    ``--encoder`` (see :func:`decalign.api.resolve_config`)."""
     p.add_argument("--seeds", nargs="+", type=int, metavar="SEED", help=seeds_help)
     p.add_argument("--epochs", type=int, metavar="N", help=epochs_help)
     add_device_flag(p)
+    p.add_argument("--encoder", metavar="DIR",
+                   help="fine-tune the text encoder in this local HuggingFace folder (model.text_encoder.kind=bert "
+                   "and .path=DIR, plus the preset's fine-tuning schedule, e.g. its warm-up; --set still wins); "
+                   "the data needs token ids (text_bert)")
 
 
 def config_file_overrides(args: argparse.Namespace) -> list[Any]:
@@ -169,4 +174,4 @@ def load_and_resolve(args: argparse.Namespace, overrides: Sequence[Override]) ->
     ``overrides``, the way ``train``, ``bench`` and ``sweep`` all resolve them."""
     from decalign.api import load_and_resolve as resolve
 
-    return resolve(args.data, args.dataset, args.preset, overrides)
+    return resolve(args.data, args.dataset, args.preset, overrides, encoder=getattr(args, "encoder", None))

@@ -36,7 +36,15 @@ def run(args: argparse.Namespace) -> int:
         changes = " ".join(f"{key}={value}" for key, value in CUSTOM_CLASSIFICATION.items())
         print(f"custom: the settings for regression data; for classification data also {changes}", file=sys.stderr)
     elif args.name:
+        import sys
+
+        from decalign.config.presets import finetune_changes
+
         print(json.dumps(config_to_dict(get_preset(args.name)), indent=2))
+        schedule = {k: v for k, v in finetune_changes(args.name, "DIR").items() if not k.startswith("model.")}
+        if schedule:  # on stderr, so stdout stays the preset's JSON
+            changes = " ".join(f"{key}={json.dumps(value)}" for key, value in schedule.items())
+            print(f"{args.name}: with --encoder DIR also {changes}", file=sys.stderr)
     else:
         width = max(len(n) for n in preset_names())
         print("\n".join(f"{n.ljust(width)}  {PRESET_DESCRIPTIONS.get(n, '')}".rstrip() for n in preset_names()))

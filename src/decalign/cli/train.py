@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = config_file_overrides(args) + run_overrides(args)
     if args.resume and args.out and RunDir(args.out).config_file.exists():
         saved = RunDir(args.out).read_config()
+        if args.encoder:  # the saved schedule stays; a changed encoder is refused by the run's checks
+            overrides = [("model.text_encoder.kind", "bert"), ("model.text_encoder.path", args.encoder), *overrides]
         config = apply_overrides(saved, overrides) if overrides else saved
         data_cfg = dataclasses.replace(config.data, path=args.data) if args.data else config.data
         dataset = load_dataset(data_cfg.path, data_cfg)

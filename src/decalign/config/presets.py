@@ -17,14 +17,15 @@ With the benchmark presets and precomputed text features the parameter counts ar
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from decalign.config.overrides import apply_overrides
 from decalign.config.schema import RunConfig
 from decalign.errors import ConfigError
 
-__all__ = ["PRESETS", "PRESET_DESCRIPTIONS", "Preset", "custom_preset", "get_preset", "preset_names"]
+__all__ = ["PRESETS", "PRESET_DESCRIPTIONS", "Preset", "custom_preset", "finetune_changes", "get_preset",
+           "preset_names"]
 
 RELEASED_SEEDS = (1111, 1112, 1113, 1114, 1115)
 
@@ -42,6 +43,10 @@ class Preset:
     plain value applies it to every modality)."""
     parent: str | None = None
     """The preset it varies; ``None``: the defaults of :class:`RunConfig`."""
+    finetune: Mapping[str, Any] = field(default_factory=dict)
+    """What a run of this preset that fine-tunes a text encoder (``--encoder DIR``) sets besides
+    the encoder: its schedule (warm-up, decay). Not in ``changes`` because the configuration
+    refuses encoder schedules without an encoder, and a preset cannot name a model folder."""
 
     def build(self) -> RunConfig:
         """The fully resolved configuration: the parent's (or the defaults), then the changes."""
@@ -112,6 +117,7 @@ MOSI_TUNED = Preset(
     {"train.lr": 5e-4, "train.num_epochs": 10, "train.early_stop_patience": 4, "train.modality_dropout": 0.3,
      "train.modality_check": True, "train.bert_lr": 5e-5, "train.ema_decay": 0.99},
     parent="mosi",
+    finetune={"train.bert_warmup_steps": 33},
 )
 """The MOSI preset tuned on real data (mosi-dev's validation split, frozen MiniLM text
 features + acoustic descriptors; evidence in ``docs/results-log.md``): a learning rate
@@ -120,8 +126,8 @@ at the released 18, the robustness options: modality dropout, and a validation c
 that leaves out a modality which misleads on unseen data, and a moving average of the weights
 (``train.ema_decay=0.99``, about 3 epochs of mosi-dev) that is validated, selected and saved,
 which at this learning rate is steadier than the raw weights. For the fine-tuned text encoder
-(``model.text_encoder.kind=bert``, ``path``: every layer fine-tuned, as released, with
-``train.bert_warmup_steps=33``, one epoch of mosi-dev; the recipe of
+(``--encoder DIR``: every layer fine-tuned, as released, with
+``train.bert_warmup_steps=33``, one epoch of mosi-dev at batch 32; the recipe of
 ``docs/results-log.md``) it sets the encoder's learning rate to 5e-5, which the
 cross-validation by video preferred to fine-tuning the top layer alone at 3e-4; without the
 encoder that is unused. Not the authors' setting."""
@@ -133,6 +139,7 @@ TEXT_FINETUNE = Preset(
      "objective.w_dec": 0.0, "objective.alpha": 0.0, "objective.beta": 0.0, "objective.w_ct": 0.0,
      "train.lr": 1e-3, "train.bert_lr": 5e-5, "train.weight_decay": 0.0, "train.num_epochs": 6,
      "train.scheduler_patience": 6, "train.grad_clip": None, "train.seeds": RELEASED_SEEDS[:3]},
+    finetune={"train.bert_warmup_steps": 20, "train.bert_decay": "linear"},
 )
 """The text alone (``model.architecture=text``): masked mean of the text encoder's states and
 a linear head trained with MSE, the recipe of fine-tuning a sentence encoder for regression:
@@ -140,9 +147,8 @@ every encoder parameter trained at 5e-5 (``train.bert_lr``), the head at 1e-3
 (``train.lr``), no weight decay or gradient clipping, 6 epochs, the epoch of lowest
 validation MSE (``loss``); early stopping and the plateau scheduler never fire within 6
 epochs. Without an encoder it trains the head on the data's frozen text features. To
-fine-tune, name the encoder and its schedule (warm-up over 20 steps, about 10% of mosi-dev's
-6 x 33 steps, then a linear decay to 0): ``--set model.text_encoder.kind=bert
-model.text_encoder.path=DIR train.bert_warmup_steps=20 train.bert_decay=linear``. The
+fine-tune, name the encoder, ``--encoder DIR``, which also sets its schedule (warm-up over 20
+steps, about 10% of mosi-dev's 6 x 33 steps, then a linear decay to 0). The
 alignment and contrastive weights are 0: the model has no alignment terms. Built on the
 defaults, not on ``mosi``: the model's other settings are unused by this architecture. Not the
 authors' setting."""
@@ -182,6 +188,19 @@ def custom_preset(task: str) -> RunConfig:
     """
     config = CUSTOM.build()
     return apply_overrides(config, CUSTOM_CLASSIFICATION) if task == "classification" else config
+
+
+def finetune_changes(preset: str, encoder: str) -> dict[str, Any]:
+    """The settings that make a run of ``preset`` fine-tune the text encoder in the local folder
+    ``encoder`` (``--encoder``): the encoder itself, then the preset's fine-tuning schedule
+    (:attr:`Preset.finetune`; none for ``custom`` and presets without one). They apply after the
+    preset and before the user's ``--set``, which still wins."""
+    schedule: dict[str, Any] = {}
+    name: str | None = preset if preset in PRESETS else None
+    while name is not None:  # a parent's schedule first, then what the child changes of it
+        schedule = {**PRESETS[name].finetune, **schedule}
+        name = PRESETS[name].parent
+    return {"model.text_encoder.kind": "bert", "model.text_encoder.path": encoder, **schedule}
 
 
 def get_preset(name: str) -> RunConfig:

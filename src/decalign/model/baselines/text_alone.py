@@ -67,8 +67,8 @@ class TextAlone(BaselineModel):
             # ignored silently, and the user would believe the encoder was fine-tuned.
             raise ConfigError(
                 f"model.text_encoder.path={config.text_encoder.path!r} is set but model.text_encoder.kind is "
-                "'features', so the encoder would not be used: add model.text_encoder.kind=bert (and "
-                "train.bert_warmup_steps, train.bert_decay=linear for its schedule)"
+                "'features', so the encoder would not be used: give the folder as --encoder DIR instead (the "
+                "encoder and the preset's schedule), or add model.text_encoder.kind=bert"
             )
         self.width = self.input_dims[TEXT]
         self.head = PredictionHead(self.width, num_outputs, config.output_dropout)
