@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from decalign.data.types import ID_SEPARATOR, MultimodalDataset, Split
+from decalign.data.types import ID_SEPARATOR, SPLITS, MultimodalDataset, Split
 from decalign.errors import DataError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ __all__ = [
     "write_split_files",
 ]
 
-GENERATED_ID_PREFIXES = frozenset({"train", "valid", "test"})
+GENERATED_ID_PREFIXES = frozenset(SPLITS)
 """The readers number a file without ids ``<split>$_$<index>``: such a "video" is a split."""
 
 MIN_FOLDS = 3
