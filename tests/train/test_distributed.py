@@ -268,3 +268,35 @@ def _predictions_with_split(path: Path) -> dict[str, float]:
     with open(path, newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
     return {r["id"]: float(r["prediction"]) for r in rows}
+
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_a_finished_job_meets_at_a_barrier_before_leaving_and_a_failed_one_does_not(
+        finished: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leaving the group: after a finished job every process waits for the others first (a worker
+    that left while rank 0 still wrote the results was once aborted); after an error no barrier,
+    since the others may be inside another collective."""
+    import torch.distributed as dist
+
+    from decalign.train.distributed import DistributedContext
+
+    calls: list[str] = []
+    real_barrier, real_destroy = dist.barrier, dist.destroy_process_group
+
+    def barrier(*args: Any, **kwargs: Any) -> Any:
+        calls.append("barrier")
+        return real_barrier(*args, **kwargs)
+
+    def destroy(*args: Any, **kwargs: Any) -> Any:
+        calls.append("destroy")
+        return real_destroy(*args, **kwargs)
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1)
+    ctx = DistributedContext.initialize(0, 1, torch.device("cpu"))
+    monkeypatch.setattr(dist, "barrier", barrier)
+    monkeypatch.setattr(dist, "destroy_process_group", destroy)
+    ctx.close(finished)
+    assert calls == (["barrier", "destroy"] if finished else ["destroy"]) and not dist.is_initialized()
+    ctx.close(finished)  # a second close is a no-op
+    assert len(calls) == (2 if finished else 1)
