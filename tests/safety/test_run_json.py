@@ -69,6 +69,10 @@ def test_report_training_and_the_web_app_refuse_through_the_one_reader(tmp_path:
     with pytest.raises(RunDirError, match="the run's configuration is not valid JSON") as err:
         RunDir(run).read_config()
     assert str(run / "config.json") in str(err.value)
+    assert str(err.value).endswith("; restore it or start a new run (--overwrite)")  # training's own hint
+    with pytest.raises(RunDirError) as reported:
+        read_run(run)
+    assert "not valid JSON" in str(reported.value) and "--overwrite" not in str(reported.value)  # report only reads
 
     with pytest.raises(RunNotFound) as served:
         read_json(run / "config.json")

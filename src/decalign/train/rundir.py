@@ -164,9 +164,9 @@ class RunDir:
 
     def read_config(self) -> RunConfig:
         from decalign.config import RunConfig, config_from_dict
-        from decalign.train.runguard import read_json_file
+        from decalign.train.runguard import TRAINING_HINT, read_json_file
 
-        return config_from_dict(RunConfig, read_json_file(self.config_file, "configuration"))
+        return config_from_dict(RunConfig, read_json_file(self.config_file, "configuration", hint=TRAINING_HINT))
 
     def read_results(self) -> dict[str, Any]:
         return json.loads(self.results_file.read_text())  # type: ignore[no-any-return]

@@ -158,14 +158,19 @@ def check_run_file(path: Path, what: str, max_bytes: int, *, shown: str | None =
     return where
 
 
+TRAINING_HINT = "restore it or start a new run (--overwrite)"
+"""What training adds when a run it resumes holds a broken file (``report`` and the web app only read)."""
+
+
 def read_json_file(path: Path, what: str = "file", max_bytes: int = RUN_JSON_MAX_BYTES, *,
-                   shown: str | None = None) -> Any:
+                   shown: str | None = None, hint: str | None = None) -> Any:
     """JSON from a run's file ``path``, read only if it is a regular file of at most ``max_bytes``.
 
     The one reader of a run directory's JSON (training's resume checks, ``decalign report`` and
     the web app's run index all go through it), so each refusal reads the same everywhere.
     ``shown`` is how messages name the file (default: its whole path; the web app passes the
-    file's name, since its clients are not told where the server keeps its runs).
+    file's name, since its clients are not told where the server keeps its runs). ``hint``
+    ends the message of a file that is not JSON (training: :data:`TRAINING_HINT`).
 
     Raises:
         RunDirError: one line naming ``path`` and ``what``: missing, unreadable, not a regular
@@ -179,16 +184,14 @@ def read_json_file(path: Path, what: str = "file", max_bytes: int = RUN_JSON_MAX
     except OSError as err:
         raise RunDirError(f"{where}: cannot read the run's {what}: {err.strerror or err}") from None
     except (ValueError, UnicodeDecodeError) as err:
-        raise RunDirError(
-            f"{where}: the run's {what} is not valid JSON (truncated or edited? {err}); restore it "
-            "or start a new run (--overwrite)"
-        ) from None
+        raise RunDirError(f"{where}: the run's {what} is not valid JSON (truncated or edited? {err})"
+                          + (f"; {hint}" if hint else "")) from None
 
 
 def check_fingerprint(dataset_file: Path, fingerprint: Mapping[str, Any]) -> None:
     """Refuse to resume on data other than the run's (``dataset.json`` of runs from before
     fingerprints existed carries none: accepted)."""
-    saved = read_json_file(dataset_file, "dataset description")
+    saved = read_json_file(dataset_file, "dataset description", hint=TRAINING_HINT)
     old = saved.get("fingerprint") if isinstance(saved, dict) else None
     if not isinstance(old, dict) or "sha256" not in old:
         return
