@@ -13,13 +13,18 @@ import os
 import stat
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from decalign.extract.errors import ExtractError
 from decalign.extract.media import MEDIA_LIMITS, MediaLimits
 from decalign.extract.provenance import ExtractorRecord
+
+if TYPE_CHECKING:
+    from decalign.data.types import Split
+    from decalign.extract.report import ClipOutcome
+    from decalign.inference import Prediction, Predictor
 
 __all__ = ["MediaModel", "describe_prediction", "format_prediction", "predict_media", "recorded_model_dir"]
 
@@ -153,7 +158,7 @@ class MediaModel:
 
     def features(
         self, media: str | os.PathLike[str], transcript: str, *, start: float | None = None, end: float | None = None
-    ) -> tuple[Any, Any, list[str], dict[str, float]]:
+    ) -> tuple[Split, ClipOutcome, list[str], dict[str, float]]:
         """The clip as a one-sample test split the predictor takes, its extraction outcome, notes
         on what was cut to the model's lengths, and the seconds each stage took (``extract``,
         ``assemble``)."""
@@ -203,7 +208,7 @@ class MediaModel:
         return result
 
 
-def describe_prediction(predictor: Any, split: Any, prediction: Any) -> dict[str, Any]:
+def describe_prediction(predictor: Predictor, split: Split, prediction: Prediction) -> dict[str, Any]:
     """What one clip's prediction means: the value (regression: with its polarity and the label
     scale the model was trained on; classification: the class and every probability), and what
     each modality contributes: the prediction with that modality left out (the model's rule for a

@@ -537,7 +537,7 @@ def _plan(state: _State, name: str, seed: int | None, split: str, index: int) ->
             raise RunNotFound(f"sample {index}: the {split} split has {len(data)} samples")
         size = ckpt.config.train.batch_size
         first = index // size * size
-        rows = np.arange(first, min(first + size, len(data)))
+        rows = torch.arange(first, min(first + size, len(data)))
         device = next(ckpt.model.parameters()).device
         with torch.no_grad():
             batch = data.batch(rows, device)
@@ -548,7 +548,7 @@ def _plan(state: _State, name: str, seed: int | None, split: str, index: int) ->
         if not np.isfinite(plan).all() or plan.sum() <= 0:
             raise RunNotFound(f"run {name!r}: the transport plan of this batch has no mass")
         return plan_png(plan, ckpt.info.modalities,
-                        f"Transport plan of the {split} batch of samples {first}-{rows[-1]} (seed {seed})")
+                        f"Transport plan of the {split} batch of samples {first}-{int(rows[-1])} (seed {seed})")
 
     return state.memo(("plan", name, str(seed), split, str(index), state.stamp(name)), draw)
 

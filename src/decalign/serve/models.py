@@ -15,11 +15,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
 from decalign.data.types import DataError
+
+if TYPE_CHECKING:
+    from decalign.api import Prepared
+    from decalign.data.types import MultimodalDataset
+    from decalign.extract.predict import MediaModel
+    from decalign.inference import Prediction, Predictor, SampleArrays
+    from decalign.model.factory import ModelInfo
+    from decalign.train.checkpoint import LoadedCheckpoint
+
+T = TypeVar("T")
 
 __all__ = ["ModelCache", "describe_prediction", "predict_with_contributions"]
 
@@ -37,13 +47,13 @@ class ModelCache:
             raise ValueError("ModelCache: size must be at least 1")
         self.size = size
         self.device = device
-        self._entries: OrderedDict[tuple[str, str, int], Any] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str, int], object] = OrderedDict()
         self._locks: dict[tuple[str, str, int], threading.Lock] = {}
         self._lock = threading.Lock()
         self.loads: dict[str, int] = {}
         """How many times each kind was built (tests check that a model is loaded once)."""
 
-    def _get(self, kind: str, path: Path, build: Callable[[], Any]) -> Any:
+    def _get(self, kind: str, path: Path, build: Callable[[], T]) -> T:
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:
@@ -52,12 +62,12 @@ class ModelCache:
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
-                return self._entries[key]
+                return cast("T", self._entries[key])  # one key, one kind: the entry was built by this kind
             entry_lock = self._locks.setdefault(key, threading.Lock())
         with entry_lock:
             with self._lock:
                 if key in self._entries:
-                    return self._entries[key]
+                    return cast("T", self._entries[key])
             value = build()
             with self._lock:
                 self._entries[key] = value
@@ -67,40 +77,40 @@ class ModelCache:
                     self._locks.pop(old, None)
             return value
 
-    def checkpoint(self, path: Path) -> Any:
+    def checkpoint(self, path: Path) -> LoadedCheckpoint:
         """The :class:`~decalign.train.checkpoint.LoadedCheckpoint` of ``path``."""
         from decalign.train.checkpoint import load_checkpoint
 
         return self._get("checkpoint", path, lambda: load_checkpoint(path))
 
-    def predictor(self, path: Path) -> Any:
+    def predictor(self, path: Path) -> Predictor:
         """A :class:`decalign.Predictor` over the cached checkpoint (shared model, eval mode)."""
         from decalign.inference import Predictor
 
-        def build() -> Any:
+        def build() -> Predictor:
             ckpt = self.checkpoint(path)
             return Predictor.from_loaded(ckpt, self.device)
 
         return self._get("predictor", path, build)
 
-    def media_model(self, path: Path) -> Any:
+    def media_model(self, path: Path) -> MediaModel:
         """The checkpoint with its extractors (:class:`~decalign.extract.predict.MediaModel`)."""
         from decalign.extract.predict import MediaModel
 
         return self._get("media", path, lambda: MediaModel(path, self.device))
 
-    def raw_data(self, path: Path) -> Any:
+    def raw_data(self, path: Path) -> MultimodalDataset:
         """The data the checkpoint was trained on, raw (as the data file holds it): the samples
         the pages pick from."""
         from decalign.data import load_dataset
 
-        def build() -> Any:
+        def build() -> MultimodalDataset:
             config = self.checkpoint(path).config
             return load_dataset(config.data.path, config.data)
 
         return self._get("raw_data", path, build)
 
-    def prepared_data(self, path: Path) -> Any:
+    def prepared_data(self, path: Path) -> Prepared:
         """The trained-on data prepared for the model (its standardisation): what the model's
         forward pass (and its transport plan) takes."""
         from decalign.api import load_for_eval
@@ -123,32 +133,34 @@ def _scale(value: float, label_range: Sequence[float] | None) -> dict[str, Any]:
     return out
 
 
-def describe_prediction(prediction: Any, index: int, info: Any) -> dict[str, Any]:
+def describe_prediction(prediction: Prediction, index: int, info: ModelInfo) -> dict[str, Any]:
     """One sample of a :class:`~decalign.inference.Prediction` as JSON: the value (regression) or
     class with its probabilities, and for regression the polarity and the scale point."""
     if prediction.task == "regression":
         value = float(prediction.values[index])
         return {"task": "regression", "prediction": value, **_scale(value, getattr(info, "label_range", None))}
     names = list(prediction.class_names or ())
+    assert prediction.probabilities is not None  # every classification prediction carries them
     probs = prediction.probabilities[index]
     return {"task": "classification", "prediction": names[int(prediction.values[index])],
             "probabilities": {n: float(p) for n, p in zip(names, probs)}}
 
 
-def _score(prediction: Any, reference: Any) -> float:
+def _score(prediction: Prediction, reference: Prediction) -> float:
     """The number contributions compare: the value (regression) or the probability of the class
     ``reference`` predicted (classification)."""
     if prediction.task == "regression":
         return float(prediction.values[0])
+    assert prediction.probabilities is not None  # every classification prediction carries them
     return float(prediction.probabilities[0, int(reference.values[0])])
 
 
 def predict_with_contributions(
-    predictor: Any,
+    predictor: Predictor,
     features: Mapping[str, Any],
     lengths: Mapping[str, Any] | None = None,
     drop: Sequence[str] = (),
-    split: Any = None,
+    split: SampleArrays | None = None,
 ) -> dict[str, Any]:
     """One sample's prediction, and the prediction with each remaining modality left out.
 
@@ -161,7 +173,7 @@ def predict_with_contributions(
 
     drop = check_drop(drop, predictor.info.modalities, predictor.modalities) if drop else ()
 
-    def run(leave: Sequence[str]) -> Any:
+    def run(leave: Sequence[str]) -> Prediction:
         if split is not None:
             return predictor.predict_split(split, drop=tuple(leave))
         return predictor.predict(features, lengths, drop=tuple(leave))
