@@ -198,7 +198,7 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
 
-def check_space(space: Sequence[ParamSpec], config: Any, path: Path) -> None:
+def check_space(space: Sequence[ParamSpec], config: RunConfig, path: Path) -> None:
     """Every searched setting exists and accepts both ends of its range (fail before trial 0)."""
     from decalign.config import ConfigError, apply_overrides
 
