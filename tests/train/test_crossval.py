@@ -163,6 +163,9 @@ def test_report_pairs_two_cross_validations_clip_by_clip(cv: Path, data: Path, t
     printed = capsys.readouterr().out
     assert "cross-validation: 3 folds by video" in printed and "fold 3: 1: 1, 2: 1" in printed
     assert rep.protocol_notes == ()  # same folds, same data, same selection
+    # its "test" is each fold's held-out clips, not the file's test split (never read): said so
+    assert rep.to_markdown().startswith("# Out-of-fold predictions\n\n| out-of-fold (mean ± sample std) |")
+    assert "over the 27 out-of-fold samples" in rep.to_text()
     four = tmp_path / "cv_four"
     assert _cv(data, four, folds="4", seeds=("1",)) == 0
     other_folds = report([cv, four], n_boot=10)

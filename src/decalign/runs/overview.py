@@ -94,10 +94,18 @@ class Report:
 
     # -- rendering --------------------------------------------------------------------------------
 
+    @property
+    def _what(self) -> str:
+        """What the samples are, for headings: a cross-validation's ``test`` is each fold's held-out
+        clips (train + valid pooled), not the file's test split, which it never reads."""
+        if self.split == "test" and self.cards and all(c.cross_validation for c in self.cards):
+            return "out-of-fold"
+        return self.split
+
     def _summary_cells(self) -> list[list[str]]:
         from decalign.metrics.display import format_mean_std, format_value
 
-        rows = [[f"{self.split} (mean ± sample std)", "seeds", *self.metrics]]
+        rows = [[f"{self._what} (mean ± sample std)", "seeds", *self.metrics]]
         for s in self.summaries:
             rows.append([s.run, str(s.n_seeds), *(format_mean_std(k, s.mean[k], s.std[k]) for k in self.metrics)])
         for p in self.probes:
@@ -125,7 +133,7 @@ class Report:
             "seeds resampled per run" if paired == {False} else "seeds paired where the seed lists match")
         return (f"accuracies and F1 x 100; difference = run - {self.baseline}; {100 * self.level:g}% percentile "
                 "bootstrap interval, "
-                f"{self.n_boot} replicates over the {self.n_samples} {self.split} samples (paired) and the seeds "
+                f"{self.n_boot} replicates over the {self.n_samples} {self._what} samples (paired) and the seeds "
                 f"({seeds}); bootstrap seed {self.bootstrap_seed}")
 
     def to_text(self) -> str:
@@ -139,7 +147,8 @@ class Report:
         return "\n".join(parts)
 
     def to_markdown(self) -> str:
-        parts = [f"# Runs on the {self.split} split", "", _markdown(self._summary_cells())]
+        title = "Out-of-fold predictions" if self._what == "out-of-fold" else f"Runs on the {self.split} split"
+        parts = [f"# {title}", "", _markdown(self._summary_cells())]
         if self.comparisons:
             parts += ["", f"## Paired differences against {self.baseline}", "", _markdown(self._comparison_cells()),
                       "", self._comparison_note() + "."]
