@@ -368,7 +368,7 @@ def load_samples(data: str | os.PathLike[str] | None, config: RunConfig) -> Samp
     import dataclasses
 
     from decalign.data.loading import load_dataset
-    from decalign.data.samples import read_samples, samples_from_dataset
+    from decalign.data.samples import samples_from_dataset, samples_instead
 
     if data is None:
         if config.data.dataset != "synthetic":
@@ -377,13 +377,7 @@ def load_samples(data: str | os.PathLike[str] | None, config: RunConfig) -> Samp
     try:
         return samples_from_dataset(load_dataset(data, dataclasses.replace(config.data, dataset="auto")))
     except DataError as full_error:
-        try:
-            samples = read_samples(data)
-        except DataError:
-            raise full_error from None
-        if samples.is_full_dataset:  # a labelled dataset with a problem: say what it is
-            raise full_error from None
-        return samples
+        return samples_instead(data, full_error)
 
 
 def predict_to_csv(

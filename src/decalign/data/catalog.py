@@ -226,16 +226,10 @@ def describe_file(path: str | os.PathLike[str] | None, kind: str = "auto") -> di
         except InvalidValuesError:  # the layout was understood; its values are what is wrong
             raise
         except DataError as err:  # not a full labelled dataset: samples to predict on, if anything
-            from decalign.data.samples import describe_samples, read_samples
+            from decalign.data.samples import describe_samples, samples_instead
 
             if path is None:
                 raise
-            try:
-                samples = read_samples(path)
-            except DataError:
-                raise err from None
-            if samples.is_full_dataset:  # a training dataset with a problem: that is the news
-                raise err from None
-            info = describe_samples(samples)
+            info = describe_samples(samples_instead(path, err))
             info["fingerprint"] = {"content": None, "sha256": file_sha256(path)}
     return info

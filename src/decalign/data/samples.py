@@ -28,7 +28,7 @@ import numpy as np
 from decalign.data.arrays import bert_inputs, float_features, int_lengths, replace_nonfinite_, str_array
 from decalign.data.types import SPLITS, DataError, MultimodalDataset, numbered_ids
 
-__all__ = ["SampleSet", "Samples", "describe_samples", "read_samples", "samples_from_dataset"]
+__all__ = ["SampleSet", "Samples", "describe_samples", "read_samples", "samples_from_dataset", "samples_instead"]
 
 LABEL_KEYS = ("labels", "regression_labels", "classification_labels")
 ID_KEYS = ("id", "ids")
@@ -179,6 +179,20 @@ def _native_file(path: Path, fmt: str, notes: list[str]) -> dict[str, SampleSet]
             return strings[key] if key in strings else fh.get_tensor(key)
 
         return _prefixed_sets(keys + list(strings), get, str(path), notes)
+
+
+def samples_instead(path: str | os.PathLike[str], full_error: DataError) -> Samples:
+    """The samples of ``path`` after the full-dataset reader refused it with ``full_error``:
+    a file of samples to predict on is not a training dataset. ``full_error`` is what is raised
+    when ``path`` holds no samples either, or holds a full labelled dataset after all (then the
+    full reader's complaint is the news)."""
+    try:
+        samples = read_samples(path)
+    except DataError:
+        raise full_error from None
+    if samples.is_full_dataset:
+        raise full_error from None
+    return samples
 
 
 def read_samples(path: str | os.PathLike[str]) -> Samples:
