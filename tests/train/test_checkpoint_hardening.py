@@ -186,10 +186,9 @@ def test_cli_eval_reports_a_damaged_checkpoint_in_one_line(saved: Path, tmp_path
     assert err.count("\n") == 1 and "checksum" in err and "Traceback" not in err
 
 
-def test_permission_denied_is_reported_as_such(saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Issue case: an unreadable checkpoint was reported as 'corrupt or truncated: No such file'.
-    Simulated (tests may run as root, who can read anything): the OS refuses to open it."""
-    path = _copy(saved, tmp_path)
+def _deny_opening(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The checkpoint reader's ``open`` refuses ``path`` as the OS would for a file of mode 000
+    (tests may run as root, who can read anything)."""
     real_open = builtins.open
 
     def deny(file: Any, *args: Any, **kw: Any) -> Any:
@@ -198,6 +197,13 @@ def test_permission_denied_is_reported_as_such(saved: Path, tmp_path: Path, monk
         return real_open(file, *args, **kw)
 
     monkeypatch.setattr(ckpt_mod, "open", deny, raising=False)
+
+
+def test_permission_denied_is_reported_as_such(saved: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue case: an unreadable checkpoint was reported as 'corrupt or truncated: No such file'.
+    Simulated (tests may run as root, who can read anything): the OS refuses to open it."""
+    path = _copy(saved, tmp_path)
+    _deny_opening(path, monkeypatch)
     msg = _error(path, "permission denied")
     assert "corrupt" not in msg and "No such file" not in msg
 
@@ -235,14 +241,7 @@ def test_an_unreadable_checkpoint_exits_1_a_corrupt_one_2(saved: Path, tmp_path:
     assert "corrupt or truncated" in capsys.readouterr().err
     path = tmp_path / "denied.safetensors"
     path.write_bytes(saved.read_bytes())
-    real_open = builtins.open
-
-    def deny(file: Any, *args: Any, **kw: Any) -> Any:
-        if os.fspath(file) == str(path):
-            raise PermissionError(13, "Permission denied", str(path))
-        return real_open(file, *args, **kw)
-
-    monkeypatch.setattr(ckpt_mod, "open", deny, raising=False)
+    _deny_opening(path, monkeypatch)
     with pytest.raises(CheckpointAccessError) as info:
         load_checkpoint(path)
     assert isinstance(info.value, CheckpointError) and isinstance(info.value, FileAccessError)
