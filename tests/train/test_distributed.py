@@ -7,16 +7,15 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from decalign.testing.crash import kill_when_saved
 from decalign.train.distributed import Context, chunk_sizes
 
 pytestmark = pytest.mark.slow
@@ -200,32 +199,10 @@ def _run(cmd: list[str]) -> None:
     assert proc.returncode == 0, err
 
 
-def _state_epoch(path: Path) -> int:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except Exception:  # not written yet
-        return 0
-
-
 def _kill_after_epoch(out: Path, epoch: int) -> None:
     """Start a 2-process run and SIGKILL every process of it (agent and workers, one process
     group) as soon as ``epoch`` is saved, so it dies mid-way through the next epoch."""
-    proc = subprocess.Popen(_torchrun(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    state = out / "seed_3" / "state.pt"
-    deadline = time.monotonic() + 240
-    try:
-        while _state_epoch(state) < epoch:
-            if proc.poll() is not None:
-                raise AssertionError(f"training exited early: {proc.stderr.read().decode() if proc.stderr else ''}")
-            if time.monotonic() > deadline:
-                raise AssertionError("training did not reach the epoch in time")
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-        if proc.stderr:
-            proc.stderr.close()
+    kill_when_saved(_torchrun(out), out / "seed_3" / "state.pt", epoch, env=_env(), poll_s=0.02, whole_group=True)
 
 
 def _predictions(path: Path) -> dict[str, float]:

@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from decalign.cli import main
+from decalign.testing.crash import kill_when_saved
 
 pytestmark = pytest.mark.slow
 
@@ -27,33 +24,11 @@ ARGS = [
 ]
 
 
-def _state_epoch(path: Path) -> int:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except Exception:  # being written or not there yet
-        return 0
-
-
 def _kill_after_epoch(out: Path, epoch: int, timeout: float = 240.0) -> None:
     """Start a training process and SIGKILL it as soon as ``epoch`` is saved (so it dies in the
     next epoch, mid-way, as a real crash would)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "decalign", "train", "--out", str(out), *ARGS], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = out / "seed_3" / "state.pt"
-    deadline = time.monotonic() + timeout
-    try:
-        while _state_epoch(state) < epoch:
-            if proc.poll() is not None:
-                raise AssertionError(f"training exited early: {proc.stderr.read().decode() if proc.stderr else ''}")
-            if time.monotonic() > deadline:
-                raise AssertionError("training did not reach the epoch in time")
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait(timeout=30)
-        if proc.stderr:
-            proc.stderr.close()
+    kill_when_saved([sys.executable, "-m", "decalign", "train", "--out", str(out), *ARGS], out / "seed_3" / "state.pt",
+                    epoch, env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}, timeout=timeout)
 
 
 def test_killed_and_resumed_run_equals_straight_run(tmp_path: Path) -> None:
